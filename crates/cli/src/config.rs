@@ -1,0 +1,253 @@
+//! Configuration of the `yatai` binary. Each setting comes from, in order of precedence:
+//! a command-line flag, its environment variable, the TOML config file (`--config`), then the default.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use yatai_store::db::postgres_url;
+use yatai_store::objects::S3Config;
+use yatai_store::ObjectStorageConfig;
+
+/// Default TCP port (the original Yatai's).
+pub const DEFAULT_PORT: u16 = 7777;
+/// Default bind address.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default data directory (SQLite database and object directory of the embedded default).
+pub const DEFAULT_DATA_DIR: &str = "./yatai-data";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where metadata and archives are stored.
+#[derive(Debug, Clone, Args, Default)]
+pub struct StorageArgs {
+    /// TOML file with any of the settings below (keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "YATAI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded default: SQLite file `yatai.db` and archives in `objects/` [default: ./yatai-data]
+    #[arg(long, env = "YATAI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata database URL, `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB`; overrides PG_* [default: SQLite in the data directory]
+    #[arg(long, env = "YATAI_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL host; setting it selects PostgreSQL
+    #[arg(long, env = "PG_HOST")]
+    pub pg_host: Option<String>,
+    /// PostgreSQL port [default: 5432]
+    #[arg(long, env = "PG_PORT")]
+    pub pg_port: Option<u16>,
+    /// PostgreSQL user [default: postgres]
+    #[arg(long, env = "PG_USER")]
+    pub pg_user: Option<String>,
+    /// PostgreSQL password [default: none]
+    #[arg(long, env = "PG_PASSWORD", hide_env_values = true)]
+    pub pg_password: Option<String>,
+    /// PostgreSQL database [default: yatai]
+    #[arg(long, env = "PG_DATABASE")]
+    pub pg_database: Option<String>,
+    /// PostgreSQL sslmode: disable, prefer, require, verify-ca, verify-full [default: prefer]
+    #[arg(long, env = "PG_SSLMODE")]
+    pub pg_sslmode: Option<String>,
+    /// S3 endpoint, `host:port` or URL; setting it or the bucket selects S3 [default: local directory]
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 access key
+    #[arg(long, env = "S3_ACCESS_KEY")]
+    pub s3_access_key: Option<String>,
+    /// S3 secret key
+    #[arg(long, env = "S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// S3 region [default: us-east-1]
+    #[arg(long, env = "S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Use https for an endpoint given without scheme [default: true]
+    #[arg(long, env = "S3_SECURE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub s3_secure: Option<bool>,
+    /// S3 bucket holding the archives [default: yatai]
+    #[arg(long, env = "S3_BUCKET_NAME")]
+    pub s3_bucket_name: Option<String>,
+}
+
+/// The config file: every setting optional, same names as the long flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub pg_host: Option<String>,
+    pub pg_port: Option<u16>,
+    pub pg_user: Option<String>,
+    pub pg_password: Option<String>,
+    pub pg_database: Option<String>,
+    pub pg_sslmode: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_secure: Option<bool>,
+    pub s3_bucket_name: Option<String>,
+    pub initialization_token: Option<String>,
+    pub transmission_strategy: Option<String>,
+    pub public_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl ConfigFile {
+    /// Reads the config file, or an empty one when none is given.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
+        let Some(path) = path else {
+            return Ok(ConfigFile::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid config file {}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            )
+        })
+    }
+}
+
+/// The resolved storage: database URL and object storage.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    #[allow(dead_code)] // read by backup/restore (operations)
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub objects: ObjectStorageConfig,
+}
+
+impl StorageArgs {
+    /// Merges flags/env with the config file and defaults, and picks the backends.
+    pub fn resolve(&self, file: &ConfigFile) -> anyhow::Result<Storage> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let pick = |flag: &Option<String>, from_file: &Option<String>| {
+            flag.clone()
+                .or_else(|| from_file.clone())
+                .filter(|s| !s.is_empty())
+        };
+        let database_url = if let Some(url) = pick(&self.database_url, &file.database_url) {
+            url
+        } else if let Some(host) = pick(&self.pg_host, &file.pg_host) {
+            postgres_url(
+                &host,
+                self.pg_port.or(file.pg_port).unwrap_or(5432),
+                &pick(&self.pg_user, &file.pg_user).unwrap_or_else(|| "postgres".into()),
+                pick(&self.pg_password, &file.pg_password).as_deref(),
+                &pick(&self.pg_database, &file.pg_database).unwrap_or_else(|| "yatai".into()),
+                pick(&self.pg_sslmode, &file.pg_sslmode).as_deref(),
+            )
+        } else {
+            std::fs::create_dir_all(&data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            })?;
+            format!("sqlite://{}?mode=rwc", data_dir.join("yatai.db").display())
+        };
+        let endpoint = pick(&self.s3_endpoint, &file.s3_endpoint);
+        let bucket = pick(&self.s3_bucket_name, &file.s3_bucket_name);
+        let objects = if endpoint.is_some() || bucket.is_some() {
+            let access_key = pick(&self.s3_access_key, &file.s3_access_key).unwrap_or_default();
+            let secret_key = pick(&self.s3_secret_key, &file.s3_secret_key).unwrap_or_default();
+            if access_key.is_empty() != secret_key.is_empty() {
+                bail!("S3_ACCESS_KEY and S3_SECRET_KEY must be given together");
+            }
+            ObjectStorageConfig::S3(S3Config {
+                endpoint: endpoint.unwrap_or_default(),
+                access_key,
+                secret_key,
+                region: pick(&self.s3_region, &file.s3_region)
+                    .unwrap_or_else(|| "us-east-1".into()),
+                secure: self.s3_secure.or(file.s3_secure).unwrap_or(true),
+                bucket: bucket.unwrap_or_else(|| "yatai".into()),
+            })
+        } else {
+            ObjectStorageConfig::Local {
+                root: data_dir.join("objects"),
+            }
+        };
+        Ok(Storage {
+            data_dir,
+            database_url,
+            objects,
+        })
+    }
+}
+
+/// Settings of `yatai serve` beyond storage.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on [default: 127.0.0.1]
+    #[arg(long, env = "YATAI_HOST")]
+    pub host: Option<String>,
+    /// Port to listen on [default: 7777]
+    #[arg(long, env = "YATAI_PORT")]
+    pub port: Option<u16>,
+    /// Token that opens first-run setup [default: a random one, printed at start]
+    #[arg(long, env = "YATAI_INITIALIZATION_TOKEN", hide_env_values = true)]
+    pub initialization_token: Option<String>,
+    /// How archives travel: proxy (through the server) or presigned_url (straight to storage) [default: proxy]
+    #[arg(long, env = "TRANSMISSION_STRATEGY")]
+    pub transmission_strategy: Option<String>,
+    /// URL users reach this server at, for links and presigned URLs [default: http://HOST:PORT]
+    #[arg(long, env = "YATAI_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// The resolved settings of `yatai serve`.
+#[derive(Debug, Clone)]
+pub struct Serve {
+    pub storage: Storage,
+    pub host: String,
+    pub port: u16,
+    pub initialization_token: Option<String>,
+    pub transmission_strategy: Option<String>,
+    pub public_url: Option<String>,
+}
+
+impl ServeArgs {
+    /// Merges flags/env with the config file and defaults.
+    pub fn resolve(&self, file: &ConfigFile) -> anyhow::Result<Serve> {
+        Ok(Serve {
+            storage: self.storage.resolve(file)?,
+            host: self
+                .host
+                .clone()
+                .or_else(|| file.host.clone())
+                .unwrap_or_else(|| DEFAULT_HOST.into()),
+            port: self.port.or(file.port).unwrap_or(DEFAULT_PORT),
+            initialization_token: self
+                .initialization_token
+                .clone()
+                .or_else(|| file.initialization_token.clone())
+                .filter(|t| !t.is_empty()),
+            transmission_strategy: self
+                .transmission_strategy
+                .clone()
+                .or_else(|| file.transmission_strategy.clone()),
+            public_url: self
+                .public_url
+                .clone()
+                .or_else(|| file.public_url.clone())
+                .map(|u| u.trim_end_matches('/').to_string()),
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! `yatai`: the one binary of Yatai in Rust — the registry server and its operations.
+
+mod config;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{ConfigFile, LogFormat, ServeArgs, StorageArgs};
+use yatai_server::{AppState, Settings};
+use yatai_store::{Db, ObjectStorage};
+
+/// Yatai in Rust: a self-hosted registry for BentoML bentos and models.
+#[derive(Debug, Parser)]
+#[command(name = "yatai", version, about, long_about = None, after_help = "Settings come from flags, then their environment variables, then the --config file, then the defaults.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format [default: text]
+    #[arg(long, global = true, env = "YATAI_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Yatai API server (REST API, health, metrics).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit (`serve` also applies them on start).
+    Migrate(StorageArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config_path = match &cli.command {
+        Command::Serve(a) => a.storage.config.clone(),
+        Command::Migrate(a) => a.config.clone(),
+    };
+    let file = match ConfigFile::load(config_path.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    init_logging(
+        cli.log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text),
+    );
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(e.into()),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args.resolve(&file)?).await,
+            Command::Migrate(args) => migrate(args.resolve(&file)?).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    eprintln!("error: {}", chain.join(": "));
+    ExitCode::FAILURE
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_db(storage: &config::Storage) -> anyhow::Result<Db> {
+    let db = Db::connect(&storage.database_url).await?;
+    let applied = db.migrate().await?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
+    }
+    Ok(db)
+}
+
+async fn migrate(storage: config::Storage) -> anyhow::Result<()> {
+    let db = open_db(&storage).await?;
+    db.close().await;
+    println!(
+        "database is up to date ({})",
+        yatai_store::db::redact_url(&storage.database_url)
+    );
+    Ok(())
+}
+
+async fn serve(cfg: config::Serve) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let transmission_strategy = cfg
+        .transmission_strategy
+        .as_deref()
+        .unwrap_or("proxy")
+        .parse()?;
+    let db = open_db(&cfg.storage).await?;
+    let objects = ObjectStorage::open(&cfg.storage.objects).await?;
+    let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+    let addr = listener.local_addr()?;
+    let link_host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{link_host}:{}", addr.port()));
+    let initialization_token = cfg
+        .initialization_token
+        .clone()
+        .unwrap_or_else(|| yatai_server::auth::secrets::new_secret(""));
+    let settings = Settings {
+        initialization_token: initialization_token.clone(),
+        secure_cookies: public_url.starts_with("https://"),
+        public_url: public_url.clone(),
+        transmission_strategy,
+        ..Settings::default()
+    };
+    let state = AppState::new(db.clone(), objects, settings);
+    tracing::info!(
+        database = %yatai_store::db::redact_url(&cfg.storage.database_url),
+        objects = %state.objects.describe(),
+        transmission_strategy = transmission_strategy.as_str(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "Yatai is listening on {public_url}"
+    );
+    println!("Yatai is listening on {public_url}");
+    if !yatai_server::api::setup::is_completed(&state).await? {
+        println!("Setup is open: create the first admin at {public_url}/setup?token={initialization_token}");
+    }
+    yatai_server::serve(listener, state).await?;
+    db.close().await;
+    Ok(())
+}

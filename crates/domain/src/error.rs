@@ -1,0 +1,42 @@
+//! The one error type of the domain; the server maps each kind to an HTTP status in one place.
+
+/// What went wrong, classified by who has to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or breaks a rule (HTTP 400).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No credentials, or credentials that are not valid (HTTP 401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials that do not allow this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist or is not visible to the caller (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource exists already, or is in a state that forbids this (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A fault on our side: database, object storage, I/O (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+    /// A dependency is not available right now (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// Shorthand for a "not found" error naming the kind of resource and its name.
+    pub fn not_found(kind: &str, name: impl std::fmt::Display) -> Self {
+        Error::NotFound(format!("{kind} \"{name}\" not found"))
+    }
+
+    /// Shorthand for a bad-input error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidArgument(msg.into())
+    }
+}
+
+/// Result with the domain error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,140 @@
+//! Password login with a session cookie, logout, the current user, and password change.
+
+use axum::extract::State;
+use axum::Json;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_domain::{names, time::now_micros, Error};
+use yatai_store::db::{sessions, users};
+
+use super::schemas::UserSchema;
+use crate::auth::secrets::{hash_password, new_secret, secret_hash, verify_password};
+use crate::auth::{Identity, SESSION_COOKIE};
+use crate::error::{ApiJson, ApiResult};
+use crate::AppState;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(current))
+        .routes(routes!(reset_password))
+}
+
+/// The body of a login.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginSchema {
+    pub name_or_email: String,
+    pub password: String,
+}
+
+/// The body of a password change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetPasswordSchema {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Checks a user's password and opens a session; returns the session secret.
+pub async fn open_session(
+    state: &AppState,
+    name_or_email: &str,
+    password: &str,
+) -> Result<(users::User, String), Error> {
+    let user = users::find_by_name_or_email(state.db.pool(), name_or_email.trim()).await?;
+    let ok = verify_password(
+        password.to_string(),
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
+    let user = match (ok, user) {
+        (true, Some(user)) => user,
+        _ => return Err(Error::Unauthenticated("wrong user name or password".into())),
+    };
+    let secret = new_secret("ys_");
+    let expires = now_micros() + state.settings.session_ttl.as_micros() as i64;
+    sessions::create(state.db.pool(), &secret_hash(&secret), &user.uid, expires).await?;
+    Ok((user, secret))
+}
+
+/// The session cookie for `secret` (HttpOnly, SameSite=Lax, Secure over HTTPS).
+pub fn session_cookie(state: &AppState, secret: String) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, secret))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.settings.secure_cookies)
+        .max_age(time::Duration::seconds(
+            state.settings.session_ttl.as_secs() as i64,
+        ))
+        .build()
+}
+
+/// Logs in with a password; sets the session cookie.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginSchema,
+    responses((status = 200, body = UserSchema), (status = 401, description = "wrong name or password")))]
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<LoginSchema>,
+) -> ApiResult<(CookieJar, Json<UserSchema>)> {
+    let (user, secret) = open_session(&state, &body.name_or_email, &body.password).await?;
+    Ok((
+        jar.add(session_cookie(&state, secret)),
+        Json((&user).into()),
+    ))
+}
+
+/// Ends the session of the cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 200, description = "logged out")))]
+async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+) -> ApiResult<(CookieJar, Json<serde_json::Value>)> {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        sessions::delete(state.db.pool(), &secret_hash(c.value())).await?;
+    }
+    Ok((
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        Json(serde_json::json!({})),
+    ))
+}
+
+/// The authenticated user.
+#[utoipa::path(get, path = "/api/v1/auth/current", tag = "auth", responses((status = 200, body = UserSchema), (status = 401, description = "not authenticated")))]
+async fn current(identity: Identity) -> Json<UserSchema> {
+    Json((&identity.user).into())
+}
+
+/// Changes the caller's password and ends their other sessions.
+#[utoipa::path(patch, path = "/api/v1/auth/reset_password", tag = "auth", request_body = ResetPasswordSchema, responses((status = 200, body = UserSchema)))]
+async fn reset_password(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiJson(body): ApiJson<ResetPasswordSchema>,
+) -> ApiResult<Json<UserSchema>> {
+    if identity.token.is_some() {
+        return Err(Error::Forbidden(
+            "a password can only be changed from a logged-in session, not with an API token".into(),
+        )
+        .into());
+    }
+    if !verify_password(
+        body.current_password,
+        Some(identity.user.password_hash.clone()),
+    )
+    .await
+    {
+        return Err(Error::invalid("the current password is wrong").into());
+    }
+    names::validate_password(&body.new_password)?;
+    let hash = hash_password(body.new_password).await?;
+    let mut tx = state.db.begin().await?;
+    users::set_password_hash(&mut *tx, &identity.user.uid, &hash).await?;
+    sessions::delete_for_user(&mut *tx, &identity.user.uid).await?;
+    tx.commit().await.map_err(yatai_store::db::db_error)?;
+    Ok(Json((&identity.user).into()))
+}

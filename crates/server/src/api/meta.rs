@@ -1,0 +1,87 @@
+//! Version, info, health and metrics.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::AppState;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(version))
+        .routes(routes!(info))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// The server's version.
+#[derive(Serialize, ToSchema)]
+pub struct VersionSchema {
+    pub version: &'static str,
+    pub git_commit: &'static str,
+    pub build_date: &'static str,
+}
+
+/// Facts about this installation.
+#[derive(Serialize, ToSchema)]
+pub struct InfoSchema {
+    pub is_saas: bool,
+    pub saas_domain_suffix: &'static str,
+    pub database: &'static str,
+    pub object_storage: String,
+}
+
+/// The server's version.
+#[utoipa::path(get, path = "/api/v1/version", tag = "meta", responses((status = 200, body = VersionSchema)))]
+async fn version() -> Json<VersionSchema> {
+    Json(VersionSchema {
+        version: env!("CARGO_PKG_VERSION"),
+        git_commit: option_env!("YATAI_GIT_COMMIT").unwrap_or(""),
+        build_date: option_env!("YATAI_BUILD_DATE").unwrap_or(""),
+    })
+}
+
+/// Facts about this installation.
+#[utoipa::path(get, path = "/api/v1/info", tag = "meta", responses((status = 200, body = InfoSchema)))]
+async fn info(State(state): State<AppState>) -> Json<InfoSchema> {
+    Json(InfoSchema {
+        is_saas: false,
+        saas_domain_suffix: "",
+        database: match state.db.backend() {
+            yatai_store::DbBackend::Sqlite => "sqlite",
+            yatai_store::DbBackend::Postgres => "postgresql",
+        },
+        object_storage: state.objects.describe().to_string(),
+    })
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "alive")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database and object storage answer.
+#[utoipa::path(get, path = "/readyz", tag = "meta", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let db = state.db.ping().await;
+    let objects = state.objects.check().await;
+    match db.and(objects) {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+}

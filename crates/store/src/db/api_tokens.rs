@@ -1,0 +1,207 @@
+//! API tokens: secrets that authenticate the CLI and scripts. Only a SHA-256 of the secret is stored.
+
+use sqlx::{Any, Executor};
+use yatai_domain::{time::now_micros, Error, Scope};
+
+use super::{db_error, db_error_named};
+
+/// An API token row (without its secret).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiToken {
+    pub uid: String,
+    pub name: String,
+    pub description: String,
+    pub organization_uid: String,
+    pub user_uid: String,
+    /// Scopes, comma separated.
+    pub scopes: String,
+    pub token_hash: String,
+    pub expired_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+}
+
+impl ApiToken {
+    /// The token's scopes (rows hold only valid scopes).
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.scopes
+            .split(',')
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
+
+    /// Whether the token has expired at `now`.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expired_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// The fields of a new token.
+#[derive(Debug, Clone)]
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub organization_uid: &'a str,
+    pub user_uid: &'a str,
+    pub scopes: &'a [Scope],
+    pub token_hash: &'a str,
+    pub expired_at: Option<i64>,
+}
+
+/// What an update may change.
+#[derive(Debug, Clone, Default)]
+pub struct ApiTokenChanges {
+    pub description: Option<String>,
+    pub scopes: Option<Vec<Scope>>,
+    pub expired_at: Option<Option<i64>>,
+}
+
+const COLUMNS: &str = "uid, name, description, organization_uid, user_uid, scopes, token_hash, expired_at, last_used_at, created_at, updated_at";
+
+/// Joins scopes into their stored form.
+pub fn join_scopes(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Inserts a token; the same name twice for one user in one organization is a conflict.
+pub async fn create<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    new: &NewApiToken<'_>,
+) -> Result<ApiToken, Error> {
+    let token = ApiToken {
+        uid: crate::new_uid(),
+        name: new.name.to_string(),
+        description: new.description.to_string(),
+        organization_uid: new.organization_uid.to_string(),
+        user_uid: new.user_uid.to_string(),
+        scopes: join_scopes(new.scopes),
+        token_hash: new.token_hash.to_string(),
+        expired_at: new.expired_at,
+        last_used_at: None,
+        created_at: now_micros(),
+        updated_at: None,
+    };
+    sqlx::query(&format!(
+        "INSERT INTO api_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&token.uid)
+    .bind(&token.name)
+    .bind(&token.description)
+    .bind(&token.organization_uid)
+    .bind(&token.user_uid)
+    .bind(&token.scopes)
+    .bind(&token.token_hash)
+    .bind(token.expired_at)
+    .bind(token.last_used_at)
+    .bind(token.created_at)
+    .bind(token.updated_at)
+    .execute(ex)
+    .await
+    .map_err(db_error_named(format!("an API token named {:?}", new.name)))?;
+    Ok(token)
+}
+
+/// Finds a token by the hash of its secret.
+pub async fn find_by_hash<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    token_hash: &str,
+) -> Result<Option<ApiToken>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = $1"
+    ))
+    .bind(token_hash)
+    .fetch_optional(ex)
+    .await
+    .map_err(db_error)
+}
+
+/// Finds a token by uid inside an organization.
+pub async fn find<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    uid: &str,
+) -> Result<Option<ApiToken>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE organization_uid = $1 AND uid = $2"
+    ))
+    .bind(organization_uid)
+    .bind(uid)
+    .fetch_optional(ex)
+    .await
+    .map_err(db_error)
+}
+
+/// Lists the tokens of an organization, of one user when `user_uid` is given, newest first.
+pub async fn list<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    user_uid: Option<&str>,
+) -> Result<Vec<ApiToken>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE organization_uid = $1 AND ($2 = '' OR user_uid = $2) ORDER BY created_at DESC"
+    ))
+    .bind(organization_uid)
+    .bind(user_uid.unwrap_or(""))
+    .fetch_all(ex)
+    .await
+    .map_err(db_error)
+}
+
+/// Applies changes to a token.
+pub async fn update<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    token: &ApiToken,
+    changes: &ApiTokenChanges,
+) -> Result<ApiToken, Error> {
+    let mut updated = token.clone();
+    if let Some(d) = &changes.description {
+        updated.description = d.clone();
+    }
+    if let Some(s) = &changes.scopes {
+        updated.scopes = join_scopes(s);
+    }
+    if let Some(e) = changes.expired_at {
+        updated.expired_at = e;
+    }
+    updated.updated_at = Some(now_micros());
+    sqlx::query("UPDATE api_tokens SET description = $1, scopes = $2, expired_at = $3, updated_at = $4 WHERE uid = $5")
+        .bind(&updated.description)
+        .bind(&updated.scopes)
+        .bind(updated.expired_at)
+        .bind(updated.updated_at)
+        .bind(&updated.uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(updated)
+}
+
+/// Records that a token was used at `now`.
+pub async fn touch<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+    now: i64,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE uid = $2")
+        .bind(now)
+        .bind(uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Deletes a token; returns whether it existed.
+pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Result<bool, Error> {
+    let done = sqlx::query("DELETE FROM api_tokens WHERE uid = $1")
+        .bind(uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,99 @@
+//! Members: which users belong to which organization, and with which role.
+
+use sqlx::{Any, Executor};
+use yatai_domain::{time::now_micros, Error, Role};
+
+use super::db_error;
+
+/// A membership row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Member {
+    pub organization_uid: String,
+    pub user_uid: String,
+    pub role: String,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+}
+
+impl Member {
+    /// The member's role (rows hold only valid roles; an unknown one reads as guest).
+    pub fn role(&self) -> Role {
+        self.role.parse().unwrap_or(Role::Guest)
+    }
+}
+
+/// Adds a user to an organization with a role, or changes the role of an existing member.
+pub async fn upsert<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    user_uid: &str,
+    role: Role,
+) -> Result<(), Error> {
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO members (organization_uid, user_uid, role, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (organization_uid, user_uid) DO UPDATE SET role = excluded.role, updated_at = $4",
+    )
+    .bind(organization_uid)
+    .bind(user_uid)
+    .bind(role.as_str())
+    .bind(now)
+    .execute(ex)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Finds the membership of a user in an organization.
+pub async fn find<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    user_uid: &str,
+) -> Result<Option<Member>, Error> {
+    sqlx::query_as("SELECT organization_uid, user_uid, role, created_at, updated_at FROM members WHERE organization_uid = $1 AND user_uid = $2")
+        .bind(organization_uid)
+        .bind(user_uid)
+        .fetch_optional(ex)
+        .await
+        .map_err(db_error)
+}
+
+/// Lists the members of an organization.
+pub async fn list<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+) -> Result<Vec<Member>, Error> {
+    sqlx::query_as("SELECT organization_uid, user_uid, role, created_at, updated_at FROM members WHERE organization_uid = $1 ORDER BY created_at")
+        .bind(organization_uid)
+        .fetch_all(ex)
+        .await
+        .map_err(db_error)
+}
+
+/// Counts the admins of an organization.
+pub async fn count_admins<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+) -> Result<i64, Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE organization_uid = $1 AND role = $2")
+        .bind(organization_uid)
+        .bind(Role::Admin.as_str())
+        .fetch_one(ex)
+        .await
+        .map_err(db_error)
+}
+
+/// Removes a user from an organization; returns whether they were a member.
+pub async fn delete<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    user_uid: &str,
+) -> Result<bool, Error> {
+    let done = sqlx::query("DELETE FROM members WHERE organization_uid = $1 AND user_uid = $2")
+        .bind(organization_uid)
+        .bind(user_uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,182 @@
+//! The metadata database. One schema (`migrations/`) and one set of queries serve SQLite and
+//! PostgreSQL through sqlx's `Any` driver; a query is written once with `$N` placeholders.
+
+pub mod api_tokens;
+pub mod members;
+pub mod organizations;
+pub mod sessions;
+pub mod settings;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use yatai_domain::Error;
+
+/// The schema migrations, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbBackend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A pool of connections to the metadata database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: DbBackend,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://PATH?mode=rwc` or `postgres://...`), failing fast with a
+    /// one-line message when the database cannot be reached.
+    pub async fn connect(url: &str) -> Result<Db, Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            DbBackend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            DbBackend::Postgres
+        } else {
+            return Err(Error::invalid(format!(
+                "database URL must start with sqlite:// or postgres://, got {:?}",
+                redact_url(url)
+            )));
+        };
+        let options: AnyConnectOptions = url.parse().map_err(|e| {
+            Error::invalid(format!("invalid database URL {:?}: {e}", redact_url(url)))
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                DbBackend::Sqlite => 8,
+                DbBackend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == DbBackend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot connect to the database at {}: {}", redact_url(url), one_line(&e))))?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies every pending migration; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize, Error> {
+        let before = self.applied_migrations().await.unwrap_or(0);
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::Internal(format!("database migration failed: {}", one_line(&e))))?;
+        Ok(self.applied_migrations().await?.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> Result<usize, Error> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(n as usize)
+    }
+
+    /// The connection pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The engine behind this pool.
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        self.pool.begin().await.map_err(db_error)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Closes every connection (used before exit so SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Builds a PostgreSQL URL from Yatai's `PG_*` settings.
+pub fn postgres_url(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+    database: &str,
+    sslmode: Option<&str>,
+) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let auth = match password {
+        Some(p) if !p.is_empty() => format!("{}:{}", enc(user), enc(p)),
+        _ => enc(user),
+    };
+    let mut url = format!("postgres://{auth}@{host}:{port}/{}", enc(database));
+    if let Some(mode) = sslmode.filter(|m| !m.is_empty()) {
+        url.push_str("?sslmode=");
+        url.push_str(&enc(mode));
+    }
+    url
+}
+
+/// Hides the password of a database URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Maps a database error to the domain error: unique violations are conflicts, the rest internal.
+pub fn db_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            Error::Conflict("a resource with this name exists already".into())
+        }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            Error::Conflict("the resource is still referenced".into())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Error::Unavailable(format!("database unavailable: {}", one_line(&e)))
+        }
+        _ => Error::Internal(format!("database error: {}", one_line(&e))),
+    }
+}
+
+/// Like [`db_error`], but names what conflicted.
+pub fn db_error_named(what: impl std::fmt::Display) -> impl FnOnce(sqlx::Error) -> Error {
+    move |e| match db_error(e) {
+        Error::Conflict(_) => Error::Conflict(format!("{what} exists already")),
+        other => other,
+    }
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().replace('\n', " ")
+}

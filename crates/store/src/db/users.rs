@@ -1,0 +1,146 @@
+//! Users: accounts that log in with a password and own API tokens.
+
+use sqlx::{Any, Executor};
+use yatai_domain::{time::now_micros, Error};
+
+use super::{db_error, db_error_named};
+
+/// A user account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub uid: String,
+    pub name: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_hash: String,
+    /// 1 when the user may create organizations and users anywhere.
+    pub is_site_admin: i64,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+}
+
+/// The fields of a new user.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub password_hash: &'a str,
+    pub is_site_admin: bool,
+}
+
+const COLUMNS: &str =
+    "uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at, updated_at";
+
+/// Inserts a user; a taken name or e-mail is a conflict.
+pub async fn create<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    new: &NewUser<'_>,
+) -> Result<User, Error> {
+    let user = User {
+        uid: crate::new_uid(),
+        name: new.name.to_string(),
+        email: new.email.to_string(),
+        first_name: new.first_name.to_string(),
+        last_name: new.last_name.to_string(),
+        password_hash: new.password_hash.to_string(),
+        is_site_admin: i64::from(new.is_site_admin),
+        created_at: now_micros(),
+        updated_at: None,
+    };
+    sqlx::query(
+        "INSERT INTO users (uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&user.uid)
+    .bind(&user.name)
+    .bind(&user.email)
+    .bind(&user.first_name)
+    .bind(&user.last_name)
+    .bind(&user.password_hash)
+    .bind(user.is_site_admin)
+    .bind(user.created_at)
+    .execute(ex)
+    .await
+    .map_err(db_error_named(format!("a user named {:?} or with e-mail {:?}", new.name, new.email)))?;
+    Ok(user)
+}
+
+/// Finds a user by name or by e-mail address.
+pub async fn find_by_name_or_email<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    name_or_email: &str,
+) -> Result<Option<User>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE name = $1 OR email = $1"
+    ))
+    .bind(name_or_email)
+    .fetch_optional(ex)
+    .await
+    .map_err(db_error)
+}
+
+/// Finds a user by uid.
+pub async fn find_by_uid<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+) -> Result<Option<User>, Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE uid = $1"))
+        .bind(uid)
+        .fetch_optional(ex)
+        .await
+        .map_err(db_error)
+}
+
+/// Finds a user by name.
+pub async fn find_by_name<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    name: &str,
+) -> Result<Option<User>, Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(ex)
+        .await
+        .map_err(db_error)
+}
+
+/// Lists the users that are members of an organization, by name.
+pub async fn list_in_organization<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+) -> Result<Vec<User>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {} FROM users u JOIN members m ON m.user_uid = u.uid WHERE m.organization_uid = $1 ORDER BY u.name",
+        COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+    ))
+    .bind(organization_uid)
+    .fetch_all(ex)
+    .await
+    .map_err(db_error)
+}
+
+/// Replaces a user's password hash.
+pub async fn set_password_hash<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+    password_hash: &str,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE uid = $3")
+        .bind(password_hash)
+        .bind(now_micros())
+        .bind(uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Counts every user.
+pub async fn count<'c>(ex: impl Executor<'c, Database = Any>) -> Result<i64, Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(ex)
+        .await
+        .map_err(db_error)
+}

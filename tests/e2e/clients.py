@@ -1,0 +1,319 @@
+"""Drive the real ``bentoml`` CLI of one client generation from the tests.
+
+Each client generation lives in its own venv made by ``scripts/venvs.sh``.
+:class:`ClientKind` holds what differs between generations (login command,
+service recipe, pull flags, bento layout); :class:`BentoML` runs commands with
+a private ``BENTOML_HOME`` so that tests never share a local store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECTS = Path(__file__).resolve().parent / "projects"
+
+#: Variables that would redirect or pre-configure a client: never inherited.
+_SCRUBBED_ENV = (
+    "BENTOML_HOME",
+    "BENTOML_CONFIG",
+    "BENTOML_CONFIG_OPTIONS",
+    "BENTO_CLOUD_API_KEY",
+    "BENTO_CLOUD_API_ENDPOINT",
+    "BENTOML_YATAI_API_TOKEN",
+    "BENTOML_YATAI_ENDPOINT",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "PYTHONHOME",
+)
+
+
+@dataclass(frozen=True)
+class ClientKind:
+    """What one bentoml client generation needs from the tests."""
+
+    #: Short id used in test ids and ``-k`` filters, e.g. ``bentoml14``.
+    id: str
+    #: Version the venv must report, e.g. ``1.4.`` (prefix match).
+    version_prefix: str
+    #: Environment variable holding the venv path (printed by scripts/venvs.sh).
+    venv_var: str
+    #: Subcommand used to log in.
+    login: tuple[str, ...]
+    #: ``modern`` (1.4 ``@bentoml.service``) or ``legacy`` (runners + Service).
+    style: str
+    #: Extra ``bentoml pull`` flags needed to bring the bento's models too.
+    pull_bento_flags: tuple[str, ...]
+
+
+CLIENT_KINDS = {
+    kind.id: kind
+    for kind in (
+        ClientKind(
+            id="bentoml14",
+            version_prefix="1.4.",
+            venv_var="BENTOML14",
+            login=("cloud", "login"),
+            style="modern",
+            pull_bento_flags=("--with-models",),
+        ),
+        ClientKind(
+            id="bentoml11",
+            version_prefix="1.1.11",
+            venv_var="BENTOML11",
+            login=("cloud", "login"),
+            style="legacy",
+            pull_bento_flags=(),
+        ),
+        ClientKind(
+            id="bentoml10",
+            version_prefix="1.0.20",
+            venv_var="BENTOML10",
+            login=("yatai", "login"),
+            style="legacy",
+            pull_bento_flags=(),
+        ),
+    )
+}
+
+
+@dataclass
+class Result:
+    """Outcome of one CLI call; ``output`` is stdout followed by stderr."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def describe(self) -> str:
+        """The command, its exit code and its output, for assertion messages."""
+        return (
+            f"$ {' '.join(self.argv)}\n(exit {self.returncode})\n"
+            f"--- stdout ---\n{self.stdout[-6000:]}\n--- stderr ---\n{self.stderr[-6000:]}"
+        )
+
+
+class BentoML:
+    """One client generation with its own local store (``BENTOML_HOME``)."""
+
+    def __init__(self, kind: ClientKind, venv: Path, home: Path, workdir: Path):
+        self.kind = kind
+        self.venv = venv
+        self.home = home
+        self.workdir = workdir
+        #: When set, every httpx request of the client is appended to this file.
+        self.http_trace_file: Path | None = None
+        home.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    # -- running -------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """Environment for the client: private store, no telemetry, wide output."""
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env.update(
+            BENTOML_HOME=str(self.home),
+            BENTOML_DO_NOT_TRACK="True",
+            PATH=f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            PYTHONUTF8="1",
+            PYTHONIOENCODING="utf-8",
+            LANG="C.UTF-8",
+            LC_ALL="C.UTF-8",
+            # rich wraps lines at 80 columns when not on a terminal, which
+            # would split the messages the tests look for.
+            COLUMNS="400",
+            TERM="dumb",
+            NO_COLOR="1",
+        )
+        if self.http_trace_file is not None:
+            env["PYTHONPATH"] = str(PROJECTS / "http_trace")
+            env["YATAI_E2E_HTTP_TRACE"] = str(self.http_trace_file)
+        return env
+
+    def trace_http(self, path: Path) -> None:
+        """Record the client's HTTP requests (httpx only, i.e. bentoml 1.4) into ``path``."""
+        path.write_text("", "utf-8")
+        self.http_trace_file = path
+
+    def http_requests(self) -> list[tuple[str, str, int]]:
+        """``(method, url, status)`` of every request recorded since :meth:`trace_http`."""
+        assert self.http_trace_file is not None, "trace_http() was not called"
+        out = []
+        for line in self.http_trace_file.read_text("utf-8").splitlines():
+            method, url, status = line.rsplit(" ", 2)
+            out.append((method, url, int(status)))
+        return out
+
+    def run(
+        self, *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 900
+    ) -> Result:
+        """Run ``bentoml ARGS``; with ``check`` a non-zero exit fails the test."""
+        return self._exec([str(self.venv / "bin" / "bentoml"), *args], check, cwd, timeout)
+
+    def python(self, *args: str, check: bool = True, timeout: float = 900) -> Result:
+        """Run the venv's python (used to save models through the Python API)."""
+        return self._exec([str(self.venv / "bin" / "python"), *args], check, None, timeout)
+
+    def _exec(self, argv: list[str], check: bool, cwd: Path | None, timeout: float) -> Result:
+        proc = subprocess.run(
+            argv,
+            cwd=cwd or self.workdir,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            encoding="utf-8",
+            errors="replace",
+        )
+        result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{self.kind.id}: command failed\n{result.describe()}"
+            )
+        return result
+
+    # -- remote --------------------------------------------------------------
+    def login(self, endpoint: str, token: str, check: bool = True) -> Result:
+        """Log in non-interactively; stores endpoint + token in the client config."""
+        return self.run(*self.kind.login, "--endpoint", endpoint, "--api-token", token, check=check)
+
+    def push_bento(self, tag: str, check: bool = True) -> Result:
+        return self.run("push", tag, check=check)
+
+    def pull_bento(self, tag: str, check: bool = True) -> Result:
+        return self.run("pull", *self.kind.pull_bento_flags, tag, check=check)
+
+    def push_model(self, tag: str, check: bool = True) -> Result:
+        return self.run("models", "push", tag, check=check)
+
+    def pull_model(self, tag: str, check: bool = True) -> Result:
+        return self.run("models", "pull", tag, check=check)
+
+    # -- local store ---------------------------------------------------------
+    def delete_bento(self, tag: str) -> None:
+        self.run("delete", "-y", tag)
+        assert not self.bento_dir(tag).exists(), f"{tag} still on disk after delete"
+
+    def delete_model(self, tag: str) -> None:
+        self.run("models", "delete", "-y", tag)
+        assert not self.model_dir(tag).exists(), f"{tag} still on disk after delete"
+
+    def model_dir(self, tag: str) -> Path:
+        """Where the local store keeps a model: ``$BENTOML_HOME/models/NAME/VERSION``."""
+        name, version = tag.split(":", 1)
+        return self.home / "models" / name / version
+
+    def bento_dir(self, tag: str) -> Path:
+        """Where the local store keeps a bento: ``$BENTOML_HOME/bentos/NAME/VERSION``."""
+        name, version = tag.split(":", 1)
+        return self.home / "bentos" / name / version
+
+    def list_bentos(self) -> str:
+        return self.run("list").output
+
+    def list_models(self) -> str:
+        return self.run("models", "list").output
+
+    # -- making things -------------------------------------------------------
+    def create_model(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str],
+        payload: Path | None = None,
+        random_files: dict[str, int] | None = None,
+    ) -> str:
+        """Save a model through the client's Python API; returns its tag."""
+        spec = {
+            "name": name,
+            "style": self.kind.style,
+            "labels": labels,
+            "payload": str(payload) if payload else None,
+            "random_files": random_files or {},
+        }
+        result = self.python(str(PROJECTS / "make_model.py"), json.dumps(spec))
+        match = re.search(r"^MODEL_TAG=(\S+)$", result.stdout, re.MULTILINE)
+        assert match, f"no model tag printed\n{result.describe()}"
+        tag = match.group(1)
+        assert self.model_dir(tag).is_dir(), f"model {tag} not at {self.model_dir(tag)}"
+        return tag
+
+    def write_project(
+        self, project: Path, service_name: str, model_tag: str, labels: dict[str, str]
+    ) -> Path:
+        """Write a build context: service.py for this generation + bentofile.yaml."""
+        project.mkdir(parents=True, exist_ok=True)
+        template = (PROJECTS / f"service_{self.kind.style}.py.in").read_text("utf-8")
+        source = template.replace("__SERVICE_NAME__", service_name).replace(
+            "__MODEL_TAG__", model_tag
+        )
+        (project / "service.py").write_text(source, "utf-8")
+        service = "service:Echo" if self.kind.style == "modern" else "service:svc"
+        bentofile = {
+            "service": service,
+            "include": ["*.py", "data/"],
+            "labels": labels,
+            "description": "Yatai e2e test bento",
+        }
+        # JSON is valid YAML; keeping the runner free of a YAML dependency.
+        (project / "bentofile.yaml").write_text(
+            json.dumps(bentofile, ensure_ascii=False, indent=2), "utf-8"
+        )
+        return project
+
+    def build(self, project: Path) -> str:
+        """``bentoml build`` offline in ``project``; returns the bento tag."""
+        result = self.run("build", "-o", "tag", cwd=project)
+        # 1.1 / 1.4 print ``__tag__:NAME:VERSION``; 1.0 prints the bare tag last.
+        match = re.search(r"__tag__:(\S+)", result.stdout) or re.search(
+            r"^([a-z0-9_.-]+:[a-z0-9_.-]+)\s*\Z", result.stdout, re.MULTILINE
+        )
+        assert match, f"no bento tag printed\n{result.describe()}"
+        tag = match.group(1)
+        assert self.bento_dir(tag).is_dir(), f"bento {tag} not at {self.bento_dir(tag)}"
+        return tag
+
+    def version(self) -> str:
+        """The version ``bentoml --version`` reports."""
+        out = self.run("--version").stdout
+        return out.strip().rsplit(" ", 1)[-1]
+
+
+def find_venvs(repo: Path) -> dict[str, Path]:
+    """Venv paths by variable name; runs ``scripts/venvs.sh`` for missing ones.
+
+    ``eval "$(scripts/venvs.sh)"`` before pytest sets BENTOML14/11/10; when any
+    is unset the script is run here (it is idempotent and fast once cached).
+    """
+    names = [kind.venv_var for kind in CLIENT_KINDS.values()]
+    found = {n: Path(os.environ[n]) for n in names if os.environ.get(n)}
+    if len(found) < len(names):
+        script = repo / "scripts" / "venvs.sh"
+        proc = subprocess.run(
+            ["bash", str(script)], capture_output=True, text=True, timeout=3600
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{script} failed (exit {proc.returncode}); run it by hand to see why:\n"
+                f"{proc.stderr[-4000:]}"
+            )
+        for line in proc.stdout.splitlines():
+            m = re.match(r"export (\w+)=(.+)$", line.strip())
+            if m and m.group(1) in names and m.group(1) not in found:
+                found[m.group(1)] = Path(m.group(2).strip("'\""))
+    for name in names:
+        bin_path = found.get(name, Path("/nonexistent")) / "bin" / "bentoml"
+        if not bin_path.exists():
+            raise RuntimeError(
+                f"{name}: no bentoml at {bin_path}; run `eval \"$(scripts/venvs.sh)\"`"
+            )
+    return found
+

@@ -1,0 +1,290 @@
+"""Start the Yatai server under test with a chosen storage backend and bootstrap it.
+
+Backends:
+
+* ``local``: the server's own defaults under ``--data-dir`` (no PG_* / S3_*).
+* ``pg_s3``: the production pair, PostgreSQL (a fresh database per server) and
+  an S3 endpoint (a moto server; a fresh bucket per server).
+
+When something the tests need is missing, :class:`MissingService` says exactly
+how to provide it; the fixtures turn that into a test failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO / "target" / "debug" / "yatai"
+BACKENDS = ("local", "pg_s3")
+
+#: Every scope api.md lists; the bootstrap token gets them all.
+ALL_SCOPES = ["api", "read_organization", "write_organization", "read_cluster", "write_cluster"]
+
+PG = {
+    "host": os.environ.get("YATAI_TEST_PG_HOST", "127.0.0.1"),
+    "port": os.environ.get("YATAI_TEST_PG_PORT", "5432"),
+    "user": os.environ.get("YATAI_TEST_PG_USER", "postgres"),
+}
+
+HOW_TO = {
+    "binary": (
+        "Build the server first: `cargo build` in {repo} (it must produce {bin}), "
+        "or point YATAI_BIN at an already built yatai binary."
+    ),
+    "postgres": (
+        "PostgreSQL is not reachable at {host}:{port} as user {user}. Start it, e.g. "
+        "`service postgresql start` (Debian) or `pg_ctlcluster 15 main start`; it must "
+        "accept `psql -h {host} -p {port} -U {user} -d postgres` without a password "
+        "(trust auth). The `psql` client must be on PATH (`apt-get install postgresql-client`)."
+    ),
+    "moto": (
+        "The pg_s3 backend needs an S3 endpoint: start moto and export its URL, e.g.\n"
+        "  python3 -m pip install 'moto[server]'\n"
+        "  moto_server -H 127.0.0.1 -p 5000 > /tmp/moto.log 2>&1 &\n"
+        "  export YATAI_TEST_S3_ENDPOINT=http://127.0.0.1:5000\n"
+        "{detail}"
+    ),
+}
+
+
+#: Server settings the tests always set themselves (or leave unset on purpose).
+_SERVER_KNOBS = {
+    "TRANSMISSION_STRATEGY",
+    *(f"PG_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSLMODE")),
+    *(f"S3_{k}" for k in ("ENDPOINT", "ACCESS_KEY", "SECRET_KEY", "REGION", "SECURE", "BUCKET_NAME")),
+}
+
+
+class MissingService(RuntimeError):
+    """A service or binary the tests need is absent; the message says how to fix it."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def yatai_bin() -> Path:
+    """The server binary (``YATAI_BIN`` or target/debug/yatai), checked to exist."""
+    path = Path(os.environ.get("YATAI_BIN", DEFAULT_BIN))
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingService(
+            f"yatai binary not found or not executable at {path}.\n"
+            + HOW_TO["binary"].format(repo=REPO, bin=DEFAULT_BIN)
+        )
+    return path
+
+
+# -- backing services -----------------------------------------------------------
+def _psql(sql: str) -> None:
+    if shutil.which("psql") is None:
+        raise MissingService(HOW_TO["postgres"].format(**PG))
+    proc = subprocess.run(
+        ["psql", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", "postgres",
+         "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
+    )
+    if proc.returncode != 0:
+        raise MissingService(f"{HOW_TO['postgres'].format(**PG)}\npsql said: {proc.stderr.strip()}")
+
+
+def create_database() -> str:
+    """Create a fresh, uniquely named PostgreSQL database; returns its name."""
+    name = f"yatai_e2e_{secrets.token_hex(6)}"
+    _psql(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    """Drop a database made by :func:`create_database` (best effort)."""
+    try:
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except MissingService:
+        pass
+
+
+def s3_endpoint() -> str:
+    """The moto/S3 endpoint URL from ``YATAI_TEST_S3_ENDPOINT``, checked to answer."""
+    url = os.environ.get("YATAI_TEST_S3_ENDPOINT", "").rstrip("/")
+    if not url:
+        raise MissingService(HOW_TO["moto"].format(detail="(YATAI_TEST_S3_ENDPOINT is not set)"))
+    try:
+        requests.get(url, timeout=5)
+    except requests.RequestException as e:
+        raise MissingService(HOW_TO["moto"].format(detail=f"({url} does not answer: {e})"))
+    return url
+
+
+def create_bucket(endpoint: str) -> str:
+    """Create a fresh bucket with a plain unsigned PUT (moto accepts it)."""
+    name = f"yatai-e2e-{secrets.token_hex(6)}"
+    resp = requests.put(f"{endpoint}/{name}", timeout=30)
+    if resp.status_code != 200:
+        raise MissingService(
+            HOW_TO["moto"].format(detail=f"(PUT {endpoint}/{name} -> {resp.status_code}: {resp.text[:300]})")
+        )
+    return name
+
+
+def backend_env(backend: str) -> tuple[dict[str, str], list]:
+    """Env vars selecting ``backend`` and the clean-up callables for what was made."""
+    if backend == "local":
+        return {}, []
+    if backend != "pg_s3":
+        raise ValueError(f"unknown backend {backend!r}")
+    s3 = s3_endpoint()
+    parsed = urllib.parse.urlsplit(s3)
+    database = create_database()
+    bucket = create_bucket(s3)
+    env = {
+        "PG_HOST": PG["host"],
+        "PG_PORT": PG["port"],
+        "PG_USER": PG["user"],
+        "PG_PASSWORD": "",
+        "PG_DATABASE": database,
+        "PG_SSLMODE": "disable",
+        # Yatai's convention: host:port without scheme, TLS chosen by S3_SECURE.
+        "S3_ENDPOINT": parsed.netloc,
+        "S3_ACCESS_KEY": "testing",
+        "S3_SECRET_KEY": "testing",
+        "S3_REGION": "us-east-1",
+        "S3_SECURE": "true" if parsed.scheme == "https" else "false",
+        "S3_BUCKET_NAME": bucket,
+    }
+    return env, [lambda: drop_database(database)]
+
+
+# -- the server -----------------------------------------------------------------
+@dataclass
+class YataiServer:
+    """A running server, bootstrapped, with an all-scopes API token."""
+
+    backend: str
+    strategy: str | None
+    process: subprocess.Popen
+    endpoint: str
+    log_path: Path
+    admin: requests.Session = field(default_factory=requests.Session)
+    token: str = ""
+    cleanups: list = field(default_factory=list)
+
+    def log_tail(self, n: int = 120) -> str:
+        """The last ``n`` lines the server wrote (stdout and stderr)."""
+        try:
+            lines = self.log_path.read_text("utf-8", errors="replace").splitlines()
+        except OSError as e:
+            return f"(no log: {e})"
+        return "\n".join(lines[-n:])
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Call the API with the admin session cookie."""
+        return self.admin.request(method, f"{self.endpoint}{path}", timeout=30, **kwargs)
+
+    def api_with_token(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        """Call the API as a client does, with ``X-YATAI-API-TOKEN``."""
+        headers = {"X-YATAI-API-TOKEN": token or self.token, **kw.pop("headers", {})}
+        return requests.request(method, f"{self.endpoint}{path}", headers=headers, timeout=30, **kw)
+
+    def create_token(self, name: str, scopes: list[str]) -> str:
+        """Create an API token for the admin with ``scopes``; returns the secret."""
+        resp = self.api(
+            "POST", "/api/v1/api_tokens",
+            json={"name": name, "description": "e2e", "scopes": scopes, "expired_at": None},
+        )
+        assert resp.status_code == 200, f"create api token: {resp.status_code} {resp.text}"
+        token = resp.json().get("token")
+        assert token, f"api token response has no token: {resp.text}"
+        return token
+
+    def stop(self) -> None:
+        """Stop the server and drop what was created for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        for cleanup in self.cleanups:
+            cleanup()
+
+
+def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServer:
+    """Start the binary, wait for ``/healthz`` and bootstrap it (api.md recipe)."""
+    binary = yatai_bin()
+    env_extra, cleanups = backend_env(backend)
+    port = free_port()
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    init_token = secrets.token_urlsafe(24)
+    # Nothing inherited may pick the backend or the strategy behind the test's back.
+    env = {k: v for k, v in os.environ.items() if k not in _SERVER_KNOBS}
+    env.update(env_extra, YATAI_INITIALIZATION_TOKEN=init_token)
+    if strategy:
+        env["TRANSMISSION_STRATEGY"] = strategy
+    log_path = workdir / "server.log"
+    argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    server = YataiServer(
+        backend=backend, strategy=strategy, process=process,
+        endpoint=f"http://127.0.0.1:{port}", log_path=log_path, cleanups=cleanups,
+    )
+    try:
+        _wait_healthy(server, argv)
+        server.token = bootstrap(server, init_token)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_healthy(server: YataiServer, argv: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"yatai exited with {server.process.returncode} before becoming healthy\n"
+                f"$ {' '.join(argv)}\n{server.log_tail()}"
+            )
+        try:
+            if requests.get(f"{server.endpoint}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"yatai not healthy after {timeout}s\n$ {' '.join(argv)}\n{server.log_tail()}")
+
+
+def bootstrap(server: YataiServer, init_token: str) -> str:
+    """setup -> login (cookie) -> all-scopes API token; returns the token secret.
+
+    Exactly the three calls of api.md "Bootstrapping without a browser".
+    """
+    password = secrets.token_urlsafe(16)
+    resp = server.api(
+        "POST", "/api/v1/setup",
+        json={"token": init_token, "name": "admin", "email": "admin@example.com",
+              "password": password, "first_name": "", "last_name": ""},
+    )
+    assert resp.status_code == 200, f"setup: {resp.status_code} {resp.text}"
+    resp = server.api("POST", "/api/v1/auth/login", json={"name_or_email": "admin", "password": password})
+    assert resp.status_code == 200, f"login: {resp.status_code} {resp.text}"
+    assert server.admin.cookies, "login set no session cookie"
+    return server.create_token("e2e", ALL_SCOPES)

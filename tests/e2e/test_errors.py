@@ -1,0 +1,56 @@
+"""What each client generation shows when the server says no."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import flows
+
+
+def test_login_with_wrong_token_fails(client, server):
+    """A token the server never issued: login exits non-zero, says why, stores nothing."""
+    bogus = secrets.token_hex(20)
+    result = client.login(server.endpoint, bogus, check=False)
+    assert result.returncode != 0, result.describe()
+    assert re.search(r"401|unauthori[sz]ed|bad credentials|invalid", result.output, re.I), result.describe()
+    config = client.home / ".yatai.yaml"
+    assert not config.exists() or bogus not in config.read_text("utf-8"), "the bad token was saved"
+
+
+def test_push_without_api_scope_is_refused(client, server, tmp_path):
+    """A token with only ``read_organization`` can log in but cannot push."""
+    token = server.create_token(f"read-only-{secrets.token_hex(4)}", ["read_organization"])
+    client.login(server.endpoint, token)
+    made = flows.make_model(client, tmp_path, suffix="-readonly")
+
+    result = client.push_model(made.model_tag, check=False)
+
+    assert result.returncode != 0, result.describe()
+    assert re.search(r"scope|forbidden|permission|denied|40[13]", result.output, re.I), result.describe()
+    name, version = made.model_tag.split(":")
+    resp = server.api_with_token("GET", f"/api/v1/model_repositories/{name}/models/{version}")
+    assert resp.status_code != 200, f"the refused push left a model version behind: {resp.text}"
+
+
+def test_pull_of_missing_version_says_not_found(client, server, tmp_path):
+    """Pulling a version the server does not have gives the client's "not found" message.
+
+    Covers a missing version in an existing repository and a missing repository,
+    for bentos and for models.
+    """
+    client.login(server.endpoint, server.token)
+    made = flows.make_bento(client, tmp_path, suffix="-missing")
+    client.push_bento(made.bento_tag)
+    model_name, bento_name = flows.names(client, "-missing")
+    absent = "nosuchversion0001"
+    cases = [
+        ("Bento", client.pull_bento, f"{bento_name}:{absent}"),
+        ("Bento", client.pull_bento, f"e2e-no-such-bento-{secrets.token_hex(3)}:{absent}"),
+        ("Model", client.pull_model, f"{model_name}:{absent}"),
+        ("Model", client.pull_model, f"e2e-no-such-model-{secrets.token_hex(3)}:{absent}"),
+    ]
+    for what, pull, tag in cases:
+        result = pull(tag, check=False)
+        assert result.returncode != 0, result.describe()
+        assert re.search(rf'{what} "{re.escape(tag)}" not found', result.output), result.describe()
