@@ -48,6 +48,9 @@ class ClientKind:
     style: str
     #: Extra ``bentoml pull`` flags needed to bring the bento's models too.
     pull_bento_flags: tuple[str, ...]
+    #: False when ``bentoml pull`` of a bento leaves its models only inside the
+    #: bento (``BENTO/models/NAME/VERSION``), not in the model store (1.0.20).
+    bento_pull_fills_model_store: bool
 
 
 CLIENT_KINDS = {
@@ -60,6 +63,7 @@ CLIENT_KINDS = {
             login=("cloud", "login"),
             style="modern",
             pull_bento_flags=("--with-models",),
+            bento_pull_fills_model_store=True,
         ),
         ClientKind(
             id="bentoml11",
@@ -68,6 +72,7 @@ CLIENT_KINDS = {
             login=("cloud", "login"),
             style="legacy",
             pull_bento_flags=(),
+            bento_pull_fills_model_store=True,
         ),
         ClientKind(
             id="bentoml10",
@@ -76,6 +81,7 @@ CLIENT_KINDS = {
             login=("yatai", "login"),
             style="legacy",
             pull_bento_flags=(),
+            bento_pull_fills_model_store=False,
         ),
     )
 }
@@ -215,6 +221,13 @@ class BentoML:
         """Where the local store keeps a bento: ``$BENTOML_HOME/bentos/NAME/VERSION``."""
         name, version = tag.split(":", 1)
         return self.home / "bentos" / name / version
+
+    def bento_model_dir(self, bento_tag: str, model_tag: str) -> Path:
+        """Where a model pulled along with a bento lands (see ``bento_pull_fills_model_store``)."""
+        if self.kind.bento_pull_fills_model_store:
+            return self.model_dir(model_tag)
+        name, version = model_tag.split(":", 1)
+        return self.bento_dir(bento_tag) / "models" / name / version
 
     def list_bentos(self) -> str:
         return self.run("list").output

@@ -1,0 +1,61 @@
+# Starts (and installs where missing) the services the tests need. Sourced by scripts/test.
+# Every function fails loudly; nothing is skipped silently.
+
+YATAI_CACHE="${YATAI_CACHE:-$HOME/.cache/yatai}"
+MOTO_PIN="moto[server]==5.2.5"
+S3_PORT="${YATAI_TEST_S3_PORT:-5055}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+    log "installing $* with apt-get"
+    as_root apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth for the user postgres.
+ensure_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
+    if [ ! -d /etc/postgresql ] || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+        apt_install postgresql postgresql-client
+        local v; v=$(ls /etc/postgresql | sort -V | tail -n1)
+        # Local test cluster: trust connections from this machine only.
+        as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "/etc/postgresql/$v/main/pg_hba.conf"
+    fi
+    log "starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    pg_isready -q -h 127.0.0.1 -p 5432 || die "PostgreSQL does not answer on 127.0.0.1:5432"
+    psql -h 127.0.0.1 -U postgres -c 'SELECT 1' -qtA postgres >/dev/null || die "cannot log in to PostgreSQL as postgres on 127.0.0.1 (trust auth is needed)"
+}
+
+# A Python venv in the cache, keyed by its pins: venv_for NAME PIN... -> prints its path.
+venv_for() {
+    local name=$1; shift
+    local key; key=$(printf '%s\n' "$@" | sha256sum | cut -c1-12)
+    local dir="$YATAI_CACHE/venvs/$name-$key"
+    if [ ! -x "$dir/bin/python" ] || [ ! -f "$dir/.complete" ]; then
+        log "creating venv $name ($*)"
+        rm -rf "$dir"
+        python3 -m venv "$dir" || die "python3 -m venv failed (install python3-venv)"
+        "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2 || die "pip install $* failed"
+        touch "$dir/.complete"
+    fi
+    echo "$dir"
+}
+
+# An S3 server (moto) on 127.0.0.1:$S3_PORT; exports YATAI_TEST_S3_ENDPOINT.
+ensure_s3() {
+    export YATAI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+    if curl -fsS -o /dev/null "$YATAI_TEST_S3_ENDPOINT/moto-api/" 2>/dev/null; then return; fi
+    local venv; venv=$(venv_for moto "$MOTO_PIN")
+    log "starting the S3 server (moto) on 127.0.0.1:$S3_PORT"
+    mkdir -p "$YATAI_CACHE"
+    nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$YATAI_CACHE/moto.log" 2>&1 &
+    MOTO_PID=$!
+    for _ in $(seq 1 60); do curl -fsS -o /dev/null "$YATAI_TEST_S3_ENDPOINT/moto-api/" 2>/dev/null && return; sleep 0.5; done
+    die "the S3 server did not start; see $YATAI_CACHE/moto.log"
+}
