@@ -27,14 +27,14 @@ _PAYLOAD_FILES: dict[str, bytes] = {
     "config/deeply/nested/tree/params.json": json.dumps(
         {"név": "értékű", "emoji": "🍱", "n": 42}, ensure_ascii=False
     ).encode("utf-8"),
-    "vocab/日本語 トークン.txt": "トークン\nmot clé\n".encode("utf-8"),
-    "README en français.md": "Modèle de test — ne pas déployer.\n".encode("utf-8"),
+    "vocab/日本語 トークン.txt": "トークン\nmot clé\n".encode(),
+    "README en français.md": "Modèle de test — ne pas déployer.\n".encode(),
     "empty.txt": b"",
 }
 
 #: Extra files of the bento's build context (included with the ``data/`` rule).
 _BENTO_DATA_FILES: dict[str, bytes] = {
-    "data/données/fichier naïf.txt": "contenu accentué\n".encode("utf-8"),
+    "data/données/fichier naïf.txt": "contenu accentué\n".encode(),
     "data/empty": b"",
 }
 
@@ -96,14 +96,8 @@ def assert_same_tree(expected: Path, actual: Path, what: str) -> None:
         f"{what}: file sets differ between {expected} and {actual}\n"
         f"  missing after pull: {missing}\n  unexpected after pull: {extra}"
     )
-    differing = [
-        rel
-        for rel in want
-        if not filecmp.cmp(expected / rel, actual / rel, shallow=False)
-    ]
-    assert not differing, (
-        f"{what}: contents differ between {expected} and {actual}: {differing}"
-    )
+    differing = [rel for rel in want if not filecmp.cmp(expected / rel, actual / rel, shallow=False)]
+    assert not differing, f"{what}: contents differ between {expected} and {actual}: {differing}"
 
 
 def assert_contains_files(root: Path, names: list[str], what: str) -> None:

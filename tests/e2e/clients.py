@@ -158,9 +158,7 @@ class BentoML:
             out.append((method, url, int(status)))
         return out
 
-    def run(
-        self, *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 900
-    ) -> Result:
+    def run(self, *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 900) -> Result:
         """Run ``bentoml ARGS``; with ``check`` a non-zero exit fails the test."""
         return self._exec([str(self.venv / "bin" / "bentoml"), *args], check, cwd, timeout)
 
@@ -181,34 +179,49 @@ class BentoML:
         )
         result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"{self.kind.id}: command failed\n{result.describe()}"
-            )
+            raise AssertionError(f"{self.kind.id}: command failed\n{result.describe()}")
         return result
 
     # -- remote --------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        """Where every generation keeps endpoint + token: ``$BENTOML_HOME/.yatai.yaml``."""
+        return self.home / ".yatai.yaml"
+
     def login(self, endpoint: str, token: str, check: bool = True) -> Result:
-        """Log in non-interactively; stores endpoint + token in the client config."""
-        return self.run(*self.kind.login, "--endpoint", endpoint, "--api-token", token, check=check)
+        """Log in non-interactively (``--endpoint`` + ``--api-token``, no prompt)."""
+        result = self.run(*self.kind.login, "--endpoint", endpoint, "--api-token", token, check=check)
+        if check:
+            saved = self.config_file.read_text("utf-8") if self.config_file.exists() else ""
+            assert token in saved and endpoint in saved, (
+                f"login did not store endpoint + token in {self.config_file}\n{result.describe()}"
+            )
+        return result
 
     def push_bento(self, tag: str, check: bool = True) -> Result:
+        """``bentoml push TAG`` (pushes the bento's models first)."""
         return self.run("push", tag, check=check)
 
     def pull_bento(self, tag: str, check: bool = True) -> Result:
+        """``bentoml pull TAG``, with the flags that also bring its models."""
         return self.run("pull", *self.kind.pull_bento_flags, tag, check=check)
 
     def push_model(self, tag: str, check: bool = True) -> Result:
+        """``bentoml models push TAG``."""
         return self.run("models", "push", tag, check=check)
 
     def pull_model(self, tag: str, check: bool = True) -> Result:
+        """``bentoml models pull TAG``."""
         return self.run("models", "pull", tag, check=check)
 
     # -- local store ---------------------------------------------------------
     def delete_bento(self, tag: str) -> None:
+        """``bentoml delete -y TAG``, checked to remove the directory."""
         self.run("delete", "-y", tag)
         assert not self.bento_dir(tag).exists(), f"{tag} still on disk after delete"
 
     def delete_model(self, tag: str) -> None:
+        """``bentoml models delete -y TAG``, checked to remove the directory."""
         self.run("models", "delete", "-y", tag)
         assert not self.model_dir(tag).exists(), f"{tag} still on disk after delete"
 
@@ -230,9 +243,11 @@ class BentoML:
         return self.bento_dir(bento_tag) / "models" / name / version
 
     def list_bentos(self) -> str:
+        """Output of ``bentoml list``."""
         return self.run("list").output
 
     def list_models(self) -> str:
+        """Output of ``bentoml models list``."""
         return self.run("models", "list").output
 
     # -- making things -------------------------------------------------------
@@ -259,15 +274,11 @@ class BentoML:
         assert self.model_dir(tag).is_dir(), f"model {tag} not at {self.model_dir(tag)}"
         return tag
 
-    def write_project(
-        self, project: Path, service_name: str, model_tag: str, labels: dict[str, str]
-    ) -> Path:
+    def write_project(self, project: Path, service_name: str, model_tag: str, labels: dict[str, str]) -> Path:
         """Write a build context: service.py for this generation + bentofile.yaml."""
         project.mkdir(parents=True, exist_ok=True)
         template = (PROJECTS / f"service_{self.kind.style}.py.in").read_text("utf-8")
-        source = template.replace("__SERVICE_NAME__", service_name).replace(
-            "__MODEL_TAG__", model_tag
-        )
+        source = template.replace("__SERVICE_NAME__", service_name).replace("__MODEL_TAG__", model_tag)
         (project / "service.py").write_text(source, "utf-8")
         service = "service:Echo" if self.kind.style == "modern" else "service:svc"
         bentofile = {
@@ -275,11 +286,12 @@ class BentoML:
             "include": ["*.py", "data/"],
             "labels": labels,
             "description": "Yatai e2e test bento",
+            # Locking resolves bentoml itself against PyPI (1.4 does it by
+            # default); the build must work offline.
+            "python": {"lock_packages": False},
         }
         # JSON is valid YAML; keeping the runner free of a YAML dependency.
-        (project / "bentofile.yaml").write_text(
-            json.dumps(bentofile, ensure_ascii=False, indent=2), "utf-8"
-        )
+        (project / "bentofile.yaml").write_text(json.dumps(bentofile, ensure_ascii=False, indent=2), "utf-8")
         return project
 
     def build(self, project: Path) -> str:
@@ -310,13 +322,10 @@ def find_venvs(repo: Path) -> dict[str, Path]:
     found = {n: Path(os.environ[n]) for n in names if os.environ.get(n)}
     if len(found) < len(names):
         script = repo / "scripts" / "venvs.sh"
-        proc = subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, timeout=3600
-        )
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
             raise RuntimeError(
-                f"{script} failed (exit {proc.returncode}); run it by hand to see why:\n"
-                f"{proc.stderr[-4000:]}"
+                f"{script} failed (exit {proc.returncode}); run it by hand to see why:\n{proc.stderr[-4000:]}"
             )
         for line in proc.stdout.splitlines():
             m = re.match(r"export (\w+)=(.+)$", line.strip())
@@ -325,8 +334,5 @@ def find_venvs(repo: Path) -> dict[str, Path]:
     for name in names:
         bin_path = found.get(name, Path("/nonexistent")) / "bin" / "bentoml"
         if not bin_path.exists():
-            raise RuntimeError(
-                f"{name}: no bentoml at {bin_path}; run `eval \"$(scripts/venvs.sh)\"`"
-            )
+            raise RuntimeError(f'{name}: no bentoml at {bin_path}; run `eval "$(scripts/venvs.sh)"`')
     return found
-

@@ -30,15 +30,11 @@ def names(client: BentoML, suffix: str = "") -> tuple[str, str]:
     return f"e2e-model-{client.kind.id}{suffix}", f"e2e-echo-{client.kind.id}{suffix}"
 
 
-def make_model(
-    client: BentoML, tmp: Path, *, suffix: str = "", random_files: dict[str, int] | None = None
-) -> Made:
+def make_model(client: BentoML, tmp: Path, *, suffix: str = "", random_files: dict[str, int] | None = None) -> Made:
     """Save the awkward model in the client's store and snapshot its directory."""
     payload = artifacts.write_model_payload(tmp / "payload")
     model_name, _ = names(client, suffix)
-    tag = client.create_model(
-        model_name, labels=artifacts.AWKWARD_LABELS, payload=payload, random_files=random_files
-    )
+    tag = client.create_model(model_name, labels=artifacts.AWKWARD_LABELS, payload=payload, random_files=random_files)
     model_dir = client.model_dir(tag)
     artifacts.assert_contains_files(model_dir, artifacts.payload_names(), "saved model")
     return Made(tag, artifacts.snapshot(model_dir, tmp / "original-model"))
@@ -52,9 +48,7 @@ def make_bento(client: BentoML, tmp: Path, **model_kwargs) -> Made:
     artifacts.write_bento_data(project)
     made.bento_tag = client.build(project)
     bento_dir = client.bento_dir(made.bento_tag)
-    artifacts.assert_contains_files(
-        bento_dir / "src", artifacts.bento_data_names(), "built bento's src"
-    )
+    artifacts.assert_contains_files(bento_dir / "src", artifacts.bento_data_names(), "built bento's src")
     made.bento_snapshot = artifacts.snapshot(bento_dir, tmp / "original-bento")
     return made
 

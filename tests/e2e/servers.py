@@ -38,23 +38,24 @@ PG = {
     "user": os.environ.get("YATAI_TEST_PG_USER", "postgres"),
 }
 
+#: `scripts/test --e2e-only` does all of this (build, PostgreSQL, moto, venvs) in one go.
 HOW_TO = {
     "binary": (
-        "Build the server first: `cargo build` in {repo} (it must produce {bin}), "
-        "or point YATAI_BIN at an already built yatai binary."
+        "Build the server first: `cargo build --workspace` in {repo} (it must produce {bin}), "
+        "or point YATAI_BIN at an already built yatai binary; `scripts/test --e2e-only` builds it too."
     ),
     "postgres": (
         "PostgreSQL is not reachable at {host}:{port} as user {user}. Start it, e.g. "
-        "`service postgresql start` (Debian) or `pg_ctlcluster 15 main start`; it must "
-        "accept `psql -h {host} -p {port} -U {user} -d postgres` without a password "
-        "(trust auth). The `psql` client must be on PATH (`apt-get install postgresql-client`)."
+        "`pg_ctlcluster --skip-systemctl-redirect 15 main start` (Debian) or run `scripts/test --e2e-only`, "
+        "which installs and starts it; it must accept `psql -h {host} -p {port} -U {user} -d postgres` "
+        "without a password (trust auth). The `psql` client must be on PATH (`apt-get install postgresql-client`)."
     ),
     "moto": (
         "The pg_s3 backend needs an S3 endpoint: start moto and export its URL, e.g.\n"
-        "  python3 -m pip install 'moto[server]'\n"
-        "  moto_server -H 127.0.0.1 -p 5000 > /tmp/moto.log 2>&1 &\n"
+        "  python3 -m venv /tmp/moto && /tmp/moto/bin/pip install 'moto[server]'\n"
+        "  /tmp/moto/bin/moto_server -H 127.0.0.1 -p 5000 > /tmp/moto.log 2>&1 &\n"
         "  export YATAI_TEST_S3_ENDPOINT=http://127.0.0.1:5000\n"
-        "{detail}"
+        "(or run `scripts/test --e2e-only`, which starts moto and sets it) {detail}"
     ),
 }
 
@@ -94,9 +95,25 @@ def _psql(sql: str) -> None:
     if shutil.which("psql") is None:
         raise MissingService(HOW_TO["postgres"].format(**PG))
     proc = subprocess.run(
-        ["psql", "-h", PG["host"], "-p", PG["port"], "-U", PG["user"], "-d", "postgres",
-         "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
+        [
+            "psql",
+            "-h",
+            PG["host"],
+            "-p",
+            PG["port"],
+            "-U",
+            PG["user"],
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAtc",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
     )
     if proc.returncode != 0:
         raise MissingService(f"{HOW_TO['postgres'].format(**PG)}\npsql said: {proc.stderr.strip()}")
@@ -125,7 +142,7 @@ def s3_endpoint() -> str:
     try:
         requests.get(url, timeout=5)
     except requests.RequestException as e:
-        raise MissingService(HOW_TO["moto"].format(detail=f"({url} does not answer: {e})"))
+        raise MissingService(HOW_TO["moto"].format(detail=f"({url} does not answer: {e})")) from None
     return url
 
 
@@ -148,8 +165,8 @@ def backend_env(backend: str) -> tuple[dict[str, str], list]:
         raise ValueError(f"unknown backend {backend!r}")
     s3 = s3_endpoint()
     parsed = urllib.parse.urlsplit(s3)
-    database = create_database()
     bucket = create_bucket(s3)
+    database = create_database()
     env = {
         "PG_HOST": PG["host"],
         "PG_PORT": PG["port"],
@@ -202,7 +219,8 @@ class YataiServer:
     def create_token(self, name: str, scopes: list[str]) -> str:
         """Create an API token for the admin with ``scopes``; returns the secret."""
         resp = self.api(
-            "POST", "/api/v1/api_tokens",
+            "POST",
+            "/api/v1/api_tokens",
             json={"name": name, "description": "e2e", "scopes": scopes, "expired_at": None},
         )
         assert resp.status_code == 200, f"create api token: {resp.status_code} {resp.text}"
@@ -239,12 +257,14 @@ def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServ
     log_path = workdir / "server.log"
     argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = YataiServer(
-        backend=backend, strategy=strategy, process=process,
-        endpoint=f"http://127.0.0.1:{port}", log_path=log_path, cleanups=cleanups,
+        backend=backend,
+        strategy=strategy,
+        process=process,
+        endpoint=f"http://127.0.0.1:{port}",
+        log_path=log_path,
+        cleanups=cleanups,
     )
     try:
         _wait_healthy(server, argv)
@@ -279,9 +299,16 @@ def bootstrap(server: YataiServer, init_token: str) -> str:
     """
     password = secrets.token_urlsafe(16)
     resp = server.api(
-        "POST", "/api/v1/setup",
-        json={"token": init_token, "name": "admin", "email": "admin@example.com",
-              "password": password, "first_name": "", "last_name": ""},
+        "POST",
+        "/api/v1/setup",
+        json={
+            "token": init_token,
+            "name": "admin",
+            "email": "admin@example.com",
+            "password": password,
+            "first_name": "",
+            "last_name": "",
+        },
     )
     assert resp.status_code == 200, f"setup: {resp.status_code} {resp.text}"
     resp = server.api("POST", "/api/v1/auth/login", json={"name_or_email": "admin", "password": password})

@@ -46,7 +46,7 @@ def transfer_paths(http: list[tuple[str, str, int]], kind: str, tag: str) -> tup
     name, version = tag.split(":", 1)
     prefix = f"/api/v1/{kind}_repositories/{name}/{kind}s/{version}/"
     actions = [
-        (method, urlsplit(url).path[len(prefix):])
+        (method, urlsplit(url).path[len(prefix) :])
         for method, url, _status in http
         if urlsplit(url).path.startswith(prefix)
     ]

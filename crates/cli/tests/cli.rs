@@ -9,7 +9,11 @@ fn yatai() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_yatai"));
     // Start from a clean environment so the machine's settings do not leak into the test.
     for (key, _) in std::env::vars() {
-        if key.starts_with("PG_") || key.starts_with("S3_") || key.starts_with("YATAI_") || key == "TRANSMISSION_STRATEGY" {
+        if key.starts_with("PG_")
+            || key.starts_with("S3_")
+            || key.starts_with("YATAI_")
+            || key == "TRANSMISSION_STRATEGY"
+        {
             cmd.env_remove(key);
         }
     }
@@ -17,7 +21,11 @@ fn yatai() -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn s3_endpoint() -> String {
@@ -27,7 +35,11 @@ fn s3_endpoint() -> String {
 /// Runs a command that must fail; returns its stderr.
 fn expect_failure(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run yatai");
-    assert!(!out.status.success(), "expected failure, got success; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "one error line expected: {err}");
@@ -46,7 +58,11 @@ impl Drop for Server {
 
 /// Starts `yatai serve` and waits for its "listening" line; returns the server and stdout lines so far.
 fn start(cmd: &mut Command) -> (Server, Vec<String>) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn yatai");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn yatai");
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
     let mut lines = Vec::new();
@@ -61,7 +77,9 @@ fn start(cmd: &mut Command) -> (Server, Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            let done = line.contains("Setup is open") || (line.contains("listening") && lines.iter().any(|l: &String| l.contains("listening")));
+            let done = line.contains("Setup is open")
+                || (line.contains("listening")
+                    && lines.iter().any(|l: &String| l.contains("listening")));
             lines.push(line);
             if done || lines.len() >= 2 {
                 return (server, lines);
@@ -79,16 +97,39 @@ fn help_lists_commands_flags_and_env_names() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for word in ["serve", "migrate", "--log-format"] {
-        assert!(text.contains(word), "{word} missing from yatai --help:\n{text}");
+        assert!(
+            text.contains(word),
+            "{word} missing from yatai --help:\n{text}"
+        );
     }
     let out = yatai().args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for word in [
-        "--host", "--port", "--data-dir", "--config", "--database-url", "PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "PG_DATABASE", "PG_SSLMODE",
-        "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION", "S3_SECURE", "S3_BUCKET_NAME", "YATAI_INITIALIZATION_TOKEN", "TRANSMISSION_STRATEGY",
+        "--host",
+        "--port",
+        "--data-dir",
+        "--config",
+        "--database-url",
+        "PG_HOST",
+        "PG_PORT",
+        "PG_USER",
+        "PG_PASSWORD",
+        "PG_DATABASE",
+        "PG_SSLMODE",
+        "S3_ENDPOINT",
+        "S3_ACCESS_KEY",
+        "S3_SECRET_KEY",
+        "S3_REGION",
+        "S3_SECURE",
+        "S3_BUCKET_NAME",
+        "YATAI_INITIALIZATION_TOKEN",
+        "TRANSMISSION_STRATEGY",
         "7777",
     ] {
-        assert!(text.contains(word), "{word} missing from yatai serve --help:\n{text}");
+        assert!(
+            text.contains(word),
+            "{word} missing from yatai serve --help:\n{text}"
+        );
     }
 }
 
@@ -96,11 +137,25 @@ fn help_lists_commands_flags_and_env_names() {
 fn serve_prints_setup_url_with_the_initialization_token() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (_server, lines) = start(yatai().args(["serve", "--port", &port.to_string(), "--data-dir"]).arg(dir.path()).env("YATAI_INITIALIZATION_TOKEN", "tok-123"));
+    let (_server, lines) = start(
+        yatai()
+            .args(["serve", "--port", &port.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .env("YATAI_INITIALIZATION_TOKEN", "tok-123"),
+    );
     let text = lines.join("\n");
-    assert!(text.contains(&format!("http://127.0.0.1:{port}/setup?token=tok-123")), "{text}");
-    assert!(dir.path().join("yatai.db").exists(), "the embedded database lives in the data directory");
-    assert!(dir.path().join("objects").is_dir(), "the embedded objects live in the data directory");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/setup?token=tok-123")),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("yatai.db").exists(),
+        "the embedded database lives in the data directory"
+    );
+    assert!(
+        dir.path().join("objects").is_dir(),
+        "the embedded objects live in the data directory"
+    );
 }
 
 #[test]
@@ -109,35 +164,82 @@ fn flags_beat_env_which_beats_the_config_file() {
     let data = dir.path().join("from-file");
     let (p_file, p_env, p_flag) = (free_port(), free_port(), free_port());
     let config = dir.path().join("yatai.toml");
-    std::fs::write(&config, format!("port = {p_file}\ndata_dir = {:?}\ninitialization_token = \"from-file\"\n", data.display().to_string())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "port = {p_file}\ndata_dir = {:?}\ninitialization_token = \"from-file\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
 
     let (server, lines) = start(yatai().args(["serve", "--config"]).arg(&config));
     let text = lines.join("\n");
-    assert!(text.contains(&format!("127.0.0.1:{p_file}/setup?token=from-file")), "config file applies: {text}");
-    assert!(data.join("yatai.db").exists(), "data_dir from the config file applies");
+    assert!(
+        text.contains(&format!("127.0.0.1:{p_file}/setup?token=from-file")),
+        "config file applies: {text}"
+    );
+    assert!(
+        data.join("yatai.db").exists(),
+        "data_dir from the config file applies"
+    );
     drop(server);
 
-    let (server, lines) = start(yatai().args(["serve", "--config"]).arg(&config).env("YATAI_PORT", p_env.to_string()));
-    assert!(lines.join("\n").contains(&format!("127.0.0.1:{p_env}/")), "env beats the file: {lines:?}");
+    let (server, lines) = start(
+        yatai()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("YATAI_PORT", p_env.to_string()),
+    );
+    assert!(
+        lines.join("\n").contains(&format!("127.0.0.1:{p_env}/")),
+        "env beats the file: {lines:?}"
+    );
     drop(server);
 
-    let (_server, lines) = start(yatai().args(["serve", "--port", &p_flag.to_string(), "--config"]).arg(&config).env("YATAI_PORT", p_env.to_string()));
-    assert!(lines.join("\n").contains(&format!("127.0.0.1:{p_flag}/")), "the flag beats env: {lines:?}");
+    let (_server, lines) = start(
+        yatai()
+            .args(["serve", "--port", &p_flag.to_string(), "--config"])
+            .arg(&config)
+            .env("YATAI_PORT", p_env.to_string()),
+    );
+    assert!(
+        lines.join("\n").contains(&format!("127.0.0.1:{p_flag}/")),
+        "the flag beats env: {lines:?}"
+    );
 
     std::fs::write(&config, "prot = 1\n").unwrap();
     let err = expect_failure(yatai().args(["serve", "--config"]).arg(&config));
-    assert!(err.contains("invalid config file") && err.contains("prot"), "{err}");
+    assert!(
+        err.contains("invalid config file") && err.contains("prot"),
+        "{err}"
+    );
 }
 
 #[test]
 fn refuses_to_start_without_its_database() {
     let dir = tempfile::tempdir().unwrap();
-    let err = expect_failure(yatai().args(["serve", "--data-dir"]).arg(dir.path()).args(["--database-url", "postgres://postgres:secret@127.0.0.1:1/yatai"]));
+    let err = expect_failure(yatai().args(["serve", "--data-dir"]).arg(dir.path()).args([
+        "--database-url",
+        "postgres://postgres:secret@127.0.0.1:1/yatai",
+    ]));
     assert!(err.contains("cannot connect to the database"), "{err}");
-    assert!(!err.contains("secret"), "the password is not printed: {err}");
-    let err = expect_failure(yatai().args(["serve", "--data-dir"]).arg(dir.path()).args(["--database-url", "mysql://x"]));
+    assert!(
+        !err.contains("secret"),
+        "the password is not printed: {err}"
+    );
+    let err = expect_failure(
+        yatai()
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--database-url", "mysql://x"]),
+    );
     assert!(err.contains("sqlite:// or postgres://"), "{err}");
-    let err = expect_failure(yatai().args(["migrate", "--database-url", "postgres://postgres@127.0.0.1:5432/db_that_does_not_exist_x"]));
+    let err = expect_failure(yatai().args([
+        "migrate",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:5432/db_that_does_not_exist_x",
+    ]));
     assert!(err.contains("db_that_does_not_exist_x"), "{err}");
 }
 
@@ -145,27 +247,52 @@ fn refuses_to_start_without_its_database() {
 fn refuses_to_start_without_its_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let base = |cmd: &mut Command| {
-        cmd.args(["serve", "--data-dir"]).arg(dir.path()).env("S3_ACCESS_KEY", "testing").env("S3_SECRET_KEY", "testing").env("S3_SECURE", "false");
+        cmd.args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .env("S3_ACCESS_KEY", "testing")
+            .env("S3_SECRET_KEY", "testing")
+            .env("S3_SECURE", "false");
     };
     let mut cmd = yatai();
     base(&mut cmd);
-    let err = expect_failure(cmd.env("S3_ENDPOINT", s3_endpoint()).env("S3_BUCKET_NAME", "no-such-bucket-here"));
-    assert!(err.contains("object storage") && err.contains("no-such-bucket-here"), "{err}");
+    let err = expect_failure(
+        cmd.env("S3_ENDPOINT", s3_endpoint())
+            .env("S3_BUCKET_NAME", "no-such-bucket-here"),
+    );
+    assert!(
+        err.contains("object storage") && err.contains("no-such-bucket-here"),
+        "{err}"
+    );
     let mut cmd = yatai();
     base(&mut cmd);
-    let err = expect_failure(cmd.env("S3_ENDPOINT", "127.0.0.1:1").env("S3_BUCKET_NAME", "b"));
+    let err = expect_failure(
+        cmd.env("S3_ENDPOINT", "127.0.0.1:1")
+            .env("S3_BUCKET_NAME", "b"),
+    );
     assert!(err.contains("object storage"), "{err}");
     let mut cmd = yatai();
     base(&mut cmd);
-    let err = expect_failure(cmd.env("S3_ENDPOINT", s3_endpoint()).env("S3_BUCKET_NAME", "b").env("TRANSMISSION_STRATEGY", "carrier-pigeon"));
+    let err = expect_failure(
+        cmd.env("S3_ENDPOINT", s3_endpoint())
+            .env("S3_BUCKET_NAME", "b")
+            .env("TRANSMISSION_STRATEGY", "carrier-pigeon"),
+    );
     assert!(err.contains("carrier-pigeon"), "{err}");
 }
 
 #[test]
 fn migrate_prepares_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
-    let out = yatai().args(["migrate", "--data-dir"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = yatai()
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("database is up to date"));
     assert!(dir.path().join("yatai.db").exists());
 }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub db: Db,
     pub objects: ObjectStorage,
     pub settings: Arc<Settings>,
+    /// The key that signs this server's own transfer URLs (local backend), loaded on first use.
+    pub presign_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             db,
             objects,
             settings: Arc::new(settings),
+            presign_key: Arc::default(),
         }
     }
 }

@@ -11,7 +11,11 @@ backend_test!(setup_runs_once_only, |app: TestApp| async move {
     let body = json!({"token": "wrong", "name": "admin", "email": "admin@example.com", "password": ADMIN_PASSWORD});
     let (s, b) = c.post("/api/v1/setup", body).await;
     assert_error(s, &b, StatusCode::FORBIDDEN);
-    assert_eq!(app.count_rows("users").await, 0, "a refused setup writes nothing");
+    assert_eq!(
+        app.count_rows("users").await,
+        0,
+        "a refused setup writes nothing"
+    );
 
     // Invalid input with the right token is refused before anything is written.
     let (s, b) = c.post("/api/v1/setup", json!({"token": INIT_TOKEN, "name": "admin", "email": "not-an-email", "password": ADMIN_PASSWORD})).await;
@@ -29,8 +33,17 @@ backend_test!(setup_runs_once_only, |app: TestApp| async move {
         }
     });
     let statuses = futures::future::join_all(attempts).await;
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
     assert_eq!(app.count_rows("users").await, 1);
     assert_eq!(app.count_rows("organizations").await, 1);
 
@@ -39,48 +52,89 @@ backend_test!(setup_runs_once_only, |app: TestApp| async move {
     assert_eq!(app.count_rows("users").await, 1);
 });
 
-backend_test!(login_sessions_and_password_change, |app: TestApp| async move {
-    let admin = app.setup_admin().await;
-    let (s, me) = admin.get("/api/v1/auth/current").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(me["name"], "admin");
-    assert_eq!(me["resource_type"], "user");
-    let (s, org) = admin.get("/api/v1/current_org").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(org["name"], "default");
+backend_test!(
+    login_sessions_and_password_change,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (s, me) = admin.get("/api/v1/auth/current").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(me["name"], "admin");
+        assert_eq!(me["resource_type"], "user");
+        let (s, org) = admin.get("/api/v1/current_org").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(org["name"], "default");
 
-    let stranger = app.browser();
-    let (s, b) = stranger.post("/api/v1/auth/login", json!({"name_or_email": "admin", "password": "wrong-password"})).await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED);
-    let (s, b) = stranger.post("/api/v1/auth/login", json!({"name_or_email": "nobody", "password": "wrong-password"})).await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED);
-    let (s, b) = stranger.get("/api/v1/auth/current").await;
-    assert_error(s, &b, StatusCode::UNAUTHORIZED);
-    // Login by e-mail works too.
-    stranger.login("admin@example.com", ADMIN_PASSWORD).await;
+        let stranger = app.browser();
+        let (s, b) = stranger
+            .post(
+                "/api/v1/auth/login",
+                json!({"name_or_email": "admin", "password": "wrong-password"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::UNAUTHORIZED);
+        let (s, b) = stranger
+            .post(
+                "/api/v1/auth/login",
+                json!({"name_or_email": "nobody", "password": "wrong-password"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::UNAUTHORIZED);
+        let (s, b) = stranger.get("/api/v1/auth/current").await;
+        assert_error(s, &b, StatusCode::UNAUTHORIZED);
+        // Login by e-mail works too.
+        stranger.login("admin@example.com", ADMIN_PASSWORD).await;
 
-    // Changing the password ends every session and the new password works.
-    let (s, b) = admin.patch("/api/v1/auth/reset_password", json!({"current_password": "bad", "new_password": "new-password-2"})).await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST);
-    let (s, _) = admin.patch("/api/v1/auth/reset_password", json!({"current_password": ADMIN_PASSWORD, "new_password": "new-password-2"})).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(stranger.get("/api/v1/auth/current").await.0, StatusCode::UNAUTHORIZED);
-    let fresh = app.browser();
-    fresh.login("admin", "new-password-2").await;
-    assert_eq!(fresh.post("/api/v1/auth/logout", json!({})).await.0, StatusCode::OK);
-    assert_eq!(fresh.get("/api/v1/auth/current").await.0, StatusCode::UNAUTHORIZED);
-});
+        // Changing the password ends every session and the new password works.
+        let (s, b) = admin
+            .patch(
+                "/api/v1/auth/reset_password",
+                json!({"current_password": "bad", "new_password": "new-password-2"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        let (s, _) = admin
+            .patch(
+                "/api/v1/auth/reset_password",
+                json!({"current_password": ADMIN_PASSWORD, "new_password": "new-password-2"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            stranger.get("/api/v1/auth/current").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let fresh = app.browser();
+        fresh.login("admin", "new-password-2").await;
+        assert_eq!(
+            fresh.post("/api/v1/auth/logout", json!({})).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            fresh.get("/api/v1/auth/current").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+);
 
 backend_test!(api_token_life_cycle, |app: TestApp| async move {
     let admin = app.setup_admin().await;
-    let (uid, secret) = admin.create_token("ci", &["api", "read_organization"]).await;
+    let (uid, secret) = admin
+        .create_token("ci", &["api", "read_organization"])
+        .await;
     assert!(secret.starts_with("yt_"));
     let (s, stored): (_, Option<String>) = (
         StatusCode::OK,
-        sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_optional(app.state.db.pool()).await.unwrap(),
+        sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+            .fetch_optional(app.state.db.pool())
+            .await
+            .unwrap(),
     );
     assert_eq!(s, StatusCode::OK);
-    assert_ne!(stored.as_deref(), Some(secret.as_str()), "the secret is stored only as a hash");
+    assert_ne!(
+        stored.as_deref(),
+        Some(secret.as_str()),
+        "the secret is stored only as a hash"
+    );
 
     // The secret is shown once: list and get never return it.
     let (_, list) = admin.get("/api/v1/api_tokens").await;
@@ -100,15 +154,37 @@ backend_test!(api_token_life_cycle, |app: TestApp| async move {
     assert!(one["last_used_at"].is_string(), "{one}");
 
     // Same name twice is a conflict; bad scopes and past expiry are refused; nothing is written.
-    let (s, b) = admin.post("/api/v1/api_tokens", json!({"name": "ci", "scopes": ["api"]})).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/api_tokens",
+            json!({"name": "ci", "scopes": ["api"]}),
+        )
+        .await;
     assert_error(s, &b, StatusCode::CONFLICT);
-    let (s, b) = admin.post("/api/v1/api_tokens", json!({"name": "x", "scopes": ["root"]})).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/api_tokens",
+            json!({"name": "x", "scopes": ["root"]}),
+        )
+        .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST);
-    let (s, b) = admin.post("/api/v1/api_tokens", json!({"name": "x", "scopes": []})).await;
+    let (s, b) = admin
+        .post("/api/v1/api_tokens", json!({"name": "x", "scopes": []}))
+        .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST);
-    let (s, b) = admin.post("/api/v1/api_tokens", json!({"name": "x", "scopes": ["api"], "expired_at": "2001-01-01T00:00:00Z"})).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/api_tokens",
+            json!({"name": "x", "scopes": ["api"], "expired_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST);
-    let (s, b) = admin.post("/api/v1/api_tokens", json!({"name": "x", "scopes": ["api"], "expired_at": "next week"})).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/api_tokens",
+            json!({"name": "x", "scopes": ["api"], "expired_at": "next week"}),
+        )
+        .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST);
     assert_eq!(app.count_rows("api_tokens").await, 1);
 
@@ -119,16 +195,37 @@ backend_test!(api_token_life_cycle, |app: TestApp| async move {
     assert_eq!(upd["scopes"], json!(["api"]));
     assert_eq!(upd["expired_at"], "2999-01-01T00:00:00.000000Z");
     assert_eq!(upd["is_expired"], false);
-    let (_, upd) = admin.patch(&format!("/api/v1/api_tokens/{uid}"), json!({"expired_at": null})).await;
+    let (_, upd) = admin
+        .patch(
+            &format!("/api/v1/api_tokens/{uid}"),
+            json!({"expired_at": null}),
+        )
+        .await;
     assert_eq!(upd["expired_at"], json!(null));
 
     // A token cannot mint a token with more scopes than it has.
-    let (s, b) = app.with_token(&admin.create_token("writer", &["write_organization"]).await.1).post("/api/v1/api_tokens", json!({"name": "escalate", "scopes": ["api"]})).await;
+    let (s, b) = app
+        .with_token(
+            &admin
+                .create_token("writer", &["write_organization"])
+                .await
+                .1,
+        )
+        .post(
+            "/api/v1/api_tokens",
+            json!({"name": "escalate", "scopes": ["api"]}),
+        )
+        .await;
     assert_error(s, &b, StatusCode::FORBIDDEN);
 
     // Expiry: a token stops working once its time has passed.
     let soon = chrono_in(1);
-    let (s, short) = admin.post("/api/v1/api_tokens", json!({"name": "short", "scopes": ["api"], "expired_at": soon})).await;
+    let (s, short) = admin
+        .post(
+            "/api/v1/api_tokens",
+            json!({"name": "short", "scopes": ["api"], "expired_at": soon}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{short}");
     let short_cli = app.with_token(short["token"].as_str().unwrap());
     assert_eq!(short_cli.get("/api/v1/current_org").await.0, StatusCode::OK);
@@ -138,11 +235,16 @@ backend_test!(api_token_life_cycle, |app: TestApp| async move {
     assert!(b["message"].as_str().unwrap().contains("expired"), "{b}");
 
     // Revoked: stops working, and is gone from the list.
-    let (s, _) = admin.delete(&format!("/api/v1/api_tokens/{uid}"), None).await;
+    let (s, _) = admin
+        .delete(&format!("/api/v1/api_tokens/{uid}"), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (s, b) = cli.get("/api/v1/auth/current").await;
     assert_error(s, &b, StatusCode::UNAUTHORIZED);
-    assert_eq!(admin.get(&format!("/api/v1/api_tokens/{uid}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin.get(&format!("/api/v1/api_tokens/{uid}")).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (s, b) = app.with_token("yt_0000").get("/api/v1/current_org").await;
     assert_error(s, &b, StatusCode::UNAUTHORIZED);
 });
@@ -153,46 +255,93 @@ fn chrono_in(seconds: i64) -> String {
 
 /// Which single-scope tokens each endpoint accepts (the token's user is an admin, so only the scope limits).
 const SCOPE_MATRIX: &[(&str, &str, &[&str])] = &[
-    ("GET", "/api/v1/auth/current", &["api", "read_organization", "write_organization", "read_cluster", "write_cluster"]),
-    ("GET", "/api/v1/current_org", &["api", "read_organization", "write_organization"]),
+    (
+        "GET",
+        "/api/v1/auth/current",
+        &[
+            "api",
+            "read_organization",
+            "write_organization",
+            "read_cluster",
+            "write_cluster",
+        ],
+    ),
+    (
+        "GET",
+        "/api/v1/current_org",
+        &["api", "read_organization", "write_organization"],
+    ),
     ("PATCH", "/api/v1/current_org", &["write_organization"]),
-    ("GET", "/api/v1/orgs/default", &["read_organization", "write_organization"]),
+    (
+        "GET",
+        "/api/v1/orgs/default",
+        &["read_organization", "write_organization"],
+    ),
     ("PATCH", "/api/v1/orgs/default", &["write_organization"]),
-    ("GET", "/api/v1/members", &["read_organization", "write_organization"]),
+    (
+        "GET",
+        "/api/v1/members",
+        &["read_organization", "write_organization"],
+    ),
     ("POST", "/api/v1/members", &["write_organization"]),
-    ("GET", "/api/v1/users", &["read_organization", "write_organization"]),
-    ("GET", "/api/v1/users/admin", &["read_organization", "write_organization"]),
+    (
+        "GET",
+        "/api/v1/users",
+        &["read_organization", "write_organization"],
+    ),
+    (
+        "GET",
+        "/api/v1/users/admin",
+        &["read_organization", "write_organization"],
+    ),
     ("GET", "/api/v1/api_tokens", &["write_organization"]),
 ];
 
-backend_test!(token_scopes_are_enforced_on_every_endpoint, |app: TestApp| async move {
-    let admin = app.setup_admin().await;
-    let (s, _) = admin.post("/api/v1/users", json!({"name": "dev", "email": "dev@example.com", "password": "dev-password", "role": "developer"})).await;
-    assert_eq!(s, StatusCode::OK);
-    for scope in yatai_domain::Scope::ALL {
-        let scope = scope.as_str();
-        let token = admin.create_token(&format!("only-{scope}"), &[scope]).await.1;
-        let cli = app.with_token(&token);
-        for (method, path, allowed) in SCOPE_MATRIX {
-            let body = match (*method, *path) {
-                ("POST", "/api/v1/members") => Some(json!({"usernames": ["dev"], "role": "developer"})),
-                ("PATCH", _) => Some(json!({"description": "changed"})),
-                _ => None,
-            };
-            let (s, b) = cli.send(method.parse().unwrap(), path, body).await;
-            if allowed.contains(&scope) {
-                assert_eq!(s, StatusCode::OK, "{method} {path} with scope {scope} must be allowed: {b}");
-            } else {
-                assert_error(s, &b, StatusCode::FORBIDDEN);
+backend_test!(
+    token_scopes_are_enforced_on_every_endpoint,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (s, _) = admin.post("/api/v1/users", json!({"name": "dev", "email": "dev@example.com", "password": "dev-password", "role": "developer"})).await;
+        assert_eq!(s, StatusCode::OK);
+        for scope in yatai_domain::Scope::ALL {
+            let scope = scope.as_str();
+            let token = admin
+                .create_token(&format!("only-{scope}"), &[scope])
+                .await
+                .1;
+            let cli = app.with_token(&token);
+            for (method, path, allowed) in SCOPE_MATRIX {
+                let body = match (*method, *path) {
+                    ("POST", "/api/v1/members") => {
+                        Some(json!({"usernames": ["dev"], "role": "developer"}))
+                    }
+                    ("PATCH", _) => Some(json!({"description": "changed"})),
+                    _ => None,
+                };
+                let (s, b) = cli.send(method.parse().unwrap(), path, body).await;
+                if allowed.contains(&scope) {
+                    assert_eq!(
+                        s,
+                        StatusCode::OK,
+                        "{method} {path} with scope {scope} must be allowed: {b}"
+                    );
+                } else {
+                    assert_error(s, &b, StatusCode::FORBIDDEN);
+                }
             }
         }
     }
-});
+);
 
 backend_test!(organizations_are_isolated, |app: TestApp| async move {
     let admin = app.setup_admin().await;
     // A second organization with its own member.
-    let (s, b) = admin.post("/api/v1/orgs", json!({"name": "other", "description": "another team"})).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "other", "description": "another team"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = admin.post("/api/v1/orgs", json!({"name": "other"})).await;
     assert_error(s, &b, StatusCode::CONFLICT);
@@ -202,27 +351,54 @@ backend_test!(organizations_are_isolated, |app: TestApp| async move {
     let (s, _) = admin.post("/api/v1/users", json!({"name": "dev", "email": "dev@example.com", "password": "dev-password", "role": "developer"})).await;
     assert_eq!(s, StatusCode::OK);
 
-    let all = ["api", "read_organization", "write_organization", "read_cluster", "write_cluster"];
+    let all = [
+        "api",
+        "read_organization",
+        "write_organization",
+        "read_cluster",
+        "write_cluster",
+    ];
     let (uid_a, token_a) = admin.create_token("a", &all).await;
     let (uid_b, token_b) = admin_other.create_token("b", &all).await;
     let (a, b) = (app.with_token(&token_a), app.with_token(&token_b));
 
     assert_eq!(a.get("/api/v1/current_org").await.1["name"], "default");
     assert_eq!(b.get("/api/v1/current_org").await.1["name"], "other");
-    for (own, cli, foreign_org, foreign_token, foreign_user) in [(&uid_a, &a, "other", &uid_b, "bob"), (&uid_b, &b, "default", &uid_a, "dev")] {
-        assert_eq!(cli.get(&format!("/api/v1/api_tokens/{own}")).await.0, StatusCode::OK);
-        let (s, body) = cli.get(&format!("/api/v1/api_tokens/{foreign_token}")).await;
+    for (own, cli, foreign_org, foreign_token, foreign_user) in [
+        (&uid_a, &a, "other", &uid_b, "bob"),
+        (&uid_b, &b, "default", &uid_a, "dev"),
+    ] {
+        assert_eq!(
+            cli.get(&format!("/api/v1/api_tokens/{own}")).await.0,
+            StatusCode::OK
+        );
+        let (s, body) = cli
+            .get(&format!("/api/v1/api_tokens/{foreign_token}"))
+            .await;
         assert_error(s, &body, StatusCode::NOT_FOUND);
         let (s, body) = cli.get(&format!("/api/v1/orgs/{foreign_org}")).await;
         assert_error(s, &body, StatusCode::NOT_FOUND);
-        let (s, body) = cli.patch(&format!("/api/v1/orgs/{foreign_org}"), json!({"description": "hijacked"})).await;
+        let (s, body) = cli
+            .patch(
+                &format!("/api/v1/orgs/{foreign_org}"),
+                json!({"description": "hijacked"}),
+            )
+            .await;
         assert_error(s, &body, StatusCode::NOT_FOUND);
         let (s, body) = cli.get(&format!("/api/v1/users/{foreign_user}")).await;
         assert_error(s, &body, StatusCode::NOT_FOUND);
         let (_, orgs) = cli.get("/api/v1/orgs").await;
-        assert_eq!(orgs["total"], 1, "a token sees only its organization: {orgs}");
+        assert_eq!(
+            orgs["total"], 1,
+            "a token sees only its organization: {orgs}"
+        );
         let (_, members) = cli.get("/api/v1/members").await;
-        let names: Vec<&str> = members["items"].as_array().unwrap().iter().map(|m| m["user"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["user"]["name"].as_str().unwrap())
+            .collect();
         assert!(!names.contains(&foreign_user), "{names:?}");
         let (_, tokens) = cli.get("/api/v1/api_tokens").await;
         assert_eq!(tokens["total"], 1);
@@ -241,84 +417,173 @@ backend_test!(organizations_are_isolated, |app: TestApp| async move {
     assert_error(s, &body, StatusCode::FORBIDDEN);
 });
 
-backend_test!(roles_limit_members_and_rejected_requests_write_nothing, |app: TestApp| async move {
-    let admin = app.setup_admin().await;
-    let (s, _) = admin.post("/api/v1/users", json!({"name": "dev", "email": "dev@example.com", "password": "dev-password"})).await;
-    assert_eq!(s, StatusCode::OK);
-    let users_before = app.count_rows("users").await;
-    for (body, status) in [
-        (json!({"name": "bad", "email": "nope", "password": "long-enough"}), StatusCode::BAD_REQUEST),
-        (json!({"name": "bad name", "email": "b@example.com", "password": "long-enough"}), StatusCode::BAD_REQUEST),
-        (json!({"name": "short", "email": "s@example.com", "password": "short"}), StatusCode::BAD_REQUEST),
-        (json!({"name": "x", "email": "x@example.com", "password": "long-enough", "role": "owner"}), StatusCode::BAD_REQUEST),
-        (json!({"name": "dev", "email": "other@example.com", "password": "long-enough"}), StatusCode::CONFLICT),
-        (json!({"name": "dev2", "email": "dev@example.com", "password": "long-enough"}), StatusCode::CONFLICT),
-        (json!({"name": 5}), StatusCode::BAD_REQUEST),
-    ] {
-        let (s, b) = admin.post("/api/v1/users", body).await;
-        assert_error(s, &b, status);
+backend_test!(
+    roles_limit_members_and_rejected_requests_write_nothing,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (s, _) = admin
+            .post(
+                "/api/v1/users",
+                json!({"name": "dev", "email": "dev@example.com", "password": "dev-password"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let users_before = app.count_rows("users").await;
+        for (body, status) in [
+            (
+                json!({"name": "bad", "email": "nope", "password": "long-enough"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"name": "bad name", "email": "b@example.com", "password": "long-enough"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"name": "short", "email": "s@example.com", "password": "short"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"name": "x", "email": "x@example.com", "password": "long-enough", "role": "owner"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"name": "dev", "email": "other@example.com", "password": "long-enough"}),
+                StatusCode::CONFLICT,
+            ),
+            (
+                json!({"name": "dev2", "email": "dev@example.com", "password": "long-enough"}),
+                StatusCode::CONFLICT,
+            ),
+            (json!({"name": 5}), StatusCode::BAD_REQUEST),
+        ] {
+            let (s, b) = admin.post("/api/v1/users", body).await;
+            assert_error(s, &b, status);
+        }
+        assert_eq!(
+            app.count_rows("users").await,
+            users_before,
+            "refused user creations write nothing"
+        );
+        assert_eq!(app.count_rows("members").await, 2);
+
+        // New users default to developer; a developer cannot manage members.
+        let (_, members) = admin.get("/api/v1/members").await;
+        let role_of = |members: &serde_json::Value, name: &str| {
+            members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["user"]["name"] == name)
+                .map(|m| m["role"].as_str().unwrap().to_string())
+        };
+        assert_eq!(role_of(&members, "dev").as_deref(), Some("developer"));
+        let dev = app.browser();
+        dev.login("dev", "dev-password").await;
+        let (s, b) = dev
+            .post(
+                "/api/v1/members",
+                json!({"usernames": ["dev"], "role": "admin"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        let (s, b) = dev
+            .post(
+                "/api/v1/users",
+                json!({"name": "eve", "email": "eve@example.com", "password": "long-enough"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+
+        // One unknown user in a batch: nobody's role changes.
+        let (s, b) = admin
+            .post(
+                "/api/v1/members",
+                json!({"usernames": ["dev", "ghost"], "role": "guest"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+        let (_, members) = admin.get("/api/v1/members").await;
+        assert_eq!(role_of(&members, "dev").as_deref(), Some("developer"));
+        // The last admin can be neither demoted nor removed.
+        let (s, b) = admin
+            .post(
+                "/api/v1/members",
+                json!({"usernames": ["admin"], "role": "guest"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        let (s, b) = admin
+            .delete("/api/v1/members", Some(json!({"username": "admin"})))
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        let (_, members) = admin.get("/api/v1/members").await;
+        assert_eq!(role_of(&members, "admin").as_deref(), Some("admin"));
+
+        // Demote dev to guest: a guest reads but cannot change the organization.
+        let (s, _) = admin
+            .post(
+                "/api/v1/members",
+                json!({"usernames": ["dev"], "role": "guest"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(dev.get("/api/v1/members").await.0, StatusCode::OK);
+        let (s, b) = dev
+            .patch("/api/v1/current_org", json!({"description": "x"}))
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        // Admin resets dev's password; dev's session ends.
+        let (s, _) = admin
+            .post(
+                "/api/v1/users/dev/reset_password",
+                json!({"new_password": "reset-password"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(dev.get("/api/v1/members").await.0, StatusCode::UNAUTHORIZED);
+        // Removing dev: they can no longer act in the organization.
+        let (s, _) = admin
+            .delete("/api/v1/members", Some(json!({"username": "dev"})))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let again = app.browser();
+        again.login("dev", "reset-password").await;
+        assert_eq!(
+            again.get("/api/v1/current_org").await.0,
+            StatusCode::FORBIDDEN
+        );
+        let (s, b) = admin
+            .delete("/api/v1/members", Some(json!({"username": "dev"})))
+            .await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
     }
-    assert_eq!(app.count_rows("users").await, users_before, "refused user creations write nothing");
-    assert_eq!(app.count_rows("members").await, 2);
-
-    // New users default to developer; a developer cannot manage members.
-    let (_, members) = admin.get("/api/v1/members").await;
-    let role_of = |members: &serde_json::Value, name: &str| {
-        members["items"].as_array().unwrap().iter().find(|m| m["user"]["name"] == name).map(|m| m["role"].as_str().unwrap().to_string())
-    };
-    assert_eq!(role_of(&members, "dev").as_deref(), Some("developer"));
-    let dev = app.browser();
-    dev.login("dev", "dev-password").await;
-    let (s, b) = dev.post("/api/v1/members", json!({"usernames": ["dev"], "role": "admin"})).await;
-    assert_error(s, &b, StatusCode::FORBIDDEN);
-    let (s, b) = dev.post("/api/v1/users", json!({"name": "eve", "email": "eve@example.com", "password": "long-enough"})).await;
-    assert_error(s, &b, StatusCode::FORBIDDEN);
-
-    // One unknown user in a batch: nobody's role changes.
-    let (s, b) = admin.post("/api/v1/members", json!({"usernames": ["dev", "ghost"], "role": "guest"})).await;
-    assert_error(s, &b, StatusCode::NOT_FOUND);
-    let (_, members) = admin.get("/api/v1/members").await;
-    assert_eq!(role_of(&members, "dev").as_deref(), Some("developer"));
-    // The last admin can be neither demoted nor removed.
-    let (s, b) = admin.post("/api/v1/members", json!({"usernames": ["admin"], "role": "guest"})).await;
-    assert_error(s, &b, StatusCode::CONFLICT);
-    let (s, b) = admin.delete("/api/v1/members", Some(json!({"username": "admin"}))).await;
-    assert_error(s, &b, StatusCode::CONFLICT);
-    let (_, members) = admin.get("/api/v1/members").await;
-    assert_eq!(role_of(&members, "admin").as_deref(), Some("admin"));
-
-    // Demote dev to guest: a guest reads but cannot change the organization.
-    let (s, _) = admin.post("/api/v1/members", json!({"usernames": ["dev"], "role": "guest"})).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(dev.get("/api/v1/members").await.0, StatusCode::OK);
-    let (s, b) = dev.patch("/api/v1/current_org", json!({"description": "x"})).await;
-    assert_error(s, &b, StatusCode::FORBIDDEN);
-    // Admin resets dev's password; dev's session ends.
-    let (s, _) = admin.post("/api/v1/users/dev/reset_password", json!({"new_password": "reset-password"})).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(dev.get("/api/v1/members").await.0, StatusCode::UNAUTHORIZED);
-    // Removing dev: they can no longer act in the organization.
-    let (s, _) = admin.delete("/api/v1/members", Some(json!({"username": "dev"}))).await;
-    assert_eq!(s, StatusCode::OK);
-    let again = app.browser();
-    again.login("dev", "reset-password").await;
-    assert_eq!(again.get("/api/v1/current_org").await.0, StatusCode::FORBIDDEN);
-    let (s, b) = admin.delete("/api/v1/members", Some(json!({"username": "dev"}))).await;
-    assert_error(s, &b, StatusCode::NOT_FOUND);
-});
+);
 
 backend_test!(errors_have_one_shape, |app: TestApp| async move {
     let admin = app.setup_admin().await;
     let raw = reqwest::Client::new();
-    let res = raw.post(format!("{}/api/v1/auth/login", app.base)).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let res = raw
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     let status = res.status();
     assert_error(status, &res.json().await.unwrap(), StatusCode::BAD_REQUEST);
-    let res = raw.post(format!("{}/api/v1/auth/login", app.base)).body("{}").send().await.unwrap();
+    let res = raw
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     let status = res.status();
     assert_error(status, &res.json().await.unwrap(), StatusCode::BAD_REQUEST);
     let (s, b) = admin.get("/api/v1/no/such/route").await;
     assert_error(s, &b, StatusCode::NOT_FOUND);
-    let (s, b) = admin.send(reqwest::Method::PUT, "/api/v1/version", None).await;
+    let (s, b) = admin
+        .send(reqwest::Method::PUT, "/api/v1/version", None)
+        .await;
     assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED);
     let (s, b) = admin.get("/api/v1/users/nobody").await;
     assert_error(s, &b, StatusCode::NOT_FOUND);
@@ -327,7 +592,12 @@ backend_test!(errors_have_one_shape, |app: TestApp| async move {
 backend_test!(restart_keeps_all_data, |app: TestApp| async move {
     let admin = app.setup_admin().await;
     let (_, secret) = admin.create_token("keep", &["api"]).await;
-    let (s, _) = admin.post("/api/v1/users", json!({"name": "dev", "email": "dev@example.com", "password": "dev-password"})).await;
+    let (s, _) = admin
+        .post(
+            "/api/v1/users",
+            json!({"name": "dev", "email": "dev@example.com", "password": "dev-password"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let app = app.restart().await;
     let (s, me) = app.with_token(&secret).get("/api/v1/auth/current").await;
@@ -345,24 +615,54 @@ backend_test!(meta_endpoints, |app: TestApp| async move {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     let (s, info) = c.get("/api/v1/info").await;
     assert_eq!(s, StatusCode::OK);
-    let expected_db = match app.backend { common::Backend::Embedded => "sqlite", common::Backend::Production => "postgresql" };
+    let expected_db = match app.backend {
+        common::Backend::Embedded => "sqlite",
+        common::Backend::Production => "postgresql",
+    };
     assert_eq!(info["database"], expected_db);
     assert_eq!(c.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(c.get("/readyz").await.0, StatusCode::OK);
     let (_, metrics) = c.get("/metrics").await;
     let metrics = metrics.as_str().unwrap().to_string();
-    assert!(metrics.contains("yatai_http_requests_total") && metrics.contains("route=\"/api/v1/version\""), "{metrics}");
-    assert!(metrics.contains("yatai_http_request_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("yatai_http_requests_total")
+            && metrics.contains("route=\"/api/v1/version\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("yatai_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
     assert!(metrics.contains("yatai_uploads_in_flight"), "{metrics}");
 
     let (s, doc) = c.get("/api/v1/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();
     for (method, path, _) in SCOPE_MATRIX {
-        let p = path.replace("/default", "/{name}").replace("/users/admin", "/users/{name}");
-        assert!(paths.get(&p).and_then(|m| m.get(method.to_lowercase())).is_some(), "{method} {p} missing from the OpenAPI document");
+        let p = path
+            .replace("/default", "/{name}")
+            .replace("/users/admin", "/users/{name}");
+        assert!(
+            paths
+                .get(&p)
+                .and_then(|m| m.get(method.to_lowercase()))
+                .is_some(),
+            "{method} {p} missing from the OpenAPI document"
+        );
     }
-    for p in ["/api/v1/setup", "/api/v1/auth/login", "/api/v1/api_tokens/{uid}", "/healthz", "/readyz", "/metrics", "/api/v1/version", "/api/v1/info"] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    for p in [
+        "/api/v1/setup",
+        "/api/v1/auth/login",
+        "/api/v1/api_tokens/{uid}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/version",
+        "/api/v1/info",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
 });

@@ -76,8 +76,19 @@ pub struct ObjectReader {
 pub struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     s3: Option<Arc<AmazonS3>>,
+    presigner: Option<Arc<S3Presigner>>,
     description: String,
 }
+
+/// Signs S3 URLs that clients use directly (SigV4 query signing by `rusty-s3`).
+#[derive(Debug)]
+struct S3Presigner {
+    bucket: rusty_s3::Bucket,
+    credentials: rusty_s3::Credentials,
+}
+
+/// Where the parts of a multipart upload wait on the local backend.
+const LOCAL_UPLOADS: &str = ".uploads";
 
 /// Size of the parts of a streamed write (S3's minimum part size is 5 MiB).
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -103,14 +114,36 @@ impl ObjectStorage {
                 ObjectStorage {
                     store: Arc::new(fs),
                     s3: None,
+                    presigner: None,
                     description: format!("directory {}", root.display()),
                 }
             }
             ObjectStorageConfig::S3(s3) => {
                 let s3_store = Arc::new(build_s3(s3)?);
+                let endpoint = s3
+                    .endpoint_url()
+                    .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", s3.region));
+                let endpoint = endpoint.parse().map_err(|e| {
+                    Error::invalid(format!("invalid S3_ENDPOINT {endpoint:?}: {e}"))
+                })?;
+                let bucket = rusty_s3::Bucket::new(
+                    endpoint,
+                    rusty_s3::UrlStyle::Path,
+                    s3.bucket.clone(),
+                    s3.region.clone(),
+                )
+                .map_err(|e| Error::invalid(format!("invalid S3 settings: {e}")))?;
+                let presigner = S3Presigner {
+                    bucket,
+                    credentials: rusty_s3::Credentials::new(
+                        s3.access_key.clone(),
+                        s3.secret_key.clone(),
+                    ),
+                };
                 ObjectStorage {
                     store: s3_store.clone(),
                     s3: Some(s3_store),
+                    presigner: Some(Arc::new(presigner)),
                     description: format!(
                         "bucket {:?} at {}",
                         s3.bucket,
@@ -235,6 +268,151 @@ impl ObjectStorage {
         }
     }
 
+    /// Whether objects live in a local directory (the server then signs its own transfer URLs).
+    pub fn is_local(&self) -> bool {
+        self.s3.is_none()
+    }
+
+    /// A presigned S3 URL for `PUT` (whole object) of `key`; `None` on the local backend.
+    pub fn presigned_put(&self, key: &str, ttl: Duration) -> Option<String> {
+        use rusty_s3::S3Action;
+        let p = self.presigner.as_ref()?;
+        Some(
+            p.bucket
+                .put_object(Some(&p.credentials), key)
+                .sign(ttl)
+                .to_string(),
+        )
+    }
+
+    /// A presigned S3 URL for `GET` of `key`; `None` on the local backend.
+    pub fn presigned_get(&self, key: &str, ttl: Duration) -> Option<String> {
+        use rusty_s3::S3Action;
+        let p = self.presigner.as_ref()?;
+        Some(
+            p.bucket
+                .get_object(Some(&p.credentials), key)
+                .sign(ttl)
+                .to_string(),
+        )
+    }
+
+    /// A presigned S3 URL for `PUT` of one part of a multipart upload; `None` on the local backend.
+    pub fn presigned_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u16,
+        ttl: Duration,
+    ) -> Option<String> {
+        use rusty_s3::S3Action;
+        let p = self.presigner.as_ref()?;
+        Some(
+            p.bucket
+                .upload_part(Some(&p.credentials), key, part_number, upload_id)
+                .sign(ttl)
+                .to_string(),
+        )
+    }
+
+    /// Starts a multipart upload to `key`; returns its id.
+    pub async fn create_multipart(&self, key: &str) -> Result<String, Error> {
+        use object_store::multipart::MultipartStore;
+        match &self.s3 {
+            Some(s3) => s3
+                .create_multipart(&Path::from(key))
+                .await
+                .map_err(storage_error),
+            None => Ok(crate::new_uid()),
+        }
+    }
+
+    /// Stores one part of a local multipart upload; returns its ETag (quoted, as S3 does).
+    pub async fn put_local_part<S, E>(
+        &self,
+        upload_id: &str,
+        part_number: u16,
+        body: S,
+    ) -> Result<String, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let stored = self
+            .put_stream(&local_part_key(upload_id, part_number), body)
+            .await?;
+        Ok(format!("\"{}\"", &stored.sha256[..32]))
+    }
+
+    /// Completes a multipart upload from its parts `(part_number, etag)`; the object appears at
+    /// `key` only now. Parts are put in part-number order.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        mut parts: Vec<(u16, String)>,
+    ) -> Result<(), Error> {
+        use object_store::multipart::{MultipartStore, PartId};
+        parts.sort_by_key(|(n, _)| *n);
+        if parts.is_empty() {
+            return Err(Error::invalid(
+                "complete_multipart_upload needs at least one part",
+            ));
+        }
+        if parts.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(Error::invalid("a part number appears twice"));
+        }
+        match &self.s3 {
+            Some(s3) => {
+                let ids = parts
+                    .into_iter()
+                    .map(|(_, etag)| PartId { content_id: etag })
+                    .collect();
+                s3.complete_multipart(&Path::from(key), &upload_id.to_string(), ids)
+                    .await
+                    .map_err(storage_error)?;
+            }
+            None => {
+                let mut streams = Vec::new();
+                for (n, _etag) in &parts {
+                    let part_key = local_part_key(upload_id, *n);
+                    let reader = self
+                        .get(&part_key, None)
+                        .await
+                        .map_err(|_| Error::invalid(format!("part {n} was never uploaded")))?;
+                    streams.push(reader.stream);
+                }
+                self.put_stream(key, futures::stream::iter(streams).flatten())
+                    .await?;
+                self.abort_multipart(key, upload_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons a multipart upload and its parts.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+        use object_store::multipart::MultipartStore;
+        match &self.s3 {
+            Some(s3) => match s3
+                .abort_multipart(&Path::from(key), &upload_id.to_string())
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(storage_error(e)),
+            },
+            None => {
+                for part in self
+                    .list_keys(Some(&format!("{LOCAL_UPLOADS}/{upload_id}")))
+                    .await?
+                {
+                    self.delete(&part).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Lists every object key under a prefix.
     pub async fn list_keys(&self, prefix: Option<&str>) -> Result<Vec<String>, Error> {
         let prefix = prefix.map(Path::from);
@@ -245,6 +423,10 @@ impl ObjectStorage {
             .await
             .map_err(storage_error)
     }
+}
+
+fn local_part_key(upload_id: &str, part_number: u16) -> String {
+    format!("{LOCAL_UPLOADS}/{upload_id}/{part_number:05}")
 }
 
 fn build_s3(s3: &S3Config) -> Result<AmazonS3, Error> {

@@ -2,9 +2,12 @@
 
 pub mod api_tokens;
 pub mod auth;
+pub mod events;
 pub mod members;
 pub mod meta;
 pub mod organizations;
+pub mod presigned;
+pub mod registry;
 pub mod schemas;
 pub mod setup;
 pub mod users;
@@ -41,17 +44,44 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(organizations::routes())
         .merge(members::routes())
         .merge(api_tokens::routes())
+        .merge(events::routes())
+        .merge(presigned::routes())
+}
+
+/// Adds the registry routes (generic handlers mounted by a route table) to the OpenAPI document.
+fn document_registry(doc: &mut utoipa::openapi::OpenApi, routes: &[registry::RegistryRoute]) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    for r in routes {
+        let method = match r.method.as_str() {
+            "GET" => HttpMethod::Get,
+            "POST" => HttpMethod::Post,
+            "PUT" => HttpMethod::Put,
+            "PATCH" => HttpMethod::Patch,
+            _ => HttpMethod::Delete,
+        };
+        let op = OperationBuilder::new()
+            .summary(Some(r.summary))
+            .tag(r.tag)
+            .build();
+        doc.paths
+            .add_path_operation(r.path.clone(), vec![method], op);
+    }
 }
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented_routes().into_openapi()
+    let mut doc = documented_routes().into_openapi();
+    document_registry(&mut doc, &registry::routes());
+    doc
 }
 
 /// Builds the application router.
 pub fn router(state: AppState) -> Router {
     crate::metrics::handle();
-    let (router, doc) = documented_routes().split_for_parts();
+    let (router, mut doc) = documented_routes().split_for_parts();
+    let registry_routes = registry::routes();
+    document_registry(&mut doc, &registry_routes);
+    let router = registry::mount(router, registry_routes);
     let doc = std::sync::Arc::new(doc);
     router
         .route(
@@ -69,7 +99,30 @@ pub fn router(state: AppState) -> Router {
             )
                 .into_response()
         })
+        .layer(axum::middleware::from_fn(legacy_client_errors))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// bentoml 1.0 recognises "not found" only as status 400 with `record not found` in the body
+/// (Yatai before 1.1.10): answer it so, and every other client with a plain 404.
+async fn legacy_client_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let legacy = registry::client_generation(req.headers())
+        == yatai_domain::registry::ClientGeneration::Legacy;
+    let response = next.run(req).await;
+    if !legacy || response.status() != StatusCode::NOT_FOUND {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "record not found", "message": format!("{message}: record not found")}))).into_response()
 }

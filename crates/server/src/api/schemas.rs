@@ -158,3 +158,68 @@ impl<T> ListSchema<T> {
         }
     }
 }
+
+/// A bento or model version as the clients read it. `name` is the version; for a bento the
+/// `resource_type` is `bento`, for a model `model`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VersionSchema {
+    #[serde(flatten)]
+    pub resource: ResourceSchema,
+    pub version: String,
+    pub description: String,
+    pub image_build_status: String,
+    pub upload_status: String,
+    pub upload_finished_reason: String,
+    pub upload_started_at: Option<String>,
+    pub upload_finished_at: Option<String>,
+    /// Filled only by `presign_upload_url` / `presign_multipart_upload_url`; never null.
+    pub presigned_upload_url: String,
+    /// Filled only by `presign_download_url`; never null.
+    pub presigned_download_url: String,
+    /// `proxy`, `presigned_url` (multipart) or null (ask `presign_*_url`).
+    pub transmission_strategy: Option<&'static str>,
+    pub upload_id: String,
+    #[schema(value_type = Object)]
+    pub manifest: serde_json::Value,
+    pub build_at: String,
+    /// Size in bytes of the stored archive, once uploaded.
+    pub archive_size: Option<i64>,
+    /// SHA-256 of the stored archive, once uploaded.
+    pub archive_sha256: Option<String>,
+    pub creator: Option<UserSchema>,
+    /// The repository, in lists that span repositories and in a version's full form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub repository: Option<Box<serde_json::Value>>,
+    /// A bento's models (full form only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<VersionSchema>>,
+}
+
+/// A bento or model repository; `latest_bento` / `latest_model` and `n_bentos` / `n_models` are
+/// named after the kind, so this is built as JSON.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RepositorySchema {
+    #[serde(flatten)]
+    pub resource: ResourceSchema,
+    pub description: String,
+    pub creator: Option<UserSchema>,
+    pub organization: Option<OrganizationSchema>,
+    /// `latest_bento` or `latest_model`, and `n_bentos` or `n_models`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub kind_fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventSchema {
+    pub uid: String,
+    pub created_at: String,
+    pub resource_type: String,
+    pub resource_name: String,
+    pub operation_name: String,
+    pub status: String,
+    pub creator_name: String,
+    pub api_token_name: String,
+}

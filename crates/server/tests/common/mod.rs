@@ -66,7 +66,8 @@ pub struct TestApp {
 
 /// The URL of the PostgreSQL server for tests.
 pub fn pg_admin_url() -> String {
-    std::env::var("YATAI_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("YATAI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// The endpoint of the S3 server for tests.
@@ -85,7 +86,10 @@ pub async fn fresh_postgres_database() -> String {
         )
     });
     let name = format!("yatai_test_{}", yatai_store::new_uid());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let mut url = url::Url::parse(&admin).expect("YATAI_TEST_PG_URL is a URL");
     url.set_path(&name);
     url.to_string()
@@ -100,7 +104,11 @@ pub async fn fresh_s3_bucket() -> S3Config {
         .send()
         .await
         .unwrap_or_else(|e| panic!("an S3 server is needed at {endpoint} (set YATAI_TEST_S3_ENDPOINT): {e}. Start one with `moto_server -H 127.0.0.1 -p 5055` (pip install 'moto[server]') or run ./scripts/test"));
-    assert!(res.status().is_success(), "creating bucket {bucket} failed: {}", res.status());
+    assert!(
+        res.status().is_success(),
+        "creating bucket {bucket} failed: {}",
+        res.status()
+    );
     S3Config {
         endpoint,
         access_key: "testing".into(),
@@ -122,8 +130,13 @@ impl TestApp {
         let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
         let storage = match backend {
             Backend::Embedded => StorageSpec {
-                database_url: format!("sqlite://{}?mode=rwc", dir.path().join("yatai.db").display()),
-                objects: ObjectStorageConfig::Local { root: dir.path().join("objects") },
+                database_url: format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("yatai.db").display()
+                ),
+                objects: ObjectStorageConfig::Local {
+                    root: dir.path().join("objects"),
+                },
             },
             Backend::Production => StorageSpec {
                 database_url: fresh_postgres_database().await,
@@ -133,11 +146,24 @@ impl TestApp {
         Self::launch(backend, storage, settings, dir, None).await
     }
 
-    async fn launch(backend: Backend, storage: StorageSpec, mut settings: Settings, dir: std::sync::Arc<tempfile::TempDir>, addr: Option<SocketAddr>) -> TestApp {
-        let db = Db::connect(&storage.database_url).await.expect("connect database");
+    async fn launch(
+        backend: Backend,
+        storage: StorageSpec,
+        mut settings: Settings,
+        dir: std::sync::Arc<tempfile::TempDir>,
+        addr: Option<SocketAddr>,
+    ) -> TestApp {
+        let db = Db::connect(&storage.database_url)
+            .await
+            .expect("connect database");
         db.migrate().await.expect("migrate");
-        let objects = ObjectStorage::open(&storage.objects).await.expect("open object storage");
-        let listener = tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap())).await.expect("bind");
+        let objects = ObjectStorage::open(&storage.objects)
+            .await
+            .expect("open object storage");
+        let listener =
+            tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+                .await
+                .expect("bind");
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         settings.initialization_token = INIT_TOKEN.into();
@@ -147,7 +173,16 @@ impl TestApp {
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("server");
         });
-        TestApp { backend, addr, base, storage, state, settings, server, _dir: dir }
+        TestApp {
+            backend,
+            addr,
+            base,
+            storage,
+            state,
+            settings,
+            server,
+            _dir: dir,
+        }
     }
 
     /// Stops the server and starts a new one on the same storage and port, as after a crash.
@@ -155,17 +190,37 @@ impl TestApp {
         self.server.abort();
         let _ = self.server.await;
         self.state.db.close().await;
-        Self::launch(self.backend, self.storage.clone(), self.settings.clone(), self._dir.clone(), Some(self.addr)).await
+        Self::launch(
+            self.backend,
+            self.storage.clone(),
+            self.settings.clone(),
+            self._dir.clone(),
+            Some(self.addr),
+        )
+        .await
     }
 
     /// A client with a cookie store (a browser session).
     pub fn browser(&self) -> Client {
-        Client { base: self.base.clone(), http: reqwest::Client::builder().cookie_store(true).build().unwrap(), token: None, org: None }
+        Client {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            token: None,
+            org: None,
+        }
     }
 
     /// A client that authenticates with an API token.
     pub fn with_token(&self, token: &str) -> Client {
-        Client { base: self.base.clone(), http: reqwest::Client::new(), token: Some(token.to_string()), org: None }
+        Client {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+            token: Some(token.to_string()),
+            org: None,
+        }
     }
 
     /// Runs setup with the default admin; returns a logged-in browser client.
@@ -179,7 +234,10 @@ impl TestApp {
 
     /// Counts rows of a table, straight from the database.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.state.db.pool()).await.expect("count")
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(self.state.db.pool())
+            .await
+            .expect("count")
     }
 }
 
@@ -195,8 +253,16 @@ pub struct Client {
 
 impl Client {
     /// Sends a request; returns the status and the JSON body (or the text as a JSON string).
-    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).timeout(Duration::from_secs(60));
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(60));
         if let Some(t) = &self.token {
             req = req.header("X-YATAI-API-TOKEN", t);
         }
@@ -215,7 +281,10 @@ impl Client {
 
     /// The same session, acting in another organization.
     pub fn in_org(&self, org: &str) -> Client {
-        Client { org: Some(org.to_string()), ..self.clone() }
+        Client {
+            org: Some(org.to_string()),
+            ..self.clone()
+        }
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -233,20 +302,36 @@ impl Client {
 
     /// Logs in with a password (the cookie store keeps the session).
     pub async fn login(&self, name: &str, password: &str) {
-        let (s, body) = self.post("/api/v1/auth/login", json!({"name_or_email": name, "password": password})).await;
+        let (s, body) = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"name_or_email": name, "password": password}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "login as {name}: {body}");
     }
 
     /// Creates an API token with the given scopes; returns (uid, secret).
     pub async fn create_token(&self, name: &str, scopes: &[&str]) -> (String, String) {
-        let (s, body) = self.post("/api/v1/api_tokens", json!({"name": name, "scopes": scopes, "expired_at": null})).await;
+        let (s, body) = self
+            .post(
+                "/api/v1/api_tokens",
+                json!({"name": name, "scopes": scopes, "expired_at": null}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "create token {name}: {body}");
-        (body["uid"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
+        (
+            body["uid"].as_str().unwrap().to_string(),
+            body["token"].as_str().unwrap().to_string(),
+        )
     }
 }
 
 /// Asserts a response is an error of the common shape with the given status.
 pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
     assert_eq!(status, expected, "unexpected status; body: {body}");
-    assert!(body["error"].is_string() && body["message"].as_str().is_some_and(|m| !m.is_empty()), "error body must be {{error, message}}: {body}");
+    assert!(
+        body["error"].is_string() && body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error body must be {{error, message}}: {body}"
+    );
 }

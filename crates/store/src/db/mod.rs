@@ -2,11 +2,16 @@
 //! PostgreSQL through sqlx's `Any` driver; a query is written once with `$N` placeholders.
 
 pub mod api_tokens;
+pub mod bento_models;
+pub mod events;
+pub mod labels;
 pub mod members;
 pub mod organizations;
+pub mod repositories;
 pub mod sessions;
 pub mod settings;
 pub mod users;
+pub mod versions;
 
 use std::time::Duration;
 

@@ -1,0 +1,202 @@
+//! Turns stored repositories and versions into the JSON the clients read.
+
+use std::collections::HashMap;
+
+use yatai_domain::registry::{announced_strategy, ClientGeneration, Kind};
+use yatai_domain::time::to_rfc3339;
+use yatai_domain::Error;
+use yatai_store::db::repositories::Repository;
+use yatai_store::db::versions::{self, Version};
+use yatai_store::db::{labels, repositories, users};
+
+use crate::api::schemas::{LabelItem, RepositorySchema, ResourceSchema, UserSchema, VersionSchema};
+use crate::AppState;
+
+/// Builds response shapes, looking up creators and labels once per batch.
+pub struct Presenter<'a> {
+    state: &'a AppState,
+    client: ClientGeneration,
+    users: HashMap<String, Option<UserSchema>>,
+}
+
+impl<'a> Presenter<'a> {
+    /// A presenter for one request.
+    pub fn new(state: &'a AppState, client: ClientGeneration) -> Self {
+        Presenter {
+            state,
+            client,
+            users: HashMap::new(),
+        }
+    }
+
+    async fn user(&mut self, uid: Option<&String>) -> Result<Option<UserSchema>, Error> {
+        let Some(uid) = uid else { return Ok(None) };
+        if !self.users.contains_key(uid) {
+            let user = users::find_by_uid(self.state.db.pool(), uid).await?;
+            self.users
+                .insert(uid.clone(), user.as_ref().map(UserSchema::from));
+        }
+        Ok(self.users[uid].clone())
+    }
+
+    /// Versions as the clients read them; `is_get` marks a plain read (see [`announced_strategy`]);
+    /// `with_repository` embeds each version's repository.
+    pub async fn versions(
+        &mut self,
+        list: &[Version],
+        is_get: bool,
+        with_repository: bool,
+    ) -> Result<Vec<VersionSchema>, Error> {
+        let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
+        let mut label_map = labels::of(self.state.db.pool(), &uids).await?;
+        let repos = if with_repository {
+            let mut repo_uids: Vec<String> =
+                list.iter().map(|v| v.repository_uid.clone()).collect();
+            repo_uids.sort();
+            repo_uids.dedup();
+            repositories::find_many(self.state.db.pool(), &repo_uids).await?
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for v in list {
+            let mut schema = self
+                .version_schema(v, label_map.remove(&v.uid).unwrap_or_default(), is_get)
+                .await?;
+            if let Some(repo) = repos.iter().find(|r| r.uid == v.repository_uid) {
+                let repo_schema = self.repository_shell(repo).await?;
+                schema.repository = Some(Box::new(
+                    serde_json::to_value(repo_schema)
+                        .map_err(|e| Error::Internal(e.to_string()))?,
+                ));
+            }
+            out.push(schema);
+        }
+        Ok(out)
+    }
+
+    /// One version.
+    pub async fn version(&mut self, v: &Version, is_get: bool) -> Result<VersionSchema, Error> {
+        Ok(self
+            .versions(std::slice::from_ref(v), is_get, false)
+            .await?
+            .remove(0))
+    }
+
+    async fn version_schema(
+        &mut self,
+        v: &Version,
+        label_list: Vec<(String, String)>,
+        is_get: bool,
+    ) -> Result<VersionSchema, Error> {
+        let kind = if v.kind == Kind::Model.as_str() {
+            Kind::Model
+        } else {
+            Kind::Bento
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_str(&v.manifest).unwrap_or(serde_json::Value::Null);
+        let manifest_size = manifest
+            .get("size_bytes")
+            .and_then(|s| s.as_u64())
+            .unwrap_or(0);
+        let mut resource = ResourceSchema::new(
+            kind.as_str(),
+            &v.uid,
+            &v.version,
+            v.created_at,
+            v.updated_at,
+        );
+        resource.labels = label_list
+            .into_iter()
+            .map(|(key, value)| LabelItem { key, value })
+            .collect();
+        Ok(VersionSchema {
+            resource,
+            version: v.version.clone(),
+            description: v.description.clone(),
+            image_build_status: v.image_build_status.clone(),
+            upload_status: v.upload_status.clone(),
+            upload_finished_reason: v.upload_finished_reason.clone(),
+            upload_started_at: v.upload_started_at.map(to_rfc3339),
+            upload_finished_at: v.upload_finished_at.map(to_rfc3339),
+            presigned_upload_url: String::new(),
+            presigned_download_url: String::new(),
+            transmission_strategy: announced_strategy(
+                self.state.settings.transmission_strategy,
+                self.client,
+                v.status(),
+                manifest_size,
+                is_get,
+            ),
+            upload_id: v.upload_id.clone().unwrap_or_default(),
+            manifest,
+            build_at: to_rfc3339(v.build_at),
+            archive_size: v.archive_size,
+            archive_sha256: v.archive_sha256.clone(),
+            creator: self.user(v.creator_uid.as_ref()).await?,
+            repository: None,
+            models: None,
+        })
+    }
+
+    /// A repository without its latest version (to embed in versions).
+    async fn repository_shell(&mut self, r: &Repository) -> Result<RepositorySchema, Error> {
+        let kind = if r.kind == Kind::Model.as_str() {
+            Kind::Model
+        } else {
+            Kind::Bento
+        };
+        Ok(RepositorySchema {
+            resource: ResourceSchema::new(
+                kind.repository_type(),
+                &r.uid,
+                &r.name,
+                r.created_at,
+                r.updated_at,
+            ),
+            description: r.description.clone(),
+            creator: self.user(r.creator_uid.as_ref()).await?,
+            organization: None,
+            kind_fields: serde_json::Map::new(),
+        })
+    }
+
+    /// Repositories with their latest version and number of versions.
+    pub async fn repositories(
+        &mut self,
+        list: &[Repository],
+    ) -> Result<Vec<RepositorySchema>, Error> {
+        let uids: Vec<String> = list.iter().map(|r| r.uid.clone()).collect();
+        let latest = versions::latest_of(self.state.db.pool(), &uids).await?;
+        let latest_schemas = self.versions(&latest, true, false).await?;
+        let mut out = Vec::with_capacity(list.len());
+        for r in list {
+            let kind = if r.kind == Kind::Model.as_str() {
+                Kind::Model
+            } else {
+                Kind::Bento
+            };
+            let mut schema = self.repository_shell(r).await?;
+            let latest = latest
+                .iter()
+                .position(|v| v.repository_uid == r.uid)
+                .map(|i| latest_schemas[i].clone());
+            let n = versions::count_in_repository(self.state.db.pool(), &r.uid).await?;
+            let value = serde_json::to_value(latest).map_err(|e| Error::Internal(e.to_string()))?;
+            schema
+                .kind_fields
+                .insert(format!("latest_{}", kind.as_str()), value);
+            schema
+                .kind_fields
+                .insert(format!("n_{}s", kind.as_str()), n.into());
+            out.push(schema);
+        }
+        Ok(out)
+    }
+
+    /// One repository.
+    pub async fn repository(&mut self, r: &Repository) -> Result<RepositorySchema, Error> {
+        Ok(self.repositories(std::slice::from_ref(r)).await?.remove(0))
+    }
+}

@@ -1,0 +1,175 @@
+//! Bento and model repositories.
+
+use sqlx::{Any, Executor};
+use yatai_domain::registry::Kind;
+use yatai_domain::{time::now_micros, Error};
+
+use super::{db_error, db_error_named};
+
+/// A repository: the versions of one bento or model name in an organization.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Repository {
+    pub uid: String,
+    pub organization_uid: String,
+    pub kind: String,
+    pub name: String,
+    pub description: String,
+    pub creator_uid: Option<String>,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "uid, organization_uid, kind, name, description, creator_uid, created_at, updated_at";
+
+/// Sort orders of repository lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepositoryOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+    Name,
+}
+
+/// Creates a repository; an existing one of that name is returned unchanged (clients race on this).
+pub async fn create_or_get<'c, E>(
+    ex: E,
+    organization_uid: &str,
+    kind: Kind,
+    name: &str,
+    description: &str,
+    creator_uid: &str,
+) -> Result<Repository, Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO repositories (uid, organization_uid, kind, name, description, creator_uid, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (organization_uid, kind, name) DO NOTHING",
+    )
+    .bind(crate::new_uid())
+    .bind(organization_uid)
+    .bind(kind.as_str())
+    .bind(name)
+    .bind(description)
+    .bind(creator_uid)
+    .bind(now)
+    .execute(ex)
+    .await
+    .map_err(db_error_named(format!("a {} repository named {name:?}", kind.as_str())))?;
+    find(ex, organization_uid, kind, name)
+        .await?
+        .ok_or_else(|| Error::Internal("repository vanished after creation".into()))
+}
+
+/// Finds a repository by name.
+pub async fn find<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    kind: Kind,
+    name: &str,
+) -> Result<Option<Repository>, Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM repositories WHERE organization_uid = $1 AND kind = $2 AND name = $3"))
+        .bind(organization_uid)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(ex)
+        .await
+        .map_err(db_error)
+}
+
+/// Finds repositories by uid.
+pub async fn find_many<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uids: &[String],
+) -> Result<Vec<Repository>, Error> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=uids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM repositories WHERE uid IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql);
+    for uid in uids {
+        q = q.bind(uid);
+    }
+    q.fetch_all(ex).await.map_err(db_error)
+}
+
+/// A page of repositories, filtered by a name substring; returns the page and the total.
+pub async fn list<'c, E>(
+    ex: E,
+    organization_uid: &str,
+    kind: Kind,
+    search: &str,
+    order: RepositoryOrder,
+    start: i64,
+    count: i64,
+) -> Result<(Vec<Repository>, i64), Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    let pattern = format!("%{}%", escape_like(search));
+    let filter = "organization_uid = $1 AND kind = $2 AND name LIKE $3 ESCAPE '\\'";
+    let total: i64 =
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM repositories WHERE {filter}"))
+            .bind(organization_uid)
+            .bind(kind.as_str())
+            .bind(&pattern)
+            .fetch_one(ex)
+            .await
+            .map_err(db_error)?;
+    let order_by = match order {
+        RepositoryOrder::NewestFirst => "created_at DESC, name",
+        RepositoryOrder::OldestFirst => "created_at, name",
+        RepositoryOrder::Name => "name",
+    };
+    let items = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM repositories WHERE {filter} ORDER BY {order_by} LIMIT $4 OFFSET $5"
+    ))
+    .bind(organization_uid)
+    .bind(kind.as_str())
+    .bind(&pattern)
+    .bind(count)
+    .bind(start)
+    .fetch_all(ex)
+    .await
+    .map_err(db_error)?;
+    Ok((items, total))
+}
+
+/// Changes a repository's description.
+pub async fn set_description<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+    description: &str,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE repositories SET description = $1, updated_at = $2 WHERE uid = $3")
+        .bind(description)
+        .bind(now_micros())
+        .bind(uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Deletes a repository (its versions go with it).
+pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM repositories WHERE uid = $1")
+        .bind(uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
