@@ -136,19 +136,20 @@ impl Action {
     pub fn allowed_by_scope(self, scope: Scope) -> bool {
         use Action as A;
         use Scope as S;
-        match (self, scope) {
-            (A::ReadRegistry | A::WriteRegistry, S::Api) => true,
-            (A::ReadRegistry | A::ReadOrganization, S::ReadOrganization | S::WriteOrganization) => {
-                true
-            }
-            (
-                A::WriteOrganization | A::ManageMembers | A::ManageOwnTokens,
-                S::WriteOrganization,
-            ) => true,
-            (A::ReadCluster, S::ReadCluster | S::WriteCluster) => true,
-            (A::WriteCluster, S::WriteCluster) => true,
-            _ => false,
-        }
+        matches!(
+            (self, scope),
+            (A::ReadRegistry | A::WriteRegistry, S::Api)
+                | (
+                    A::ReadRegistry | A::ReadOrganization,
+                    S::ReadOrganization | S::WriteOrganization
+                )
+                | (
+                    A::WriteOrganization | A::ManageMembers | A::ManageOwnTokens,
+                    S::WriteOrganization
+                )
+                | (A::ReadCluster, S::ReadCluster | S::WriteCluster)
+                | (A::WriteCluster, S::WriteCluster)
+        )
     }
 
     /// Reads as "push bentos and models", for error messages.

@@ -388,48 +388,6 @@ impl ListSpec {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_queries_parse_yatai_q() {
-        let q = ListQuery {
-            start: Some(5),
-            count: Some(10),
-            search: Some("iris".into()),
-            q: Some("label:team=ml sort:name-asc status:success v2".into()),
-        };
-        let spec = q.parse().unwrap();
-        assert_eq!(spec.start, 5);
-        assert_eq!(spec.search, "iris v2");
-        assert_eq!(spec.labels, vec![("team".to_string(), "ml".to_string())]);
-        assert_eq!(spec.sort, Some(("name".to_string(), false)));
-        assert_eq!(spec.status, Some(UploadStatus::Success));
-        assert_eq!(spec.version_order().unwrap(), VersionOrder::Name);
-        assert!(ListQuery {
-            count: Some(5000),
-            ..Default::default()
-        }
-        .parse()
-        .is_err());
-        assert!(ListQuery {
-            q: Some("label:novalue".into()),
-            ..Default::default()
-        }
-        .parse()
-        .is_err());
-        assert!(ListQuery {
-            q: Some("sort:size".into()),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap()
-        .version_order()
-        .is_err());
-    }
-}
-
 /// Parses a single `Range: bytes=...` header against an object of `size` bytes.
 pub fn parse_range(value: &str, size: u64) -> Result<std::ops::Range<u64>, Error> {
     let unsatisfiable = || {
@@ -525,4 +483,46 @@ pub async fn stream_object(
         );
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries_parse_yatai_q() {
+        let q = ListQuery {
+            start: Some(5),
+            count: Some(10),
+            search: Some("iris".into()),
+            q: Some("label:team=ml sort:name-asc status:success v2".into()),
+        };
+        let spec = q.parse().unwrap();
+        assert_eq!(spec.start, 5);
+        assert_eq!(spec.search, "iris v2");
+        assert_eq!(spec.labels, vec![("team".to_string(), "ml".to_string())]);
+        assert_eq!(spec.sort, Some(("name".to_string(), false)));
+        assert_eq!(spec.status, Some(UploadStatus::Success));
+        assert_eq!(spec.version_order().unwrap(), VersionOrder::Name);
+        assert!(ListQuery {
+            count: Some(5000),
+            ..Default::default()
+        }
+        .parse()
+        .is_err());
+        assert!(ListQuery {
+            q: Some("label:novalue".into()),
+            ..Default::default()
+        }
+        .parse()
+        .is_err());
+        assert!(ListQuery {
+            q: Some("sort:size".into()),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap()
+        .version_order()
+        .is_err());
+    }
 }

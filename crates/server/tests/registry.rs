@@ -1,0 +1,848 @@
+//! The registry API: repositories, versions, labels, every upload path, integrity, downloads,
+//! deletion and events, on both backend pairs.
+
+mod common;
+
+use common::{assert_error, Client, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use yatai_domain::registry::TransmissionStrategy;
+use yatai_server::Settings;
+
+/// A tar archive holding the given files (as the clients build them).
+fn tar_archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn model_manifest(size: u64) -> Value {
+    json!({"module": "bentoml.picklable_model", "api_version": "v1", "bentoml_version": "1.4.40", "size_bytes": size,
+           "metadata": {"ä": "ö"}, "context": {"framework_name": "x"}, "options": {}, "future_key": {"kept": [1, 2]}})
+}
+
+fn bento_manifest(models: &[&str]) -> Value {
+    json!({"service": "service:svc", "bentoml_version": "1.4.40", "size_bytes": 100, "apis": {}, "models": models,
+           "runners": [], "services": [{"name": "svc", "models": []}], "schema": {"x": 1}, "spec": 2})
+}
+
+/// Creates a repository and a version; returns the version JSON.
+async fn create_version(
+    c: &Client,
+    kind: &str,
+    repo: &str,
+    version: &str,
+    manifest: Value,
+    labels: Value,
+) -> Value {
+    let (s, b) = c
+        .post(
+            &format!("/api/v1/{kind}_repositories"),
+            json!({"name": repo, "description": ""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = c
+        .post(&format!("/api/v1/{kind}_repositories/{repo}/{kind}s"), json!({"version": version, "description": "", "manifest": manifest, "build_at": "2026-11-25 12:30:34.554117", "labels": labels}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+fn version_path(kind: &str, repo: &str, version: &str) -> String {
+    format!("/api/v1/{kind}_repositories/{repo}/{kind}s/{version}")
+}
+
+/// Uploads through the server (proxy).
+async fn proxy_upload(
+    c: &Client,
+    kind: &str,
+    repo: &str,
+    version: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let path = version_path(kind, repo, version);
+    let (s, b) = c.patch(&format!("{path}/start_upload"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    put_raw(c, &format!("{}{path}/upload", c.base), bytes, true).await
+}
+
+async fn put_raw(c: &Client, url: &str, bytes: Vec<u8>, with_token: bool) -> (StatusCode, Value) {
+    let mut req = c
+        .http
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(bytes);
+    if with_token {
+        req = req.header("X-YATAI-API-TOKEN", c.token.as_deref().unwrap_or_default());
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn download(
+    c: &Client,
+    kind: &str,
+    repo: &str,
+    version: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = c
+        .http
+        .get(format!(
+            "{}{}/download",
+            c.base,
+            version_path(kind, repo, version)
+        ))
+        .header("X-YATAI-API-TOKEN", c.token.as_deref().unwrap_or_default());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    (
+        res.status(),
+        res.headers().clone(),
+        res.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// An admin token client after setup.
+async fn api_client(app: &TestApp) -> Client {
+    let admin = app.setup_admin().await;
+    let (_, token) = admin
+        .create_token("cli", &["api", "read_organization", "write_organization"])
+        .await;
+    app.with_token(&token)
+}
+
+async fn object_keys(app: &TestApp, prefix: &str) -> Vec<String> {
+    app.state.objects.list_keys(Some(prefix)).await.unwrap()
+}
+
+backend_test!(
+    repositories_versions_labels_search_sort_and_paging,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        let (s, b) = c
+            .post("/api/v1/bento_repositories", json!({"name": "Bad Name"}))
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        let (s, b) = c.get("/api/v1/bento_repositories/iris").await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+
+        for (i, v) in ["v1", "v2", "v3"].iter().enumerate() {
+            let labels = json!([{"key": "stage", "value": if i == 2 { "prod" } else { "dev" }}, {"key": "owner", "value": "Zoë Ærøskøbing"}]);
+            let (s, b) = c
+                .post(
+                    "/api/v1/bento_repositories",
+                    json!({"name": "iris", "description": "first"}),
+                )
+                .await;
+            assert_eq!(
+                s,
+                StatusCode::OK,
+                "creating an existing repository answers it: {b}"
+            );
+            let (s, b) = c
+            .post("/api/v1/bento_repositories/iris/bentos", json!({"version": v, "manifest": bento_manifest(&[]), "build_at": format!("2026-11-2{} 10:00:00.000000", i + 1), "labels": labels}))
+            .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            assert_eq!(b["upload_status"], "pending");
+            assert_eq!(b["resource_type"], "bento");
+            assert_eq!(b["presigned_upload_url"], "");
+            assert_eq!(
+                b["manifest"]["schema"],
+                json!({"x": 1}),
+                "unknown manifest keys round-trip"
+            );
+        }
+        create_version(&c, "bento", "fraud", "a1", bento_manifest(&[]), json!([])).await;
+        let (s, b) = c
+            .post(
+                "/api/v1/bento_repositories/iris/bentos",
+                json!({"version": "v1", "manifest": bento_manifest(&[])}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        for bad in [
+            json!({"version": "v:9", "manifest": {}}),
+            json!({"version": "v9", "manifest": []}),
+            json!({"version": "v9", "manifest": {}, "build_at": "soon"}),
+            json!({"version": "v9", "manifest": {}, "labels": [{"key": "bad key", "value": ""}]}),
+        ] {
+            let (s, b) = c.post("/api/v1/bento_repositories/iris/bentos", bad).await;
+            assert_error(s, &b, StatusCode::BAD_REQUEST);
+        }
+        let (s, b) = c
+            .post(
+                "/api/v1/bento_repositories/nope/bentos",
+                json!({"version": "v9", "manifest": {}}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.count_rows("versions").await,
+            4,
+            "refused creations write nothing"
+        );
+
+        // Newest first, with paging and totals.
+        let (_, list) = c
+            .get("/api/v1/bento_repositories/iris/bentos?start=0&count=2")
+            .await;
+        assert_eq!(list["total"], 3);
+        let versions: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(versions, ["v3", "v2"]);
+        let (_, page2) = c
+            .get("/api/v1/bento_repositories/iris/bentos?start=2&count=2")
+            .await;
+        assert_eq!(page2["items"][0]["version"], "v1");
+        assert_eq!(
+            page2["items"][0]["labels"],
+            json!([{"key": "owner", "value": "Zoë Ærøskøbing"}, {"key": "stage", "value": "dev"}])
+        );
+        let (_, oldest) = c
+            .get("/api/v1/bento_repositories/iris/bentos?q=sort:created_at-asc")
+            .await;
+        assert_eq!(oldest["items"][0]["version"], "v1");
+        // Label filter and search, org-wide.
+        let (_, prod) = c.get("/api/v1/bentos?q=label:stage=prod").await;
+        assert_eq!(prod["total"], 1);
+        assert_eq!(prod["items"][0]["version"], "v3");
+        assert_eq!(
+            prod["items"][0]["repository"]["name"], "iris",
+            "org-wide lists embed the repository"
+        );
+        let (_, found) = c.get("/api/v1/bentos?search=fra").await;
+        assert_eq!(found["total"], 1);
+        let (s, b) = c.get("/api/v1/bentos?count=100000").await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+
+        // Repositories: latest version, count, search, sort by name.
+        let (_, repo) = c.get("/api/v1/bento_repositories/iris").await;
+        assert_eq!(repo["latest_bento"]["version"], "v3");
+        assert_eq!(repo["n_bentos"], 3);
+        assert_eq!(repo["resource_type"], "bento_repository");
+        let (_, repos) = c.get("/api/v1/bento_repositories?q=sort:name-asc").await;
+        let names: Vec<&str> = repos["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["fraud", "iris"]);
+        let (_, repos) = c.get("/api/v1/bento_repositories?search=ir").await;
+        assert_eq!(repos["total"], 1);
+        let (s, repo) = c
+            .patch(
+                "/api/v1/bento_repositories/iris",
+                json!({"description": "flowers"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(repo["description"], "flowers");
+
+        // Update a version: description, labels, manifest.
+        let (s, v) = c.patch(&version_path("bento", "iris", "v1"), json!({"description": "README", "labels": [{"key": "stage", "value": "prod"}], "manifest": bento_manifest(&["m:1"])})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["description"], "README");
+        assert_eq!(v["labels"], json!([{"key": "stage", "value": "prod"}]));
+        let (_, prod) = c.get("/api/v1/bentos?q=label:stage=prod").await;
+        assert_eq!(prod["total"], 2);
+
+        // A repository with versions cannot be deleted; an empty one can.
+        let (s, b) = c.delete("/api/v1/bento_repositories/iris", None).await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        c.post("/api/v1/model_repositories", json!({"name": "empty"}))
+            .await;
+        assert_eq!(
+            c.delete("/api/v1/model_repositories/empty", None).await.0,
+            StatusCode::OK
+        );
+    }
+);
+
+backend_test!(
+    proxy_upload_and_download_with_range,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "echo", "m1", model_manifest(10), json!([])).await;
+        let archive = tar_archive(&[
+            ("./model.yaml", b"name: echo\n"),
+            ("./nested/dir/weights bin ä.bin", &[7u8; 5000]),
+            ("./empty", b""),
+        ]);
+        let (s, v) = proxy_upload(&c, "model", "echo", "m1", archive.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["upload_status"], "success",
+            "a proxy upload finishes by itself"
+        );
+        assert_eq!(v["archive_size"], archive.len());
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&archive))
+        };
+        assert_eq!(v["archive_sha256"], sha);
+        assert!(v["upload_finished_at"].is_string());
+
+        let (s, headers, body) = download(&c, "model", "echo", "m1", &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            headers["content-length"],
+            archive.len().to_string().as_str()
+        );
+        assert!(body == archive, "the archive comes back byte for byte");
+        let (s, headers, body) =
+            download(&c, "model", "echo", "m1", &[("range", "bytes=10-19")]).await;
+        assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            headers["content-range"],
+            format!("bytes 10-19/{}", archive.len()).as_str()
+        );
+        assert_eq!(body, &archive[10..20]);
+        let (s, _, body) = download(&c, "model", "echo", "m1", &[("range", "bytes=-5")]).await;
+        assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(body, &archive[archive.len() - 5..]);
+        let (s, _, _) = download(&c, "model", "echo", "m1", &[("range", "bytes=999999-")]).await;
+        assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
+
+        let (_, events) = c
+            .get("/api/v1/current_org/events?resource_type=model")
+            .await;
+        let ops: Vec<&str> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["operation_name"].as_str().unwrap())
+            .collect();
+        assert!(
+            ops.contains(&"create") && ops.contains(&"push") && ops.contains(&"pull"),
+            "{ops:?}"
+        );
+        assert!(events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["creator_name"] == "admin" && e["api_token_name"] == "cli"));
+        let (_, pushes) = c
+            .get("/api/v1/current_org/events?operation_name=push")
+            .await;
+        assert_eq!(pushes["total"], 1);
+        assert_eq!(pushes["items"][0]["resource_name"], "echo:m1");
+    }
+);
+
+backend_test!(
+    versions_not_uploaded_are_never_served,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "bento", "svc", "b1", bento_manifest(&[]), json!([])).await;
+        let path = version_path("bento", "svc", "b1");
+        let (_, v) = c.get(&path).await;
+        assert_eq!(
+            v["transmission_strategy"],
+            Value::Null,
+            "a version that cannot be pulled makes the client ask first"
+        );
+        let (s, _, _) = download(&c, "bento", "svc", "b1", &[]).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let (s, b) = c
+            .patch(&format!("{path}/presign_download_url"), json!({}))
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        assert!(
+            b["message"].as_str().unwrap().contains("not been uploaded"),
+            "{b}"
+        );
+        c.patch(&format!("{path}/start_upload"), json!({})).await;
+        let (_, b) = c
+            .patch(&format!("{path}/presign_download_url"), json!({}))
+            .await;
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("still being uploaded"),
+            "{b}"
+        );
+        let (s, v) = c
+            .patch(
+                &format!("{path}/finish_upload"),
+                json!({"status": "failed", "reason": "disk full"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["upload_status"], "failed");
+        assert_eq!(v["upload_finished_reason"], "disk full");
+        let (_, b) = c
+            .patch(&format!("{path}/presign_download_url"), json!({}))
+            .await;
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("upload failed: disk full"),
+            "{b}"
+        );
+        let (s, b) = c
+            .patch(&format!("{path}/finish_upload"), json!({"status": "done"}))
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        let (s, b) = c
+            .patch(
+                &format!("{path}/finish_upload"),
+                json!({"status": "success"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+    }
+);
+
+backend_test!(
+    bad_archives_are_refused_and_leave_nothing,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "m", "v1", model_manifest(10), json!([])).await;
+        let good = tar_archive(&[("./a.txt", &[1u8; 3000]), ("./b.txt", b"b")]);
+        for (what, bytes) in [
+            ("empty", Vec::new()),
+            ("truncated", good[..good.len() - 1024].to_vec()),
+            ("cut mid-file", good[..1200].to_vec()),
+            ("not an archive", b"hello".repeat(300)),
+        ] {
+            let (s, b) = proxy_upload(&c, "model", "m", "v1", bytes).await;
+            assert_error(s, &b, StatusCode::BAD_REQUEST);
+            let (_, v) = c.get(&version_path("model", "m", "v1")).await;
+            assert_eq!(v["upload_status"], "failed", "{what}");
+            assert!(
+                !v["upload_finished_reason"].as_str().unwrap().is_empty(),
+                "{what}: the reason is recorded"
+            );
+            assert_eq!(
+                download(&c, "model", "m", "v1", &[]).await.0,
+                StatusCode::CONFLICT,
+                "{what}: nothing is served"
+            );
+            assert!(
+                object_keys(&app, "models").await.is_empty(),
+                "{what}: nothing half-written stays in storage"
+            );
+        }
+        let (s, v) = proxy_upload(&c, "model", "m", "v1", good.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(download(&c, "model", "m", "v1", &[]).await.2, good);
+        assert_eq!(object_keys(&app, "models").await.len(), 1);
+    }
+);
+
+async fn presigned_app(backend: common::Backend) -> TestApp {
+    TestApp::start_with(
+        backend,
+        Settings {
+            transmission_strategy: TransmissionStrategy::PresignedUrl,
+            ..Settings::default()
+        },
+    )
+    .await
+}
+
+async fn presigned_single_and_multipart(app: TestApp) {
+    let c = api_client(&app).await;
+    // Small: the server announces no strategy, so the client asks for one presigned URL.
+    let v = create_version(&c, "model", "small", "s1", model_manifest(1000), json!([])).await;
+    assert_eq!(v["transmission_strategy"], Value::Null);
+    let path = version_path("model", "small", "s1");
+    let (_, v) = c
+        .patch(&format!("{path}/presign_upload_url"), json!({}))
+        .await;
+    let url = v["presigned_upload_url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("http"), "{v}");
+    let archive = tar_archive(&[("./x.bin", &[3u8; 4096])]);
+    let (s, b) = put_raw(&c, &url, archive.clone(), false).await;
+    assert_eq!(s, StatusCode::OK, "presigned PUT: {b}");
+    let (s, v) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success", "reason": ""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["upload_status"], "success");
+    assert_eq!(v["archive_size"], archive.len());
+    let (_, v) = c
+        .patch(&format!("{path}/presign_download_url"), json!({}))
+        .await;
+    let url = v["presigned_download_url"].as_str().unwrap();
+    let got = reqwest::get(url).await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), archive);
+    // A tampered signature is refused (local URLs; S3 checks its own).
+    if app.backend == common::Backend::Embedded {
+        let forged = url.replace("signature=", "signature=0");
+        assert_eq!(
+            reqwest::get(&forged).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    // Big: multipart, parts sent out of order.
+    let v = create_version(
+        &c,
+        "model",
+        "big",
+        "b1",
+        model_manifest(300 * 1024 * 1024),
+        json!([]),
+    )
+    .await;
+    assert_eq!(v["transmission_strategy"], "presigned_url");
+    let path = version_path("model", "big", "b1");
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let archive = tar_archive(&[("./weights.bin", &big)]);
+    let (first, second) = archive.split_at(5 * 1024 * 1024);
+    let (_, v) = c
+        .patch(&format!("{path}/start_multipart_upload"), json!({}))
+        .await;
+    let upload_id = v["upload_id"].as_str().unwrap().to_string();
+    assert!(!upload_id.is_empty());
+    let (s, b) = c
+        .patch(
+            &format!("{path}/presign_multipart_upload_url"),
+            json!({"upload_id": "wrong", "part_number": 1}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST);
+    let mut parts = Vec::new();
+    for (n, chunk) in [(2u16, second), (1u16, first)] {
+        let (_, v) = c
+            .patch(
+                &format!("{path}/presign_multipart_upload_url"),
+                json!({"upload_id": upload_id, "part_number": n}),
+            )
+            .await;
+        let res = c
+            .http
+            .put(v["presigned_upload_url"].as_str().unwrap())
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        parts.push(json!({"part_number": n, "etag": etag}));
+    }
+    let (s, b) = c
+        .patch(
+            &format!("{path}/complete_multipart_upload"),
+            json!({"parts": parts, "upload_id": upload_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, v) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success", "reason": ""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["archive_size"], archive.len());
+    let (_, v) = c
+        .patch(&format!("{path}/presign_download_url"), json!({}))
+        .await;
+    let got = reqwest::get(v["presigned_download_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        got.to_vec() == archive,
+        "multipart archive comes back whole"
+    );
+
+    // A presigned upload of a truncated archive is refused at finish, and removed.
+    let v = create_version(&c, "model", "small", "s2", model_manifest(10), json!([])).await;
+    assert_eq!(v["upload_status"], "pending");
+    let path = version_path("model", "small", "s2");
+    let (_, v) = c
+        .patch(&format!("{path}/presign_upload_url"), json!({}))
+        .await;
+    let good = tar_archive(&[("./x.bin", &[3u8; 4096])]);
+    put_raw(
+        &c,
+        v["presigned_upload_url"].as_str().unwrap(),
+        good[..700].to_vec(),
+        false,
+    )
+    .await;
+    let (s, b) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success", "reason": ""}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST);
+    let (_, v) = c.get(&path).await;
+    assert_eq!(v["upload_status"], "failed");
+    assert_eq!(
+        object_keys(&app, "models").await.len(),
+        2,
+        "only the two good archives remain"
+    );
+}
+
+mod presigned_transfers {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_and_local_directory() {
+        presigned_single_and_multipart(presigned_app(common::Backend::Embedded).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_and_s3() {
+        presigned_single_and_multipart(presigned_app(common::Backend::Production).await).await;
+    }
+}
+
+backend_test!(
+    concurrent_pushes_leave_one_whole_version,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "bento", "race", "r1", bento_manifest(&[]), json!([])).await;
+        let a = tar_archive(&[("./src/a.py", &[b'a'; 2 * 1024 * 1024])]);
+        let b = tar_archive(&[("./src/b.py", &[b'b'; 2 * 1024 * 1024 + 7])]);
+        for _ in 0..3 {
+            let (ra, rb) = tokio::join!(
+                proxy_upload(&c, "bento", "race", "r1", a.clone()),
+                proxy_upload(&c, "bento", "race", "r1", b.clone())
+            );
+            assert!(
+                ra.0 == StatusCode::OK || ra.0 == StatusCode::CONFLICT,
+                "{ra:?}"
+            );
+            assert!(
+                rb.0 == StatusCode::OK || rb.0 == StatusCode::CONFLICT,
+                "{rb:?}"
+            );
+            let (s, _, body) = download(&c, "bento", "race", "r1", &[]).await;
+            assert_eq!(s, StatusCode::OK);
+            assert!(
+                body == a || body == b,
+                "the served archive is exactly one of the two pushes"
+            );
+            let (_, v) = c.get(&version_path("bento", "race", "r1")).await;
+            assert_eq!(
+                v["archive_size"],
+                body.len(),
+                "metadata matches the served bytes"
+            );
+            assert_eq!(
+                object_keys(&app, "bentos").await.len(),
+                1,
+                "the losing upload leaves nothing behind"
+            );
+        }
+        let (_, list) = c.get("/api/v1/bento_repositories/race/bentos").await;
+        assert_eq!(list["total"], 1);
+    }
+);
+
+backend_test!(
+    deletes_remove_archives_and_keep_used_models,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "clf", "m1", model_manifest(10), json!([])).await;
+        assert_eq!(
+            proxy_upload(&c, "model", "clf", "m1", tar_archive(&[("./w", b"w")]))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        create_version(
+            &c,
+            "bento",
+            "svc",
+            "b1",
+            bento_manifest(&["clf:m1", "notpushed:x"]),
+            json!([]),
+        )
+        .await;
+        assert_eq!(
+            proxy_upload(
+                &c,
+                "bento",
+                "svc",
+                "b1",
+                tar_archive(&[("./bento.yaml", b"x")])
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+
+        let (_, bento) = c.get(&version_path("bento", "svc", "b1")).await;
+        let models: Vec<&str> = bento["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(models, ["m1"], "the bento lists the pushed models it uses");
+        assert_eq!(bento["models"][0]["repository"]["name"], "clf");
+        let (_, used) = c
+            .get(&format!("{}/models", version_path("bento", "svc", "b1")))
+            .await;
+        assert_eq!(used.as_array().unwrap().len(), 1);
+        let (_, users) = c
+            .get(&format!("{}/bentos", version_path("model", "clf", "m1")))
+            .await;
+        assert_eq!(users[0]["version"], "b1");
+
+        let (s, b) = c.delete(&version_path("model", "clf", "m1"), None).await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        assert!(b["message"].as_str().unwrap().contains("svc:b1"), "{b}");
+        assert_eq!(
+            object_keys(&app, "models").await.len(),
+            1,
+            "a refused delete deletes nothing"
+        );
+        assert_eq!(
+            c.delete(&version_path("bento", "svc", "b1"), None).await.0,
+            StatusCode::OK
+        );
+        assert!(object_keys(&app, "bentos").await.is_empty());
+        assert_eq!(
+            c.delete(&version_path("model", "clf", "m1"), None).await.0,
+            StatusCode::OK
+        );
+        assert!(
+            object_keys(&app, "models").await.is_empty(),
+            "no orphan archive"
+        );
+        assert_eq!(
+            c.get(&version_path("model", "clf", "m1")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (_, deletes) = c
+            .get("/api/v1/current_org/events?operation_name=delete")
+            .await;
+        assert_eq!(deletes["total"], 2);
+    }
+);
+
+backend_test!(
+    bentoml_1_0_gets_its_not_found_and_gzip,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        let legacy = |path: &str| {
+            c.http
+                .get(format!("{}{path}", c.base))
+                .header("X-YATAI-API-TOKEN", c.token.clone().unwrap())
+                .header("X-Bentoml-Version", "1.0.20")
+        };
+        let res = legacy("/api/v1/bento_repositories/nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(res.text().await.unwrap().contains("record not found"));
+        let res = c
+            .http
+            .get(format!("{}/api/v1/bento_repositories/nope", c.base))
+            .header("X-YATAI-API-TOKEN", c.token.clone().unwrap())
+            .header("X-Bentoml-Version", "1.4.40")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        create_version(&c, "model", "m", "v1", model_manifest(10), json!([])).await;
+        let plain = tar_archive(&[("./model.yaml", b"name: m\n")]);
+        assert_eq!(
+            proxy_upload(&c, "model", "m", "v1", plain.clone()).await.0,
+            StatusCode::OK
+        );
+        let res = legacy(&format!("{}/download", version_path("model", "m", "v1")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let gz = res.bytes().await.unwrap();
+        assert_eq!(&gz[..2], &[0x1f, 0x8b], "1.0 clients get gzip");
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, plain);
+        let (_, _, body) = download(&c, "model", "m", "v1", &[]).await;
+        assert_eq!(body, plain, "newer clients get the bytes as stored");
+    }
+);
+
+backend_test!(
+    registry_permissions_follow_scope_role_and_organization,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (_, api) = admin.create_token("api", &["api"]).await;
+        let (_, read) = admin.create_token("read", &["read_organization"]).await;
+        let (_, cluster) = admin.create_token("cluster", &["read_cluster"]).await;
+        let api = app.with_token(&api);
+        create_version(&api, "bento", "svc", "b1", bento_manifest(&[]), json!([])).await;
+        let read = app.with_token(&read);
+        assert_eq!(
+            read.get("/api/v1/bento_repositories/svc/bentos/b1").await.0,
+            StatusCode::OK
+        );
+        let (s, b) = read
+            .post("/api/v1/bento_repositories", json!({"name": "x"}))
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        let (s, b) = read
+            .patch(
+                "/api/v1/bento_repositories/svc/bentos/b1/start_upload",
+                json!({}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        let (s, b) = app.with_token(&cluster).get("/api/v1/bentos").await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        // A guest reads but cannot push, even with the api scope.
+        admin.post("/api/v1/users", json!({"name": "guest", "email": "g@example.com", "password": "guest-password", "role": "guest"})).await;
+        let guest = app.browser();
+        guest.login("guest", "guest-password").await;
+        let (_, gtoken) = guest.create_token("g", &["api"]).await;
+        let guest = app.with_token(&gtoken);
+        assert_eq!(guest.get("/api/v1/bentos").await.0, StatusCode::OK);
+        let (s, b) = guest
+            .post(
+                "/api/v1/bento_repositories/svc/bentos",
+                json!({"version": "g1", "manifest": {}}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        // Another organization sees none of it.
+        admin.post("/api/v1/orgs", json!({"name": "other"})).await;
+        let (_, other) = admin.in_org("other").create_token("o", &["api"]).await;
+        let other = app.with_token(&other);
+        let (s, b) = other.get("/api/v1/bento_repositories/svc").await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+        assert_eq!(other.get("/api/v1/bentos").await.1["total"], 0);
+        let (s, _, _) = download(&other, "bento", "svc", "b1", &[]).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+);
