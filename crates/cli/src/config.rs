@@ -124,7 +124,7 @@ impl ConfigFile {
 /// The resolved storage: database URL and object storage.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    #[allow(dead_code)] // read by backup/restore (operations)
+    #[allow(dead_code)] // kept for messages
     pub data_dir: PathBuf,
     pub database_url: String,
     pub objects: ObjectStorageConfig,
@@ -160,33 +160,46 @@ impl StorageArgs {
             })?;
             format!("sqlite://{}?mode=rwc", data_dir.join("yatai.db").display())
         };
-        let endpoint = pick(&self.s3_endpoint, &file.s3_endpoint);
-        let bucket = pick(&self.s3_bucket_name, &file.s3_bucket_name);
-        let objects = if endpoint.is_some() || bucket.is_some() {
-            let access_key = pick(&self.s3_access_key, &file.s3_access_key).unwrap_or_default();
-            let secret_key = pick(&self.s3_secret_key, &file.s3_secret_key).unwrap_or_default();
-            if access_key.is_empty() != secret_key.is_empty() {
-                bail!("S3_ACCESS_KEY and S3_SECRET_KEY must be given together");
-            }
-            ObjectStorageConfig::S3(S3Config {
-                endpoint: endpoint.unwrap_or_default(),
-                access_key,
-                secret_key,
-                region: pick(&self.s3_region, &file.s3_region)
-                    .unwrap_or_else(|| "us-east-1".into()),
-                secure: self.s3_secure.or(file.s3_secure).unwrap_or(true),
-                bucket: bucket.unwrap_or_else(|| "yatai".into()),
-            })
-        } else {
-            ObjectStorageConfig::Local {
+        let objects = match self.resolve_s3(file)? {
+            Some(s3) => ObjectStorageConfig::S3(s3),
+            None => ObjectStorageConfig::Local {
                 root: data_dir.join("objects"),
-            }
+            },
         };
         Ok(Storage {
             data_dir,
             database_url,
             objects,
         })
+    }
+}
+
+impl StorageArgs {
+    /// The S3 settings, when S3 is selected (an endpoint or a bucket is given).
+    pub fn resolve_s3(&self, file: &ConfigFile) -> anyhow::Result<Option<S3Config>> {
+        let pick = |flag: &Option<String>, from_file: &Option<String>| {
+            flag.clone()
+                .or_else(|| from_file.clone())
+                .filter(|s| !s.is_empty())
+        };
+        let endpoint = pick(&self.s3_endpoint, &file.s3_endpoint);
+        let bucket = pick(&self.s3_bucket_name, &file.s3_bucket_name);
+        if endpoint.is_none() && bucket.is_none() {
+            return Ok(None);
+        }
+        let access_key = pick(&self.s3_access_key, &file.s3_access_key).unwrap_or_default();
+        let secret_key = pick(&self.s3_secret_key, &file.s3_secret_key).unwrap_or_default();
+        if access_key.is_empty() != secret_key.is_empty() {
+            bail!("S3_ACCESS_KEY and S3_SECRET_KEY must be given together");
+        }
+        Ok(Some(S3Config {
+            endpoint: endpoint.unwrap_or_default(),
+            access_key,
+            secret_key,
+            region: pick(&self.s3_region, &file.s3_region).unwrap_or_else(|| "us-east-1".into()),
+            secure: self.s3_secure.or(file.s3_secure).unwrap_or(true),
+            bucket: bucket.unwrap_or_else(|| "yatai".into()),
+        }))
     }
 }
 

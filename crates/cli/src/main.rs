@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use config::{ConfigFile, LogFormat, ServeArgs, StorageArgs};
 use yatai_server::{AppState, Settings};
 use yatai_store::{Db, ObjectStorage};
@@ -28,6 +28,32 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit (`serve` also applies them on start).
     Migrate(StorageArgs),
+    /// Object storage (S3) operations.
+    #[command(subcommand)]
+    S3(S3Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum S3Command {
+    /// Check the S3 connection step by step, with the settings `serve` uses.
+    ///
+    /// Checks that the endpoint resolves, accepts connections and answers HTTP(S), that the
+    /// clocks agree, that the credentials are accepted, that the bucket exists (or creates it
+    /// with --create-bucket), and that put, get, presigned GET and PUT, and delete of a probe
+    /// object work. Prints a line per step and `successfully` at the end; on failure, one
+    /// `error:` line naming the cause (DNS, TCP, TLS, credentials, clock skew, missing bucket,
+    /// permissions) and exit code 1.
+    Check(S3CheckArgs),
+}
+
+/// Arguments of `yatai s3 check`.
+#[derive(Debug, Args)]
+struct S3CheckArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Create the bucket when it does not exist
+    #[arg(long)]
+    create_bucket: bool,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +61,7 @@ fn main() -> ExitCode {
     let config_path = match &cli.command {
         Command::Serve(a) => a.storage.config.clone(),
         Command::Migrate(a) => a.config.clone(),
+        Command::S3(S3Command::Check(a)) => a.storage.config.clone(),
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -53,6 +80,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args.resolve(&file)?).await,
             Command::Migrate(args) => migrate(args.resolve(&file)?).await,
+            Command::S3(S3Command::Check(args)) => s3_check(args, &file).await,
         }
     });
     match result {
@@ -96,6 +124,16 @@ async fn migrate(storage: config::Storage) -> anyhow::Result<()> {
         yatai_store::db::redact_url(&storage.database_url)
     );
     Ok(())
+}
+
+async fn s3_check(args: S3CheckArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    let Some(s3) = args.storage.resolve_s3(file)? else {
+        anyhow::bail!("no S3 storage is configured: set S3_ENDPOINT (or --s3-endpoint), S3_BUCKET_NAME, S3_ACCESS_KEY and S3_SECRET_KEY");
+    };
+    let options = yatai_ops::s3check::CheckOptions {
+        create_bucket: args.create_bucket,
+    };
+    yatai_ops::s3check::check(&s3, &options, &mut |line| println!("{line}")).await
 }
 
 async fn serve(cfg: config::Serve) -> anyhow::Result<()> {

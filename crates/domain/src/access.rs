@@ -59,6 +59,11 @@ impl Scope {
 impl Role {
     /// The role's wire name.
     pub fn as_str(self) -> &'static str {
+        self.as_str_const()
+    }
+
+    /// The role's wire name, usable in constants.
+    pub const fn as_str_const(self) -> &'static str {
         match self {
             Role::Guest => "guest",
             Role::Developer => "developer",

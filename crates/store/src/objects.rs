@@ -449,7 +449,9 @@ fn build_s3(s3: &S3Config) -> Result<AmazonS3, Error> {
             ClientOptions::new()
                 .with_connect_timeout(Duration::from_secs(5))
                 .with_timeout(Duration::from_secs(300))
-                .with_allow_http(!s3.secure),
+                // An endpoint written with http:// is plain HTTP whatever S3_SECURE says
+                // (S3_SECURE only picks the scheme of an endpoint given without one).
+                .with_allow_http(s3.endpoint_url().is_some_and(|u| u.starts_with("http://"))),
         )
         .with_retry(RetryConfig {
             max_retries: 3,

@@ -22,6 +22,54 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(current))
         .routes(routes!(reset_password))
+        .routes(routes!(cli_login_code))
+        .routes(routes!(cli_login_token))
+}
+
+/// How long a CLI browser-login code stays valid.
+pub const CLI_LOGIN_TTL_SECS: i64 = 300;
+
+/// A CLI browser-login code.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CliLoginCode {
+    pub code: String,
+}
+
+/// The query of the CLI's token poll.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CliLoginPoll {
+    pub code: String,
+}
+
+/// The token handed to the CLI.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct CliLoginToken {
+    pub token: String,
+}
+
+/// Starts a browser login of the BentoML CLI: a code to confirm at `/api_tokens?code=CODE`.
+#[utoipa::path(get, path = "/api/v1/auth/code", tag = "auth", responses((status = 200, body = CliLoginCode)))]
+async fn cli_login_code(State(state): State<AppState>) -> ApiResult<Json<CliLoginCode>> {
+    let code = new_secret("");
+    let expires = now_micros() + CLI_LOGIN_TTL_SECS * 1_000_000;
+    yatai_store::db::cli_logins::create(state.db.pool(), &secret_hash(&code), expires).await?;
+    Ok(Json(CliLoginCode { code }))
+}
+
+/// The CLI's poll: the token once a logged-in user authorized the code (once), 404 before.
+#[utoipa::path(get, path = "/api/v1/auth/token", tag = "auth", params(CliLoginPoll),
+    responses((status = 200, body = CliLoginToken), (status = 404, description = "not authorized yet, expired or already collected")))]
+async fn cli_login_token(
+    State(state): State<AppState>,
+    crate::error::ApiQuery(q): crate::error::ApiQuery<CliLoginPoll>,
+) -> ApiResult<Json<CliLoginToken>> {
+    match yatai_store::db::cli_logins::take_token(state.db.pool(), &secret_hash(&q.code)).await? {
+        Some(token) => Ok(Json(CliLoginToken { token })),
+        None => Err(Error::NotFound(
+            "the login code is not authorized yet, has expired, or was used already".into(),
+        )
+        .into()),
+    }
 }
 
 /// The body of a login.

@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
     let (router, mut doc) = documented_routes().split_for_parts();
     let registry_routes = registry::routes();
     document_registry(&mut doc, &registry_routes);
-    let router = registry::mount(router, registry_routes);
+    let router = registry::mount(router, registry_routes).merge(crate::dashboard::router());
     let doc = std::sync::Arc::new(doc);
     router
         .route(

@@ -47,15 +47,21 @@ async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SetupSchema>,
 ) -> ApiResult<Json<UserSchema>> {
-    if is_completed(&state).await? {
-        return Err(
-            Error::Conflict("setup has already been completed; log in instead".into()).into(),
-        );
+    let user = complete(&state, &body).await?;
+    Ok(Json((&user).into()))
+}
+
+/// Runs setup: checks the token and the input, then creates the first admin and the default
+/// organization in one transaction. Setup is closed afterwards, for good.
+pub async fn complete(state: &AppState, body: &SetupSchema) -> Result<users::User, Error> {
+    let closed = || Error::Conflict("setup has already been completed; log in instead".into());
+    if is_completed(state).await? {
+        return Err(closed());
     }
     if state.settings.initialization_token.is_empty()
         || !secrets_equal(&body.token, &state.settings.initialization_token)
     {
-        return Err(Error::Forbidden("invalid initialization token: use the one printed by `yatai serve` or set in YATAI_INITIALIZATION_TOKEN".into()).into());
+        return Err(Error::Forbidden("invalid initialization token: use the one printed by `yatai serve` or set in YATAI_INITIALIZATION_TOKEN".into()));
     }
     names::validate_name("user name", &body.name)?;
     names::validate_email(&body.email)?;
@@ -70,9 +76,7 @@ async fn setup(
     )
     .await?
     {
-        return Err(
-            Error::Conflict("setup has already been completed; log in instead".into()).into(),
-        );
+        return Err(closed());
     }
     let user = users::create(
         &mut *tx,
@@ -90,5 +94,5 @@ async fn setup(
     members::upsert(&mut *tx, &org.uid, &user.uid, Role::Admin).await?;
     tx.commit().await.map_err(yatai_store::db::db_error)?;
     tracing::info!(user = %user.name, "setup completed: first admin created");
-    Ok(Json((&user).into()))
+    Ok(user)
 }

@@ -3,6 +3,7 @@
 
 pub mod api_tokens;
 pub mod bento_models;
+pub mod cli_logins;
 pub mod events;
 pub mod labels;
 pub mod members;
