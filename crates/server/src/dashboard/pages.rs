@@ -367,6 +367,14 @@ pub struct VersionRow {
     pub created_exact: String,
 }
 
+/// The navigation entry of a kind's pages.
+fn page_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Bento => "bentos",
+        Kind::Model => "models",
+    }
+}
+
 fn base_of(kind: Kind) -> &'static str {
     match kind {
         Kind::Bento => "/bentos",
@@ -517,6 +525,40 @@ struct RepositoriesPage {
     range_text: String,
 }
 
+impl RepositoriesPage {
+    /// An empty list page of `kind` under `base`, keeping the filters of `form`.
+    fn new(
+        caller: &Caller,
+        csrf: &str,
+        kind: Kind,
+        title: String,
+        base: String,
+        form: &ListForm,
+    ) -> Self {
+        RepositoriesPage {
+            layout: Layout::for_caller(caller, csrf, page_name(kind)),
+            title,
+            kind: kind.as_str(),
+            base,
+            push_command: match kind {
+                Kind::Bento => "bentoml push NAME:VERSION",
+                Kind::Model => "bentoml models push NAME:VERSION",
+            },
+            search: form.search.clone(),
+            label: form.label.clone(),
+            sort: form.sort.clone(),
+            sort_options: SORTS.to_vec(),
+            error: String::new(),
+            show_versions: false,
+            repositories: Vec::new(),
+            rows: Vec::new(),
+            prev: None,
+            next: None,
+            range_text: String::new(),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 pub struct ListForm {
     #[serde(default)]
@@ -600,36 +642,14 @@ async fn repositories_page(
     };
     let (jar, csrf) = csrf_token(jar, state.settings.secure_cookies);
     let base = base_of(kind).to_string();
-    let mut page = RepositoriesPage {
-        layout: Layout::for_caller(
-            &caller,
-            &csrf,
-            if kind == Kind::Bento {
-                "bentos"
-            } else {
-                "models"
-            },
-        ),
-        title: format!("{}s", kind.title()),
-        kind: kind.as_str(),
-        base: base.clone(),
-        push_command: if kind == Kind::Bento {
-            "bentoml push NAME:VERSION"
-        } else {
-            "bentoml models push NAME:VERSION"
-        },
-        search: form.search.clone(),
-        label: form.label.clone(),
-        sort: form.sort.clone(),
-        sort_options: SORTS.to_vec(),
-        error: String::new(),
-        show_versions: false,
-        repositories: Vec::new(),
-        rows: Vec::new(),
-        prev: None,
-        next: None,
-        range_text: String::new(),
-    };
+    let mut page = RepositoriesPage::new(
+        &caller,
+        &csrf,
+        kind,
+        format!("{}s", kind.title()),
+        base.clone(),
+        &form,
+    );
     let result = async {
         caller.authorize(Action::ReadRegistry)?;
         let spec = form.to_query()?.parse()?;
@@ -756,36 +776,18 @@ async fn versions_page(
         )
         .await?;
         let (prev, next, range_text) = pager(&form, &base, rows.len(), total);
-        Ok::<_, Error>(RepositoriesPage {
-            layout: Layout::for_caller(
-                &caller,
-                &csrf,
-                if kind == Kind::Bento {
-                    "bentos"
-                } else {
-                    "models"
-                },
-            ),
-            title: format!("{} {name}", kind.title()),
-            kind: kind.as_str(),
-            base: base.clone(),
-            push_command: if kind == Kind::Bento {
-                "bentoml push NAME:VERSION"
-            } else {
-                "bentoml models push NAME:VERSION"
-            },
-            search: form.search.clone(),
-            label: form.label.clone(),
-            sort: form.sort.clone(),
-            sort_options: SORTS.to_vec(),
-            error: String::new(),
-            show_versions: true,
-            repositories: Vec::new(),
-            rows: version_rows(&state, &rows).await?,
-            prev,
-            next,
-            range_text,
-        })
+        let mut page = RepositoriesPage::new(
+            &caller,
+            &csrf,
+            kind,
+            format!("{} {name}", kind.title()),
+            base.clone(),
+            &form,
+        );
+        page.show_versions = true;
+        page.rows = version_rows(&state, &rows).await?;
+        (page.prev, page.next, page.range_text) = (prev, next, range_text);
+        Ok::<_, Error>(page)
     }
     .await;
     match result {
@@ -949,15 +951,7 @@ async fn version_page(
             .await?
             .remove(0);
         Ok::<_, Error>(VersionPage {
-            layout: Layout::for_caller(
-                &caller,
-                &csrf,
-                if kind == Kind::Bento {
-                    "bentos"
-                } else {
-                    "models"
-                },
-            ),
+            layout: Layout::for_caller(&caller, &csrf, page_name(kind)),
             kind: kind.as_str(),
             kind_title: kind.title(),
             base: base_of(kind),
