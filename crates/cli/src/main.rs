@@ -31,6 +31,49 @@ enum Command {
     /// Object storage (S3) operations.
     #[command(subcommand)]
     S3(S3Command),
+    /// Write a consistent backup of the installation (database and archives) to one file.
+    ///
+    /// The database is read in one snapshot (a read transaction) and exactly the archives that
+    /// snapshot refers to are copied, so the server may keep running: an upload finishing
+    /// meanwhile is either wholly in the backup or not at all. Everything is streamed (memory
+    /// stays flat); progress goes to stderr. The file is a tar with a manifest (format and
+    /// schema versions, row counts, size and SHA-256 of every entry), gzip-compressed when its
+    /// name ends in .gz or .tgz. It appears only once complete. Takes the storage settings of
+    /// `serve`.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty installation (either backend pair).
+    ///
+    /// Reads the whole archive first and checks every size and SHA-256 against the manifest:
+    /// a corrupted or truncated archive is refused before anything is written. Then migrates
+    /// the target schema, writes the archives, inserts all rows in one transaction, and applies
+    /// newer migrations. A backup of SQLite + directory restores into PostgreSQL + S3 and the
+    /// reverse. Refuses a target that holds any row unless --force. Takes the storage settings
+    /// of `serve` for the target.
+    Restore(RestoreArgs),
+}
+
+/// Arguments of `yatai backup`.
+#[derive(Debug, Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// File to write (must not exist; .tar, or .tar.gz / .tgz for gzip)
+    #[arg(long, short, value_name = "FILE")]
+    output: std::path::PathBuf,
+}
+
+/// Arguments of `yatai restore`.
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Backup file written by `yatai backup`
+    #[arg(long, short, value_name = "FILE")]
+    input: std::path::PathBuf,
+    /// Replace the contents of a target that is not empty (its rows are deleted in the same
+    /// transaction that inserts the backup's; its archives not in the backup are left in place)
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +105,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => a.storage.config.clone(),
         Command::Migrate(a) => a.config.clone(),
         Command::S3(S3Command::Check(a)) => a.storage.config.clone(),
+        Command::Backup(a) => a.storage.config.clone(),
+        Command::Restore(a) => a.storage.config.clone(),
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -81,6 +126,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args.resolve(&file)?).await,
             Command::Migrate(args) => migrate(args.resolve(&file)?).await,
             Command::S3(S3Command::Check(args)) => s3_check(args, &file).await,
+            Command::Backup(args) => backup(args, &file).await,
+            Command::Restore(args) => restore(args, &file).await,
         }
     });
     match result {
@@ -134,6 +181,61 @@ async fn s3_check(args: S3CheckArgs, file: &ConfigFile) -> anyhow::Result<()> {
         create_bucket: args.create_bucket,
     };
     yatai_ops::s3check::check(&s3, &options, &mut |line| println!("{line}")).await
+}
+
+fn progress() -> yatai_ops::util::Progress {
+    std::sync::Arc::new(|line| eprintln!("{line}"))
+}
+
+async fn backup(args: BackupArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    let storage = args.storage.resolve(file)?;
+    let db = Db::connect(&storage.database_url).await?;
+    let objects = ObjectStorage::open(&storage.objects).await?;
+    let result = yatai_ops::backup::backup(&db, &objects, &args.output, progress()).await;
+    db.close().await;
+    let s = result?;
+    println!(
+        "backup written to {}: {} rows in {} tables, {} objects ({}), {} in {:.1} s",
+        s.path.display(),
+        s.manifest.rows(),
+        s.manifest.tables.len(),
+        s.manifest.objects.len(),
+        yatai_ops::util::human_bytes(s.manifest.object_bytes()),
+        yatai_ops::util::human_bytes(s.archive_size),
+        s.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    let storage = args.storage.resolve(file)?;
+    let db = Db::connect(&storage.database_url).await?;
+    let objects = ObjectStorage::open(&storage.objects).await?;
+    let options = yatai_ops::restore::RestoreOptions { force: args.force };
+    let result =
+        yatai_ops::restore::restore(&args.input, &db, &objects, &options, progress()).await;
+    db.close().await;
+    let s = result?;
+    println!(
+        "restored {} into {} and {}: {} rows in {} tables, {} objects ({}) in {:.1} s{}",
+        args.input.display(),
+        yatai_store::db::redact_url(&storage.database_url),
+        objects.describe(),
+        s.manifest.rows(),
+        s.manifest.tables.len(),
+        s.manifest.objects.len(),
+        yatai_ops::util::human_bytes(s.manifest.object_bytes()),
+        s.elapsed.as_secs_f64(),
+        if s.replaced.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (replaced {} rows that were there)",
+                s.replaced.iter().map(|(_, n)| n).sum::<i64>()
+            )
+        }
+    );
+    Ok(())
 }
 
 async fn serve(cfg: config::Serve) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use yatai_store::objects::S3Config;
 
 pub mod dump;
+pub mod install;
 
 /// The URL of the PostgreSQL server for tests.
 pub fn pg_admin_url() -> String {
