@@ -342,3 +342,86 @@ async fn backup_refuses_to_overwrite_a_file_and_a_database_without_schema() {
         "no temporary files are left: {leftovers:?}"
     );
 }
+
+/// Backups taken while uploads keep finishing: each restored backup holds, for every version
+/// whose row names an archive, exactly that archive (size and SHA-256 as the row records).
+async fn backups_during_uploads(pair: Pair) {
+    use yatai_testkit::dump::Cell;
+    let source = Installation::of(pair).await;
+    let server = source.serve().await;
+    let token = server.setup_admin().await;
+    let server = std::sync::Arc::new(server);
+    let uploader = {
+        let server = server.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            for i in 0..24u64 {
+                let bytes = yatai_testkit::install::archive(100 + i, 256 * 1024 + i as usize);
+                server
+                    .push(
+                        &token,
+                        "model",
+                        "busy",
+                        &format!("v{i}"),
+                        &bytes,
+                        serde_json::json!([]),
+                    )
+                    .await;
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen_counts = Vec::new();
+    for n in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let file = dir.path().join(format!("during-{n}.tar"));
+        let db = source.db().await;
+        let summary = backup(&db, &source.storage().await, &file, quiet())
+            .await
+            .expect("backup");
+        db.close().await;
+        seen_counts.push(summary.manifest.objects.len());
+        let target = Installation::embedded();
+        restore_into(&target, &file, false)
+            .await
+            .expect("a backup taken during uploads restores");
+        let tables = dump_database(&target.database_url).await;
+        let objects = dump_objects(&target.storage().await).await;
+        for row in &tables["versions"] {
+            if let Cell::Text(key) = &row["object_key"] {
+                let (size, sha) = objects
+                    .get(key)
+                    .unwrap_or_else(|| panic!("archive {key} missing"));
+                assert_eq!(row["archive_sha256"], Cell::Text(sha.clone()));
+                assert_eq!(row["archive_size"], Cell::Int(*size as i64));
+            }
+        }
+        assert_eq!(
+            objects.len(),
+            tables["versions"]
+                .iter()
+                .filter(|r| r["object_key"] != Cell::Null)
+                .count(),
+            "only the archives the snapshot names are copied"
+        );
+    }
+    uploader.await.unwrap();
+    assert!(
+        seen_counts.windows(2).all(|w| w[0] <= w[1]),
+        "{seen_counts:?}"
+    );
+    assert!(
+        seen_counts.iter().any(|n| *n > 0 && *n < 24),
+        "some backup ran while uploads were going on: {seen_counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backups_during_uploads_hold_each_upload_whole_or_not_at_all_sqlite() {
+    backups_during_uploads(Pair::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backups_during_uploads_hold_each_upload_whole_or_not_at_all_postgres() {
+    backups_during_uploads(Pair::Production).await;
+}
