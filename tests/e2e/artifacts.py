@@ -47,6 +47,15 @@ def _write_files(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
+def write_random(path: Path, size: int, chunk: int = 8 << 20) -> Path:
+    """Write ``size`` random bytes to ``path`` (in chunks) and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for start in range(0, size, chunk):
+            f.write(os.urandom(min(chunk, size - start)))
+    return path
+
+
 def write_model_payload(root: Path) -> Path:
     """Write the awkward model payload tree under ``root`` and return it."""
     return _write_files(root, _PAYLOAD_FILES)
@@ -86,18 +95,36 @@ def snapshot(src: Path, dest: Path) -> Path:
     return dest
 
 
-def assert_same_tree(expected: Path, actual: Path, what: str) -> None:
-    """Assert both trees hold the same files with byte-identical contents."""
-    assert actual.is_dir(), f"{what}: {actual} does not exist after the pull"
+def tree_differences(expected: Path, actual: Path) -> str:
+    """How ``actual`` differs from ``expected`` (file set and bytes); ``""`` when identical."""
+    if not actual.is_dir():
+        return f"{actual} does not exist"
     want, got = list_files(expected), list_files(actual)
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
-    assert not missing and not extra, (
-        f"{what}: file sets differ between {expected} and {actual}\n"
-        f"  missing after pull: {missing}\n  unexpected after pull: {extra}"
-    )
+    if missing or extra:
+        return f"file sets differ between {expected} and {actual}\n  missing: {missing}\n  unexpected: {extra}"
     differing = [rel for rel in want if not filecmp.cmp(expected / rel, actual / rel, shallow=False)]
-    assert not differing, f"{what}: contents differ between {expected} and {actual}: {differing}"
+    if differing:
+        return f"contents differ between {expected} and {actual}: {differing}"
+    return ""
+
+
+def assert_same_tree(expected: Path, actual: Path, what: str) -> None:
+    """Assert both trees hold the same files with byte-identical contents."""
+    problem = tree_differences(expected, actual)
+    assert not problem, f"{what}: {problem}"
+
+
+def identical_to(actual: Path, candidates: dict[str, Path]) -> list[str]:
+    """Names of the ``candidates`` trees that ``actual`` is byte-identical to."""
+    return [name for name, tree in candidates.items() if not tree_differences(tree, actual)]
+
+
+def rewrite(path: Path, content: bytes) -> None:
+    """Replace a file's bytes in place (e.g. in a local store, to make a changed copy)."""
+    assert path.is_file(), f"{path} is not a file"
+    path.write_bytes(content)
 
 
 def assert_contains_files(root: Path, names: list[str], what: str) -> None:

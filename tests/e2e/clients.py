@@ -12,8 +12,10 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 PROJECTS = Path(__file__).resolve().parent / "projects"
 
@@ -108,6 +110,52 @@ class Result:
         )
 
 
+class HttpRequest(NamedTuple):
+    """One request a client made, as recorded by projects/client_hooks (times in epoch seconds)."""
+
+    method: str
+    url: str
+    status: int
+    start: float
+    end: float
+
+
+class Running:
+    """A started CLI command. Its output goes to temporary files, not pipes, so
+    that commands running side by side never wait for the test to read them."""
+
+    def __init__(self, client_id: str, argv: list[str], cwd: Path, env: dict[str, str]):
+        self.client_id = client_id
+        self.argv = argv
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err
+        )
+
+    def _result(self) -> Result:
+        def text(f) -> str:
+            f.seek(0)
+            return f.read().decode("utf-8", errors="replace")
+
+        return Result(self.argv, self.proc.returncode, text(self._out), text(self._err))
+
+    def wait(self, check: bool = True, timeout: float = 900) -> Result:
+        """Wait for the command; with ``check`` a non-zero exit fails the test."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.client_id}: timed out after {timeout}s\n{self._result().describe()}") from None
+        result = self._result()
+        self._out.close()
+        self._err.close()
+        if check and result.returncode != 0:
+            raise AssertionError(f"{self.client_id}: command failed\n{result.describe()}")
+        return result
+
+
 class BentoML:
     """One client generation with its own local store (``BENTOML_HOME``)."""
 
@@ -116,8 +164,10 @@ class BentoML:
         self.venv = venv
         self.home = home
         self.workdir = workdir
-        #: When set, every httpx request of the client is appended to this file.
+        #: When set, every HTTP request of the client is appended to this file.
         self.http_trace_file: Path | None = None
+        #: When set, the client sends at most this many bytes per second.
+        self.upload_rate: int | None = None
         home.mkdir(parents=True, exist_ok=True)
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -139,23 +189,31 @@ class BentoML:
             TERM="dumb",
             NO_COLOR="1",
         )
-        if self.http_trace_file is not None:
-            env["PYTHONPATH"] = str(PROJECTS / "http_trace")
-            env["YATAI_E2E_HTTP_TRACE"] = str(self.http_trace_file)
+        hooks = {
+            "YATAI_E2E_HTTP_TRACE": self.http_trace_file and str(self.http_trace_file),
+            "YATAI_E2E_UPLOAD_RATE": self.upload_rate and str(self.upload_rate),
+        }
+        hooks = {k: v for k, v in hooks.items() if v}
+        if hooks:
+            env.update(hooks, PYTHONPATH=str(PROJECTS / "client_hooks"))
         return env
 
     def trace_http(self, path: Path) -> None:
-        """Record the client's HTTP requests (httpx only, i.e. bentoml 1.4) into ``path``."""
+        """Record the client's HTTP requests into ``path`` (projects/client_hooks)."""
         path.write_text("", "utf-8")
         self.http_trace_file = path
 
-    def http_requests(self) -> list[tuple[str, str, int]]:
-        """``(method, url, status)`` of every request recorded since :meth:`trace_http`."""
+    def pace_uploads(self, bytes_per_second: int) -> None:
+        """Slow everything the client sends down to ``bytes_per_second`` (projects/client_hooks)."""
+        self.upload_rate = bytes_per_second
+
+    def http_requests(self) -> list[HttpRequest]:
+        """Every request recorded since :meth:`trace_http`, in the order they ended."""
         assert self.http_trace_file is not None, "trace_http() was not called"
         out = []
         for line in self.http_trace_file.read_text("utf-8").splitlines():
-            method, url, status = line.rsplit(" ", 2)
-            out.append((method, url, int(status)))
+            method, url, status, start, end = line.split("\t")
+            out.append(HttpRequest(method, url, int(status), float(start), float(end)))
         return out
 
     def run(self, *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 900) -> Result:
@@ -167,20 +225,14 @@ class BentoML:
         return self._exec([str(self.venv / "bin" / "python"), *args], check, None, timeout)
 
     def _exec(self, argv: list[str], check: bool, cwd: Path | None, timeout: float) -> Result:
-        proc = subprocess.run(
-            argv,
-            cwd=cwd or self.workdir,
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            encoding="utf-8",
-            errors="replace",
-        )
-        result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{self.kind.id}: command failed\n{result.describe()}")
-        return result
+        return self._spawn(argv, cwd).wait(check, timeout)
+
+    def _spawn(self, argv: list[str], cwd: Path | None = None) -> Running:
+        return Running(self.kind.id, argv, cwd or self.workdir, self.env())
+
+    def start(self, *args: str) -> Running:
+        """Start ``bentoml ARGS`` without waiting (to run clients at the same time)."""
+        return self._spawn([str(self.venv / "bin" / "bentoml"), *args])
 
     # -- remote --------------------------------------------------------------
     @property
@@ -198,9 +250,14 @@ class BentoML:
             )
         return result
 
-    def push_bento(self, tag: str, check: bool = True) -> Result:
-        """``bentoml push TAG`` (pushes the bento's models first)."""
-        return self.run("push", tag, check=check)
+    def push_bento(self, tag: str, check: bool = True, force: bool = False) -> Result:
+        """``bentoml push [--force] TAG`` (pushes the bento's models first)."""
+        return self.run("push", *self.push_flags(force), tag, check=check)
+
+    @staticmethod
+    def push_flags(force: bool) -> tuple[str, ...]:
+        """``--force`` (re-upload even when the server has the version) is spelled alike in 1.0-1.4."""
+        return ("--force",) if force else ()
 
     def pull_bento(self, tag: str, check: bool = True) -> Result:
         """``bentoml pull TAG``, with the flags that also bring its models."""

@@ -91,13 +91,16 @@ def checked_kinds() -> set[str]:
 
 @pytest.fixture
 def make_client(venvs, checked_kinds, tmp_path):
-    """Factory ``make_client(kind_id)``: a client with this test's own BENTOML_HOME."""
+    """Factory ``make_client(kind_id, name=kind_id)``: a client with its own BENTOML_HOME.
 
-    def make(kind_id: str) -> clients.BentoML:
+    Clients made with the same ``name`` in one test share their store; give
+    another ``name`` for a second, independent machine of the same generation.
+    """
+
+    def make(kind_id: str, name: str | None = None) -> clients.BentoML:
         kind = clients.CLIENT_KINDS[kind_id]
-        client = clients.BentoML(
-            kind, venvs[kind.venv_var], home=tmp_path / kind_id / "home", workdir=tmp_path / kind_id / "work"
-        )
+        root = tmp_path / (name or kind_id)
+        client = clients.BentoML(kind, venvs[kind.venv_var], home=root / "home", workdir=root / "work")
         if kind_id not in checked_kinds:
             version = client.version()
             assert version.startswith(kind.version_prefix), (

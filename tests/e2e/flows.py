@@ -7,10 +7,12 @@ pull it back and compare the pulled files byte by byte with the snapshot.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import artifacts
+import registry
 from clients import BentoML
 from servers import YataiServer
 
@@ -40,12 +42,18 @@ def make_model(client: BentoML, tmp: Path, *, suffix: str = "", random_files: di
     return Made(tag, artifacts.snapshot(model_dir, tmp / "original-model"))
 
 
-def make_bento(client: BentoML, tmp: Path, **model_kwargs) -> Made:
-    """Save the model, build a bento that depends on it (offline) and snapshot both."""
+def make_bento(client: BentoML, tmp: Path, *, bento_random_files: dict[str, int] | None = None, **model_kwargs) -> Made:
+    """Save the model, build a bento that depends on it (offline) and snapshot both.
+
+    ``bento_random_files`` (``{name: size}``) adds files of random bytes to the
+    bento's ``src/data/``, to make its own archive big.
+    """
     made = make_model(client, tmp, **model_kwargs)
     _, bento_name = names(client, model_kwargs.get("suffix", ""))
     project = client.write_project(tmp / "project", bento_name, made.model_tag, artifacts.AWKWARD_LABELS)
     artifacts.write_bento_data(project)
+    for rel, size in (bento_random_files or {}).items():
+        artifacts.write_random(project / "data" / rel, size)
     made.bento_tag = client.build(project)
     bento_dir = client.bento_dir(made.bento_tag)
     artifacts.assert_contains_files(bento_dir / "src", artifacts.bento_data_names(), "built bento's src")
@@ -53,18 +61,9 @@ def make_bento(client: BentoML, tmp: Path, **model_kwargs) -> Made:
     return made
 
 
-def remote_version(server: YataiServer, kind: str, tag: str) -> dict:
-    """GET the model or bento version as the clients do; asserts it exists."""
-    name, version = tag.split(":", 1)
-    path = f"/api/v1/{kind}_repositories/{name}/{kind}s/{version}"
-    resp = server.api_with_token("GET", path)
-    assert resp.status_code == 200, f"GET {path}: {resp.status_code} {resp.text}"
-    return resp.json()
-
-
 def assert_uploaded(server: YataiServer, kind: str, tag: str) -> dict:
     """The server holds ``tag`` fully uploaded, with the non-ASCII labels intact."""
-    version = remote_version(server, kind, tag)
+    version = registry.get_version(server, kind, tag)
     assert version.get("upload_status") == "success", f"{kind} {tag}: {version}"
     labels = {item["key"]: item["value"] for item in version.get("labels") or []}
     for key, value in artifacts.AWKWARD_LABELS.items():
@@ -77,7 +76,11 @@ def bento_round_trip(client: BentoML, server: YataiServer, made: Made) -> None:
     client.push_bento(made.bento_tag)
     assert_uploaded(server, "bento", made.bento_tag)
     assert_uploaded(server, "model", made.model_tag)
+    pull_bento_and_compare(client, made)
 
+
+def pull_bento_and_compare(client: BentoML, made: Made) -> None:
+    """Delete the bento and its model locally, pull the bento back and compare with the snapshots."""
     client.delete_bento(made.bento_tag)
     client.delete_model(made.model_tag)
     client.pull_bento(made.bento_tag)
@@ -89,6 +92,44 @@ def bento_round_trip(client: BentoML, server: YataiServer, made: Made) -> None:
     assert made.bento_tag.split(":")[1] in client.list_bentos()
     if client.kind.bento_pull_fills_model_store:
         assert made.model_tag.split(":")[1] in client.list_models()
+
+
+#: A file of the bento's build context and one of the model, rewritten by :func:`change_local_copy`.
+CHANGED_BENTO_FILE = "src/data/données/fichier naïf.txt"
+CHANGED_MODEL_FILE = "README en français.md"
+
+
+def change_local_copy(client: BentoML, made: Made, tmp: Path, label: str, *, model: bool = True) -> Made:
+    """Rewrite a file of the bento (and, with ``model``, of its model) in ``client``'s store.
+
+    The new contents name ``label``, so that copies changed under different
+    labels differ. A bento that carries its model inside (1.0) gets the model
+    change there too. Returns the same tags with fresh snapshots (under ``tmp/label``).
+    """
+    content = f"changed by {label}\n".encode()
+    bento_dir = client.bento_dir(made.bento_tag)
+    artifacts.rewrite(bento_dir / CHANGED_BENTO_FILE, content)
+    model_copies = [client.model_dir(made.model_tag), client.bento_model_dir(made.bento_tag, made.model_tag)]
+    if model:
+        for model_dir in dict.fromkeys(d for d in model_copies if d.is_dir()):
+            artifacts.rewrite(model_dir / CHANGED_MODEL_FILE, content)
+    return Made(
+        made.model_tag,
+        artifacts.snapshot(client.model_dir(made.model_tag), tmp / label / "model"),
+        made.bento_tag,
+        artifacts.snapshot(bento_dir, tmp / label / "bento"),
+    )
+
+
+def copy_store(source: BentoML, dest: BentoML, made: Made) -> None:
+    """Copy the bento and its model, as stored, from ``source``'s store into ``dest``'s.
+
+    Whole ``bentos/NAME`` and ``models/NAME`` directories are copied, with their
+    ``latest`` pointers, as if the same build had been made on another machine.
+    """
+    for tag, local_dir in ((made.bento_tag, source.bento_dir), (made.model_tag, source.model_dir)):
+        src = local_dir(tag).parent
+        shutil.copytree(src, dest.home / src.relative_to(source.home))
 
 
 def model_round_trip(client: BentoML, server: YataiServer, made: Made) -> None:

@@ -12,6 +12,7 @@ how to provide it; the fixtures turn that into a test failure, never a skip.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,6 +159,40 @@ def create_bucket(endpoint: str) -> str:
     return name
 
 
+#: moto checks no signature but treats a request without credentials as anonymous, and
+#: anonymous deletes are refused: this header names the moto test key and nothing more.
+MOTO_AUTH = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+}
+
+
+def s3_object_keys(endpoint: str, bucket: str, prefix: str = "") -> list[str]:
+    """Every key under ``prefix`` in ``bucket`` (ListObjectsV2 on moto)."""
+    ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+    keys: list[str] = []
+    params = {"list-type": "2", "prefix": prefix}
+    while True:
+        resp = requests.get(f"{endpoint}/{bucket}", params=params, headers=MOTO_AUTH, timeout=60)
+        assert resp.status_code == 200, f"listing {endpoint}/{bucket}: {resp.status_code} {resp.text[:300]}"
+        root = ET.fromstring(resp.content)
+        keys += [el.text or "" for el in root.findall("s3:Contents/s3:Key", ns)]
+        token = root.findtext("s3:NextContinuationToken", namespaces=ns)
+        if root.findtext("s3:IsTruncated", namespaces=ns) != "true" or not token:
+            return sorted(keys)
+        params["continuation-token"] = token
+
+
+def delete_bucket(endpoint: str, bucket: str) -> None:
+    """Delete every object of ``bucket`` and the bucket (best effort; frees moto's memory)."""
+    try:
+        for key in s3_object_keys(endpoint, bucket):
+            requests.delete(f"{endpoint}/{bucket}/{urllib.parse.quote(key)}", headers=MOTO_AUTH, timeout=60)
+        requests.delete(f"{endpoint}/{bucket}", headers=MOTO_AUTH, timeout=60)
+    except (requests.RequestException, AssertionError):
+        pass
+
+
 def backend_env(backend: str) -> tuple[dict[str, str], list]:
     """Env vars selecting ``backend`` and the clean-up callables for what was made."""
     if backend == "local":
@@ -182,7 +218,7 @@ def backend_env(backend: str) -> tuple[dict[str, str], list]:
         "S3_SECURE": "true" if parsed.scheme == "https" else "false",
         "S3_BUCKET_NAME": bucket,
     }
-    return env, [lambda: drop_database(database)]
+    return env, [lambda: drop_database(database), lambda: delete_bucket(s3, bucket)]
 
 
 # -- the server -----------------------------------------------------------------
@@ -195,6 +231,10 @@ class YataiServer:
     process: subprocess.Popen
     endpoint: str
     log_path: Path
+    #: ``--data-dir`` (the local backend keeps its archives in ``objects/`` there).
+    data_dir: Path
+    #: The backend variables handed to the server (PG_*, S3_*; empty for ``local``).
+    settings: dict[str, str] = field(default_factory=dict)
     admin: requests.Session = field(default_factory=requests.Session)
     token: str = ""
     cleanups: list = field(default_factory=list)
@@ -227,6 +267,41 @@ class YataiServer:
         token = resp.json().get("token")
         assert token, f"api token response has no token: {resp.text}"
         return token
+
+    # -- object storage, looked at directly -------------------------------------
+    def _s3(self) -> tuple[str, str] | None:
+        """``(endpoint URL, bucket)`` on the pg_s3 backend, else ``None``."""
+        if "S3_BUCKET_NAME" not in self.settings:
+            return None
+        scheme = "https" if self.settings.get("S3_SECURE") == "true" else "http"
+        return f"{scheme}://{self.settings['S3_ENDPOINT']}", self.settings["S3_BUCKET_NAME"]
+
+    def object_keys(self, prefix: str = "") -> list[str]:
+        """Keys of every stored object under ``prefix``: files below ``DATA_DIR/objects``
+        (temporary files included) or keys in the S3 bucket."""
+        s3 = self._s3()
+        if s3:
+            return s3_object_keys(*s3, prefix)
+        root = self.data_dir / "objects"
+        found = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.is_dir() else ()
+        return sorted(k for k in found if k.startswith(prefix))
+
+    def object_sha256(self, key: str) -> str:
+        """SHA-256 (hex) of the stored object ``key``, streamed."""
+        digest = hashlib.sha256()
+        s3 = self._s3()
+        if s3:
+            endpoint, bucket = s3
+            url = f"{endpoint}/{bucket}/{urllib.parse.quote(key)}"
+            with requests.get(url, headers=MOTO_AUTH, stream=True, timeout=60) as resp:
+                assert resp.status_code == 200, f"GET object {key}: {resp.status_code}"
+                for chunk in resp.iter_content(1 << 20):
+                    digest.update(chunk)
+        else:
+            with open(self.data_dir / "objects" / key, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        return digest.hexdigest()
 
     def stop(self) -> None:
         """Stop the server and drop what was created for it."""
@@ -264,6 +339,8 @@ def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServ
         process=process,
         endpoint=f"http://127.0.0.1:{port}",
         log_path=log_path,
+        data_dir=data_dir,
+        settings=env_extra,
         cleanups=cleanups,
     )
     try:

@@ -9,7 +9,7 @@
   server must have the client upload in parts.
 
 The path really taken is read from the client's own HTTP trace (see
-projects/http_trace/sitecustomize.py), not from what the server claims.
+projects/client_hooks/sitecustomize.py), not from what the server claims.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import flows
+from clients import HttpRequest
 
 BIG_MB = int(os.environ.get("YATAI_E2E_BIG_MB", "250"))
 
@@ -36,7 +37,7 @@ CASES = {
 }
 
 
-def transfer_paths(http: list[tuple[str, str, int]], kind: str, tag: str) -> tuple[str, str, int]:
+def transfer_paths(http: list[HttpRequest], kind: str, tag: str) -> tuple[str, str, int]:
     """How ``tag`` was uploaded and downloaded, from the client's HTTP trace.
 
     Returns ``(upload path, download path, number of presigned parts)`` where the
@@ -45,11 +46,7 @@ def transfer_paths(http: list[tuple[str, str, int]], kind: str, tag: str) -> tup
     """
     name, version = tag.split(":", 1)
     prefix = f"/api/v1/{kind}_repositories/{name}/{kind}s/{version}/"
-    actions = [
-        (method, urlsplit(url).path[len(prefix) :])
-        for method, url, _status in http
-        if urlsplit(url).path.startswith(prefix)
-    ]
+    actions = [(r.method, urlsplit(r.url).path[len(prefix) :]) for r in http if urlsplit(r.url).path.startswith(prefix)]
     parts = sum(1 for _m, action in actions if action == "presign_multipart_upload_url")
     if ("PUT", "upload") in actions:
         upload = "proxy"
