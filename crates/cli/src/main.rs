@@ -50,6 +50,58 @@ enum Command {
     /// reverse. Refuses a target that holds any row unless --force. Takes the storage settings
     /// of `serve` for the target.
     Restore(RestoreArgs),
+    /// Import a Yatai 1.x (Go) installation: its PostgreSQL database and its bucket.
+    ///
+    /// Copies users (password hashes kept), organizations, members, API tokens (the same
+    /// tokens keep working), bento and model repositories and versions with their manifests,
+    /// labels, bento-model relations and events, and copies every archive from the Yatai 1.x
+    /// bucket into this installation's storage, checking its size and recording its SHA-256.
+    /// Records keep their Yatai 1.x uids, so running it again changes nothing and an
+    /// interrupted run resumes where it stopped. --dry-run prints what it would import. The
+    /// target (this installation, with the storage settings of `serve`) must be empty or an
+    /// earlier import of the same source.
+    Import(ImportArgs),
+}
+
+/// Arguments of `yatai import`.
+#[derive(Debug, Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// URL of the Yatai 1.x PostgreSQL database, postgres://USER:PASS@HOST:PORT/DB
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "YATAI1_DATABASE_URL",
+        hide_env_values = true
+    )]
+    from_yatai_postgres: String,
+    /// S3 endpoint of the Yatai 1.x bucket (host:port or URL)
+    #[arg(long, value_name = "ENDPOINT")]
+    from_yatai_s3_endpoint: Option<String>,
+    /// Access key of the Yatai 1.x bucket
+    #[arg(long, value_name = "KEY")]
+    from_yatai_s3_access_key: Option<String>,
+    /// Secret key of the Yatai 1.x bucket
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "YATAI1_S3_SECRET_KEY",
+        hide_env_values = true
+    )]
+    from_yatai_s3_secret_key: Option<String>,
+    /// Region of the Yatai 1.x bucket [default: us-east-1]
+    #[arg(long, value_name = "REGION")]
+    from_yatai_s3_region: Option<String>,
+    /// Use https for an endpoint given without scheme [default: true]
+    #[arg(long, value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    from_yatai_s3_secure: Option<bool>,
+    /// Name of the Yatai 1.x bucket (its S3_BUCKET_NAME)
+    #[arg(long, value_name = "BUCKET")]
+    from_yatai_s3_bucket_name: Option<String>,
+    /// Print what would be imported; write nothing
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Arguments of `yatai backup`.
@@ -107,6 +159,7 @@ fn main() -> ExitCode {
         Command::S3(S3Command::Check(a)) => a.storage.config.clone(),
         Command::Backup(a) => a.storage.config.clone(),
         Command::Restore(a) => a.storage.config.clone(),
+        Command::Import(a) => a.storage.config.clone(),
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -128,6 +181,7 @@ fn main() -> ExitCode {
             Command::S3(S3Command::Check(args)) => s3_check(args, &file).await,
             Command::Backup(args) => backup(args, &file).await,
             Command::Restore(args) => restore(args, &file).await,
+            Command::Import(args) => import(args, &file).await,
         }
     });
     match result {
@@ -236,6 +290,106 @@ async fn restore(args: RestoreArgs, file: &ConfigFile) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+async fn import(args: ImportArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    let storage = args.storage.resolve(file)?;
+    let legacy = yatai_ops::import::connect_legacy(&args.from_yatai_postgres).await?;
+    let legacy_objects =
+        if args.from_yatai_s3_endpoint.is_some() || args.from_yatai_s3_bucket_name.is_some() {
+            let s3 = yatai_store::objects::S3Config {
+                endpoint: args.from_yatai_s3_endpoint.clone().unwrap_or_default(),
+                access_key: args.from_yatai_s3_access_key.clone().unwrap_or_default(),
+                secret_key: args.from_yatai_s3_secret_key.clone().unwrap_or_default(),
+                region: args
+                    .from_yatai_s3_region
+                    .clone()
+                    .unwrap_or_else(|| "us-east-1".into()),
+                secure: args.from_yatai_s3_secure.unwrap_or(true),
+                bucket: args
+                    .from_yatai_s3_bucket_name
+                    .clone()
+                    .unwrap_or_else(|| "yatai".into()),
+            };
+            Some(
+                ObjectStorage::open(&yatai_store::ObjectStorageConfig::S3(s3))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the Yatai 1.x bucket: {e}"))?,
+            )
+        } else {
+            None
+        };
+    let db = Db::connect(&storage.database_url).await?;
+    // A dry run writes nothing: without a schema in the target, it counts against an empty
+    // temporary database instead.
+    let mut scratch_dir = None;
+    let db = if args.dry_run && sqlx_has_no_schema(&db).await {
+        let scratch = tempfile_dir()?;
+        let url = format!("sqlite://{}?mode=rwc", scratch.join("dry-run.db").display());
+        scratch_dir = Some(scratch);
+        let d = Db::connect(&url).await?;
+        d.migrate().await?;
+        d
+    } else {
+        if !args.dry_run {
+            db.migrate().await?;
+        }
+        db
+    };
+    let objects = ObjectStorage::open(&storage.objects).await?;
+    let options = yatai_ops::import::ImportOptions {
+        dry_run: args.dry_run,
+    };
+    let source = yatai_ops::import::source_name(&args.from_yatai_postgres);
+    let result = yatai_ops::import::import(
+        &legacy,
+        legacy_objects.as_ref(),
+        &source,
+        &db,
+        &objects,
+        &options,
+        progress(),
+    )
+    .await;
+    db.close().await;
+    if let Some(dir) = scratch_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let s = result?;
+    println!(
+        "{} from Yatai 1.x at {source}: {}; {} archives ({}){}{}; {} records already here; {:.1} s",
+        if args.dry_run {
+            "dry run, would import"
+        } else {
+            "imported"
+        },
+        s.describe(),
+        s.archives_copied,
+        yatai_ops::util::human_bytes(s.archive_bytes),
+        if args.dry_run { " to copy" } else { " copied" },
+        if s.archives_missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} archives missing in the source bucket: {}",
+                s.archives_missing.len(),
+                s.archives_missing.join(", ")
+            )
+        },
+        s.existing,
+        s.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn sqlx_has_no_schema(db: &Db) -> bool {
+    !yatai_ops::restore::has_schema(db).await
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("yatai-import-dry-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 async fn serve(cfg: config::Serve) -> anyhow::Result<()> {

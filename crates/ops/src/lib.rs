@@ -3,6 +3,7 @@
 //! refers to (`backup`, `restore`; the archive format is described in `manifest`).
 
 pub mod backup;
+pub mod import;
 pub mod manifest;
 pub mod restore;
 pub mod s3check;

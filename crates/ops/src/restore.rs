@@ -166,6 +166,14 @@ pub async fn restore(
     })
 }
 
+/// Whether the database holds a schema (its migrations table exists).
+pub async fn has_schema(db: &Db) -> bool {
+    sqlx::query(&format!("SELECT 1 FROM {MIGRATIONS_TABLE} LIMIT 1"))
+        .fetch_optional(db.pool())
+        .await
+        .is_ok()
+}
+
 /// Rows per table of the target, for the tables that have any.
 pub async fn target_contents(db: &Db) -> anyhow::Result<Vec<(String, i64)>> {
     let mut conn = db

@@ -10,6 +10,7 @@ use yatai_store::objects::S3Config;
 
 pub mod dump;
 pub mod install;
+pub mod yatai1;
 
 /// The URL of the PostgreSQL server for tests.
 pub fn pg_admin_url() -> String {
