@@ -47,11 +47,13 @@ venv_for() {
     echo "$dir"
 }
 
-# An S3 server (moto) on 127.0.0.1:$S3_PORT; exports YATAI_TEST_S3_ENDPOINT.
+# An S3 server (moto) on 127.0.0.1:$S3_PORT; exports YATAI_TEST_S3_ENDPOINT, and
+# YATAI_TEST_MOTO_SERVER for tests that start a moto of their own (with authentication on).
 ensure_s3() {
     export YATAI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
-    if curl -fsS -o /dev/null "$YATAI_TEST_S3_ENDPOINT/moto-api/" 2>/dev/null; then return; fi
     local venv; venv=$(venv_for moto "$MOTO_PIN")
+    export YATAI_TEST_MOTO_SERVER="$venv/bin/moto_server"
+    if curl -fsS -o /dev/null "$YATAI_TEST_S3_ENDPOINT/moto-api/" 2>/dev/null; then return; fi
     log "starting the S3 server (moto) on 127.0.0.1:$S3_PORT"
     mkdir -p "$YATAI_CACHE"
     nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$YATAI_CACHE/moto.log" 2>&1 &

@@ -666,3 +666,38 @@ backend_test!(meta_endpoints, |app: TestApp| async move {
         );
     }
 });
+
+backend_test!(
+    imported_yatai_1_passwords_log_in_and_are_rehashed,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (s, _) = admin.post("/api/v1/users", json!({"name": "legacy", "email": "legacy@example.com", "password": "placeholder-pw"})).await;
+        assert_eq!(s, StatusCode::OK);
+        // As `yatai import` stores it: the bcrypt hash of Yatai 1.x.
+        let bcrypt_hash = bcrypt::hash("legacy-password", 4).unwrap();
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE name = 'legacy'")
+            .bind(&bcrypt_hash)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        let c = app.browser();
+        let (s, _) = c
+            .post(
+                "/api/v1/auth/login",
+                json!({"name_or_email": "legacy", "password": "wrong-password"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        c.login("legacy", "legacy-password").await;
+        let stored: String =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE name = 'legacy'")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        assert!(
+            stored.starts_with("$argon2id$"),
+            "the legacy hash is replaced at login: {stored}"
+        );
+        app.browser().login("legacy", "legacy-password").await;
+    }
+);

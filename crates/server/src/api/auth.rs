@@ -102,6 +102,10 @@ pub async fn open_session(
         (true, Some(user)) => user,
         _ => return Err(Error::Unauthenticated("wrong user name or password".into())),
     };
+    if crate::auth::secrets::is_legacy_hash(&user.password_hash) {
+        let upgraded = hash_password(password.to_string()).await?;
+        users::set_password_hash(state.db.pool(), &user.uid, &upgraded).await?;
+    }
     let secret = new_secret("ys_");
     let expires = now_micros() + state.settings.session_ttl.as_micros() as i64;
     sessions::create(state.db.pool(), &secret_hash(&secret), &user.uid, expires).await?;

@@ -21,11 +21,15 @@ pub async fn hash_password(password: String) -> Result<String, Error> {
     .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
 }
 
-/// Checks a password against a stored hash; `None` burns the same time as a real check so
-/// that a missing user cannot be told apart by timing.
+/// Checks a password against a stored hash: Argon2id, or bcrypt for users imported from Yatai
+/// 1.x (see [`is_legacy_hash`]). `None` burns the same time as a real check so that a missing
+/// user cannot be told apart by timing.
 pub async fn verify_password(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
+        if is_legacy_hash(&stored) {
+            return bcrypt::verify(password.as_bytes(), &stored).unwrap_or(false);
+        }
         let Ok(parsed) = PasswordHash::new(&stored) else {
             return false;
         };
@@ -36,6 +40,13 @@ pub async fn verify_password(password: String, stored: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// Whether a stored hash is Yatai 1.x's bcrypt, to be replaced by Argon2id at the next login.
+pub fn is_legacy_hash(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
 }
 
 /// A valid Argon2id hash of a random password, verified against when the user does not exist.
@@ -73,6 +84,17 @@ mod tests {
         assert!(verify_password("correct horse".into(), Some(h.clone())).await);
         assert!(!verify_password("wrong horse".into(), Some(h)).await);
         assert!(!verify_password("anything".into(), None).await);
+    }
+
+    #[tokio::test]
+    async fn yatai_1_bcrypt_hashes_verify() {
+        let legacy = bcrypt::hash("old password", 4).unwrap();
+        assert!(is_legacy_hash(&legacy));
+        assert!(verify_password("old password".into(), Some(legacy.clone())).await);
+        assert!(!verify_password("other".into(), Some(legacy)).await);
+        assert!(!is_legacy_hash(
+            &hash_password("x".repeat(8)).await.unwrap()
+        ));
     }
 
     #[test]
