@@ -4,7 +4,7 @@
 // laptop screen, and not one request to a host other than the server. Screenshots of each page.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, beforeEach, test } from 'node:test';
 
 import * as api from './lib/api.mjs';
 import { Browser, YataiServer, randomId, screenshot, writeLog } from './lib/harness.mjs';
@@ -23,6 +23,14 @@ before(async () => {
   ctx = await browser.newContext('admin');
   page = await ctx.newPage();
   await login(page, server, admin);
+});
+
+// A fresh tab for each test, so that one failing page does not break the next test.
+beforeEach(async () => {
+  if (!ctx) return;
+  const old = page;
+  page = await ctx.newPage();
+  await old?.close();
 });
 
 after(async () => {
@@ -133,6 +141,11 @@ test('bentos: search, label filter, sort and pagination', async () => {
   }
   const all = new Set([...names, 'fraud-detector']);
 
+  // Each row shows its own repository's latest version.
+  await open(page, server, '/bentos?search=fraud');
+  const fraudRow = await text(page.locator('tr[data-repository="fraud-detector"]'));
+  assert.ok(fraudRow.includes('v20240101'), `the row of fraud-detector does not show its latest version v20240101: "${fraudRow}"`);
+
   // Pagination: follow a[rel=next] to the end; every repository exactly once; rel=prev goes back.
   await open(page, server, '/bentos');
   await screenshot(page, 'bentos-page-1');
@@ -220,8 +233,8 @@ test('read-only pages work with JavaScript disabled', async () => {
   const nojs = await browser.newContext('no-javascript', { javaScriptEnabled: false });
   const p = await nojs.newPage();
   await login(p, server, admin);
-  await open(p, server, '/bentos');
-  assert.equal(await p.locator('tr[data-repository="fraud-detector"]').count(), 1, '/bentos without JavaScript');
+  await open(p, server, '/bentos?search=fraud');
+  assert.equal(await p.locator('tr[data-repository="fraud-detector"]').count(), 1, '/bentos?search=fraud without JavaScript');
   await open(p, server, '/bentos/fraud-detector/v20240101');
   assert.equal(await p.locator('#models a[data-model="fraud_xgb:v20240101"]').count(), 1, 'bento detail without JavaScript');
   await open(p, server, '/bentos?search=fraud');
@@ -240,9 +253,15 @@ test('no page requested another host, and no page had a script error', () => {
   assert.deepEqual(browser.pageErrors, [], 'script errors in the pages');
 });
 
-/** Names of the repositories listed on the page, in order. */
+/**
+ * Names of the repositories listed on the page, in order: rows tr[data-repository], or, where
+ * the page lists bento versions instead (the label filter), the repositories of their
+ * tr[data-tag] rows, each once.
+ */
 async function repos(p) {
-  return p.locator('tr[data-repository]').evaluateAll((rs) => rs.map((r) => r.dataset.repository));
+  return p.locator('tr[data-repository], tr[data-tag]').evaluateAll((rs) => [
+    ...new Set(rs.map((r) => r.dataset.repository ?? r.dataset.tag.split(':')[0])),
+  ]);
 }
 
 /** Sets the GET filter field `name` to `value` and submits its form (as Enter would). */

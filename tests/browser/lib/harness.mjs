@@ -261,7 +261,22 @@ export class Browser {
   #watch(page, label) {
     page.on('pageerror', (err) => this.pageErrors.push({ context: label, url: page.url(), error: String(err) }));
     page.on('console', (msg) => {
-      if (msg.type() === 'error') this.pageErrors.push({ context: label, url: page.url(), error: `console: ${msg.text()}` });
+      // Chromium logs every 4xx/5xx answer, pages with a validation error (400) and refused ones
+      // (403) included: failed subresources are caught below instead.
+      if (msg.type() === 'error' && !/^Failed to load resource/.test(msg.text())) {
+        this.pageErrors.push({ context: label, url: page.url(), error: `console: ${msg.text()}` });
+      }
+    });
+    page.on('response', (resp) => {
+      const req = resp.request();
+      if (!req.isNavigationRequest() && resp.status() >= 400) {
+        this.pageErrors.push({ context: label, url: page.url(), error: `${req.method()} ${resp.url()} answered ${resp.status()}` });
+      }
+    });
+    page.on('requestfailed', (req) => {
+      if (!this.foreign.some((f) => f.url === req.url())) {
+        this.pageErrors.push({ context: label, url: page.url(), error: `${req.method()} ${req.url()} failed: ${req.failure()?.errorText}` });
+      }
     });
   }
 

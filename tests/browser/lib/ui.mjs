@@ -103,25 +103,27 @@ export async function actionOf(form) {
 }
 
 /**
- * The text of the `.field-error` that belongs to the field `name` of `form`: the nearest
- * ancestor of the field that holds a `.field-error` must hold no other field, or the field's
- * aria-describedby must point at it. Returns null when there is none.
+ * The text of the `.field-error` that belongs to the field `name` of `form`, or null: one
+ * referenced by the field's aria-describedby, or one inside the field's own box (the largest
+ * ancestor holding no other field), or one among the siblings that follow that box up to the
+ * next field or label.
  */
 export async function fieldError(form, name) {
   return form.evaluate((f, name) => {
-    const field = f.querySelector(`[name="${name}"]`);
+    const field = f.querySelector(`[name="${name}"]:not([type=hidden])`);
     if (!field) return `(no field named ${name})`;
+    const errorText = (el) => (el.classList.contains('field-error') && el.textContent.trim()) || [...el.querySelectorAll('.field-error')].map((e) => e.textContent.trim()).filter(Boolean).join(' ');
     for (const id of (field.getAttribute('aria-describedby') || '').split(/\s+/).filter(Boolean)) {
       const el = document.getElementById(id);
-      if (el && el.classList.contains('field-error') && el.textContent.trim()) return el.textContent.trim();
+      if (el && errorText(el)) return errorText(el);
     }
-    const named = (el) => new Set([...el.querySelectorAll('[name]')].filter((x) => x.type !== 'hidden').map((x) => x.name));
-    for (let el = field.parentElement; el && el !== f.parentElement; el = el.parentElement) {
-      const errors = [...el.querySelectorAll('.field-error')].filter((e) => e.textContent.trim());
-      if (errors.length) {
-        const names = named(el);
-        return names.size === 1 && names.has(name) ? errors.map((e) => e.textContent.trim()).join(' ') : null;
-      }
+    const others = (el) => [...el.querySelectorAll('[name]'), ...(el.matches('[name]') ? [el] : [])].some((x) => x.type !== 'hidden' && x.name !== name);
+    let box = field;
+    while (box.parentElement && box.parentElement !== f && !others(box.parentElement)) box = box.parentElement;
+    if (errorText(box)) return errorText(box);
+    for (let el = box.nextElementSibling; el; el = el.nextElementSibling) {
+      if (others(el) || el.tagName === 'LABEL' || el.querySelector('label')) break;
+      if (errorText(el)) return errorText(el);
     }
     return null;
   }, name);
