@@ -8,7 +8,6 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use yatai_server::{AppState, Settings};
-use yatai_store::objects::S3Config;
 use yatai_store::{Db, ObjectStorage, ObjectStorageConfig};
 
 /// The initialization token every test server uses.
@@ -64,60 +63,7 @@ pub struct TestApp {
     _dir: std::sync::Arc<tempfile::TempDir>,
 }
 
-/// The URL of the PostgreSQL server for tests.
-pub fn pg_admin_url() -> String {
-    std::env::var("YATAI_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// The endpoint of the S3 server for tests.
-pub fn s3_endpoint() -> String {
-    std::env::var("YATAI_TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5055".into())
-}
-
-/// Creates a fresh PostgreSQL database; returns its URL.
-pub async fn fresh_postgres_database() -> String {
-    use sqlx::Connection;
-    let admin = pg_admin_url();
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is needed at {admin} (set YATAI_TEST_PG_URL): {e}. Start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or run ./scripts/test"
-        )
-    });
-    let name = format!("yatai_test_{}", yatai_store::new_uid());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let mut url = url::Url::parse(&admin).expect("YATAI_TEST_PG_URL is a URL");
-    url.set_path(&name);
-    url.to_string()
-}
-
-/// Creates a fresh bucket on the S3 test server; returns its settings.
-pub async fn fresh_s3_bucket() -> S3Config {
-    let endpoint = s3_endpoint();
-    let bucket = format!("yatai-test-{}", &yatai_store::new_uid()[..16]);
-    let res = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("an S3 server is needed at {endpoint} (set YATAI_TEST_S3_ENDPOINT): {e}. Start one with `moto_server -H 127.0.0.1 -p 5055` (pip install 'moto[server]') or run ./scripts/test"));
-    assert!(
-        res.status().is_success(),
-        "creating bucket {bucket} failed: {}",
-        res.status()
-    );
-    S3Config {
-        endpoint,
-        access_key: "testing".into(),
-        secret_key: "testing".into(),
-        region: "us-east-1".into(),
-        secure: false,
-        bucket,
-    }
-}
+pub use yatai_testkit::{fresh_postgres_database, fresh_s3_bucket};
 
 impl TestApp {
     /// Starts a server on fresh storage of the given backend pair.
