@@ -85,6 +85,8 @@ test('every nav page is reachable by clicking the nav and renders without errors
     assert.equal(new URL(page.url()).pathname, path, `nav "${label}" led to ${page.url()}`);
     assert.equal(await page.locator('nav').count(), 1, `${path} has no <nav>`);
     assert.ok((await page.title()).trim(), `${path} has no <title>`);
+    const untitled = await page.locator('time').evaluateAll((ts) => ts.filter((t) => !t.title).map((t) => t.textContent.trim()));
+    assert.deepEqual(untitled, [], `${path}: relative times without the exact time on hover (title)`);
     await screenshot(page, `nav-${label.toLowerCase().replace(/\s+/g, '-')}`);
   }
 });
