@@ -271,3 +271,36 @@ backend_test!(
         assert!(html.contains("data-resource=\"clf:m1\""));
     }
 );
+
+backend_test!(
+    repository_lists_show_each_repository_with_its_own_latest_version,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (_, token) = admin.create_token("cli", &["api"]).await;
+        let api = app.with_token(&token);
+        for (repo, versions) in [
+            ("alpha", vec!["a1", "a2"]),
+            ("beta", vec!["b1"]),
+            ("gamma", vec!["g1", "g2", "g3"]),
+        ] {
+            api.post("/api/v1/bento_repositories", json!({"name": repo}))
+                .await;
+            for (i, v) in versions.iter().enumerate() {
+                let (s, b) = api.post(&format!("/api/v1/bento_repositories/{repo}/bentos"), json!({"version": v, "manifest": {"service": "s:S"}, "build_at": format!("2026-01-0{} 00:00:00.000000", i + 1)})).await;
+                assert_eq!(s, StatusCode::OK, "{b}");
+            }
+        }
+        let (s, html) = page(&admin, "/bentos").await;
+        assert_eq!(s, StatusCode::OK);
+        for (repo, latest) in [("alpha", "a2"), ("beta", "b1"), ("gamma", "g3")] {
+            let row_start = html
+                .find(&format!("data-repository=\"{repo}\""))
+                .unwrap_or_else(|| panic!("{repo} is listed"));
+            let row = &html[row_start..row_start + html[row_start..].find("</tr>").unwrap()];
+            assert!(
+                row.contains(&format!("/bentos/{repo}/{latest}\"")),
+                "{repo} shows its own latest version {latest}: {row}"
+            );
+        }
+    }
+);

@@ -58,7 +58,9 @@ fn field(
 /// The form field an error message is about, from the words the domain's rules use.
 fn error_field(e: &Error) -> &'static str {
     let m = e.to_string();
-    if m.contains("password") {
+    if m.contains("exists already") {
+        "name"
+    } else if m.contains("password") {
         "password"
     } else if m.contains("e-mail") {
         "email"
@@ -667,12 +669,13 @@ async fn repositories_page(
             .await?;
             let uids: Vec<String> = rows.iter().map(|r| r.uid.clone()).collect();
             let latest = versions::latest_of(pool, &uids).await?;
-            let mut latest_rows = version_rows(&state, &latest).await?;
+            let mut latest_by_repository: std::collections::HashMap<String, VersionRow> = latest
+                .iter()
+                .map(|v| v.repository_uid.clone())
+                .zip(version_rows(&state, &latest).await?)
+                .collect();
             for r in rows.iter() {
-                let latest = latest
-                    .iter()
-                    .position(|v| v.repository_uid == r.uid)
-                    .map(|i| latest_rows.remove(i));
+                let latest = latest_by_repository.remove(&r.uid);
                 page.repositories.push(RepositoryRow {
                     name: r.name.clone(),
                     description: r.description.clone(),
@@ -1266,6 +1269,8 @@ pub struct MemberRow {
 #[template(path = "members.html")]
 struct MembersPage {
     layout: Layout,
+    /// The user name the add form was sent with (kept after an error).
+    username: String,
     members: Vec<MemberRow>,
     roles: Vec<String>,
     error: String,
@@ -1286,6 +1291,7 @@ async fn members_page(
     let list = members::list(state, caller).await?;
     Ok(MembersPage {
         layout: Layout::for_caller(caller, csrf, "members"),
+        username: String::new(),
         members: list
             .into_iter()
             .map(|m| MemberRow {
@@ -1353,7 +1359,10 @@ async fn member_action(
         Ok(()) => Redirect::to("/members").into_response(),
         Err(e @ Error::Forbidden(_)) => error_page(e, &uri),
         Err(e) => match members_page(&state, &caller, &f.csrf, e.to_string()).await {
-            Ok(page) => (StatusCode::BAD_REQUEST, render(&page)).into_response(),
+            Ok(mut page) => {
+                page.username = f.username;
+                (StatusCode::BAD_REQUEST, render(&page)).into_response()
+            }
             Err(e) => error_page(e, &uri),
         },
     }
