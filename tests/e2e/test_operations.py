@@ -254,16 +254,9 @@ class SetupStillOpen(Exception):
     service, a failing import) is taken for the expected failure."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SetupStillOpen,
-    reason="server bug: `yatai import` does not mark first-run setup as completed, so a server on an "
-    "imported installation still offers /api/v1/setup, which creates another site admin",
-)
 def test_import_closes_first_run_setup(ops, tmp_path):
     """An imported installation has its users and site admins: a server on it must not offer
-    the first-run setup. Today it does, so this is marked as an expected failure; once that is
-    fixed the test fails as XPASS: remove the mark then.
+    the first-run setup.
 
     The Yatai 1.x organization is named ``acme`` here (not ``default``), as Yatai 1.x admins
     may name it; with ``default`` the setup request happens to fail on the name of the

@@ -701,3 +701,26 @@ backend_test!(
         app.browser().login("legacy", "legacy-password").await;
     }
 );
+
+backend_test!(
+    setup_is_closed_when_users_exist_without_it,
+    |app: TestApp| async move {
+        // As after `yatai import` of a Yatai 1.x installation: users, but setup never ran here.
+        yatai_store::db::users::create(
+            app.state.db.pool(),
+            &yatai_store::db::users::NewUser {
+                name: "imported",
+                email: "imported@example.com",
+                first_name: "",
+                last_name: "",
+                password_hash: "x",
+                is_site_admin: true,
+            },
+        )
+        .await
+        .unwrap();
+        let (s, b) = app.browser().post("/api/v1/setup", json!({"token": INIT_TOKEN, "name": "intruder", "email": "i@example.com", "password": ADMIN_PASSWORD})).await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        assert_eq!(app.count_rows("users").await, 1);
+    }
+);

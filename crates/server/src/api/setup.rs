@@ -34,10 +34,14 @@ pub struct SetupSchema {
 }
 
 /// Whether setup has been completed.
+/// Setup is closed once it ran, and also as soon as any user exists (an installation restored or
+/// imported from Yatai 1.x has its admins already).
 pub async fn is_completed(state: &AppState) -> Result<bool, Error> {
-    Ok(settings::get(state.db.pool(), settings::SETUP_COMPLETED)
+    let pool = state.db.pool();
+    Ok(settings::get(pool, settings::SETUP_COMPLETED)
         .await?
-        .is_some())
+        .is_some()
+        || users::count(pool).await? > 0)
 }
 
 /// Creates the first admin user and the default organization, with the initialization token.
