@@ -846,3 +846,89 @@ backend_test!(
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
 );
+
+/// Two clients push one version through presigned URLs at once, in both interleavings.
+async fn concurrent_presigned_pushes(app: TestApp) {
+    let c = api_client(&app).await;
+    let a = tar_archive(&[("./a", &[b'a'; 4000])]);
+    let b = tar_archive(&[("./b", &[b'b'; 5000])]);
+    for (round, finish_a_before_b_uploads) in [("v1", false), ("v2", true)] {
+        create_version(&c, "bento", "race", round, bento_manifest(&[]), json!([])).await;
+        let path = version_path("bento", "race", round);
+        let url_a = c
+            .patch(&format!("{path}/presign_upload_url"), json!({}))
+            .await
+            .1["presigned_upload_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let url_b = c
+            .patch(&format!("{path}/presign_upload_url"), json!({}))
+            .await
+            .1["presigned_upload_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(url_a, url_b, "each upload gets its own object");
+        assert_eq!(
+            put_raw(&c, &url_a, a.clone(), false).await.0,
+            StatusCode::OK
+        );
+        if finish_a_before_b_uploads {
+            let (s, v) = c
+                .patch(
+                    &format!("{path}/finish_upload"),
+                    json!({"status": "success", "reason": ""}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            assert_eq!(
+                put_raw(&c, &url_b, b.clone(), false).await.0,
+                StatusCode::OK
+            );
+        } else {
+            assert_eq!(
+                put_raw(&c, &url_b, b.clone(), false).await.0,
+                StatusCode::OK
+            );
+            let (s, v) = c
+                .patch(
+                    &format!("{path}/finish_upload"),
+                    json!({"status": "success", "reason": ""}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+        let (s, v) = c
+            .patch(
+                &format!("{path}/finish_upload"),
+                json!({"status": "success", "reason": ""}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "the second finish succeeds too: {v}");
+        assert_eq!(v["upload_status"], "success");
+        let (_, _, body) = download(&c, "bento", "race", round, &[]).await;
+        assert!(
+            body == a || body == b,
+            "{round}: one whole archive is served"
+        );
+        let keys = object_keys(&app, "bentos")
+            .await
+            .into_iter()
+            .filter(|k| k.contains(&format!("/race/{round}/")))
+            .count();
+        assert_eq!(keys, 1, "{round}: the superseded upload is removed");
+    }
+}
+
+mod concurrent_presigned {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_and_local_directory() {
+        concurrent_presigned_pushes(presigned_app(common::Backend::Embedded).await).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_and_s3() {
+        concurrent_presigned_pushes(presigned_app(common::Backend::Production).await).await;
+    }
+}

@@ -18,7 +18,10 @@ pub async fn replace(
         .await
         .map_err(db_error)?;
     for (name, version) in tags {
-        sqlx::query("INSERT INTO bento_models (bento_uid, organization_uid, model_name, model_version) VALUES ($1, $2, $3, $4)")
+        sqlx::query(
+            "INSERT INTO bento_models (bento_uid, organization_uid, model_name, model_version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (bento_uid, model_name, model_version) DO NOTHING",
+        )
             .bind(bento_uid)
             .bind(organization_uid)
             .bind(name)

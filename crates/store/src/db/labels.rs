@@ -20,7 +20,11 @@ pub async fn replace(
         .await
         .map_err(db_error)?;
     for (k, v) in labels {
-        sqlx::query("INSERT INTO labels (resource_uid, organization_uid, label_key, label_value) VALUES ($1, $2, $3, $4)")
+        // An upsert, so that two clients setting labels at once cannot collide.
+        sqlx::query(
+            "INSERT INTO labels (resource_uid, organization_uid, label_key, label_value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (resource_uid, label_key) DO UPDATE SET label_value = excluded.label_value",
+        )
             .bind(resource_uid)
             .bind(organization_uid)
             .bind(k)

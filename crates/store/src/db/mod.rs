@@ -8,6 +8,7 @@ pub mod events;
 pub mod labels;
 pub mod members;
 pub mod organizations;
+pub mod pending_uploads;
 pub mod repositories;
 pub mod sessions;
 pub mod settings;

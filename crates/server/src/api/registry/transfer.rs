@@ -12,6 +12,7 @@ use serde::Deserialize;
 use yatai_domain::registry::{offers_presigned_urls, ClientGeneration, Kind, UploadStatus};
 use yatai_domain::{Action, Error};
 use yatai_store::archive::{self, ArchiveFacts, GZIP_MAGIC};
+use yatai_store::db::pending_uploads;
 use yatai_store::db::versions::{self, Version};
 
 use super::{client_generation, load_version, Presenter, RegistryKind};
@@ -218,7 +219,8 @@ pub async fn presign_upload_url<K: RegistryKind>(
         Some(url) => url,
         None => presigned::url(&state, Op::Put, &key, "", 0).await?,
     };
-    versions::start_upload(state.db.pool(), &v.uid, Some(&key), None).await?;
+    pending_uploads::create(state.db.pool(), &v.uid, &key, None).await?;
+    versions::start_upload(state.db.pool(), &v.uid, None, None).await?;
     respond::<K>(&state, &headers, &v.uid, |s| s.presigned_upload_url = url).await
 }
 
@@ -231,7 +233,8 @@ pub async fn start_multipart_upload<K: RegistryKind>(
     let v = writable::<K>(&state, &caller, &name, &version).await?;
     let key = new_object_key(K::KIND, &caller.organization.uid, &name, &version);
     let upload_id = state.objects.create_multipart(&key).await?;
-    versions::start_upload(state.db.pool(), &v.uid, Some(&key), Some(&upload_id)).await?;
+    pending_uploads::create(state.db.pool(), &v.uid, &key, Some(&upload_id)).await?;
+    versions::start_upload(state.db.pool(), &v.uid, None, Some(&upload_id)).await?;
     respond::<K>(&state, &headers, &v.uid, |_| {}).await
 }
 
@@ -242,12 +245,16 @@ pub struct PresignPart {
     pub part_number: u16,
 }
 
-/// The multipart upload in progress, if `upload_id` is it.
-fn multipart_in_progress(v: &Version, upload_id: &str) -> Result<String, Error> {
-    match (&v.upload_id, &v.pending_object_key) {
-        (Some(id), Some(key)) if id == upload_id => Ok(key.clone()),
-        _ => Err(Error::invalid(format!("upload_id {upload_id:?} is not the multipart upload in progress; call start_multipart_upload"))),
-    }
+/// The object key of the multipart upload `upload_id` of `v`.
+async fn multipart_in_progress(
+    state: &AppState,
+    v: &Version,
+    upload_id: &str,
+) -> Result<String, Error> {
+    pending_uploads::find_multipart(state.db.pool(), &v.uid, upload_id)
+        .await?
+        .map(|p| p.object_key)
+        .ok_or_else(|| Error::invalid(format!("upload_id {upload_id:?} is not a multipart upload in progress; call start_multipart_upload")))
 }
 
 pub async fn presign_multipart_upload_url<K: RegistryKind>(
@@ -258,7 +265,7 @@ pub async fn presign_multipart_upload_url<K: RegistryKind>(
     ApiJson(body): ApiJson<PresignPart>,
 ) -> ApiResult<Json<VersionSchema>> {
     let v = writable::<K>(&state, &caller, &name, &version).await?;
-    let key = multipart_in_progress(&v, &body.upload_id)?;
+    let key = multipart_in_progress(&state, &v, &body.upload_id).await?;
     if !(1..=10000).contains(&body.part_number) {
         return Err(Error::invalid("part_number must be between 1 and 10000").into());
     }
@@ -294,7 +301,7 @@ pub async fn complete_multipart_upload<K: RegistryKind>(
     ApiJson(body): ApiJson<CompleteMultipart>,
 ) -> ApiResult<Json<VersionSchema>> {
     let v = writable::<K>(&state, &caller, &name, &version).await?;
-    let key = multipart_in_progress(&v, &body.upload_id)?;
+    let key = multipart_in_progress(&state, &v, &body.upload_id).await?;
     let parts = body
         .parts
         .into_iter()
@@ -326,46 +333,19 @@ pub async fn finish_upload<K: RegistryKind>(
     let tag = format!("{name}:{version}");
     match UploadStatus::parse(&body.status)? {
         UploadStatus::Failed => {
-            if let (Some(id), Some(key)) = (&v.upload_id, &v.pending_object_key) {
-                let _ = state.objects.abort_multipart(key, id).await;
+            for p in pending_uploads::of_version(state.db.pool(), &v.uid).await? {
+                discard_pending(&state, &p).await;
             }
             let reason = if body.reason.is_empty() {
                 "the client reported a failure".to_string()
             } else {
                 body.reason
             };
-            fail_upload(&state, &v.uid, v.pending_object_key.as_deref(), &reason).await?;
-        }
-        UploadStatus::Success => {
-            let Some(key) = v.pending_object_key.clone() else {
-                if v.status() == UploadStatus::Success {
-                    return respond::<K>(&state, &headers, &v.uid, |_| {}).await;
-                }
-                return Err(Error::Conflict(format!(
-                    "no upload of {} {tag} is in progress: upload it before finishing",
-                    K::KIND.title()
-                ))
-                .into());
-            };
-            let checked = match state.objects.get(&key, None).await {
-                Ok(reader) => archive::inspect_stream(reader.stream).await?,
-                Err(Error::NotFound(_)) => Err("no archive was uploaded".to_string()),
-                Err(e) => return Err(e.into()),
-            };
-            match checked {
-                Ok(facts) => {
-                    commit_upload(&state, &caller, K::KIND, &tag, &v.uid, &key, &facts).await?
-                }
-                Err(reason) => {
-                    fail_upload(&state, &v.uid, Some(&key), &reason).await?;
-                    return Err(Error::invalid(format!(
-                        "upload of {} {tag} refused: {reason}",
-                        K::KIND.title()
-                    ))
-                    .into());
-                }
+            if v.status() != UploadStatus::Success {
+                fail_upload(&state, &v.uid, None, &reason).await?;
             }
         }
+        UploadStatus::Success => finish_presigned::<K>(&state, &caller, &v, &tag).await?,
         other => {
             return Err(Error::invalid(format!(
                 "finish_upload takes status success or failed, not {}",
@@ -375,6 +355,70 @@ pub async fn finish_upload<K: RegistryKind>(
         }
     }
     respond::<K>(&state, &headers, &v.uid, |_| {}).await
+}
+
+/// Forgets an upload in progress and removes what it wrote.
+async fn discard_pending(state: &AppState, p: &pending_uploads::PendingUpload) {
+    if let Some(id) = &p.upload_id {
+        let _ = state.objects.abort_multipart(&p.object_key, id).await;
+    }
+    let _ = state.objects.delete(&p.object_key).await;
+    let _ = pending_uploads::delete(state.db.pool(), &p.object_key).await;
+}
+
+/// Closes the presigned uploads of `v` that are complete: the newest whole archive becomes the
+/// served one, older complete ones are superseded (several clients may push one version at once,
+/// each into its own object); uploads still running are left alone.
+async fn finish_presigned<K: RegistryKind>(
+    state: &AppState,
+    caller: &Caller,
+    v: &Version,
+    tag: &str,
+) -> Result<(), Error> {
+    let pending = pending_uploads::of_version(state.db.pool(), &v.uid).await?;
+    if pending.is_empty() && v.status() != UploadStatus::Success {
+        return Err(Error::Conflict(format!("no upload of {} {tag} is in progress: upload it before finishing", K::KIND.title())));
+    }
+    let mut committed = false;
+    let mut refused = None;
+    for p in pending {
+        if state.objects.size(&p.object_key).await?.is_none() {
+            continue; // still being uploaded
+        }
+        if committed {
+            discard_pending(state, &p).await;
+            continue;
+        }
+        let reader = state.objects.get(&p.object_key, None).await?;
+        match archive::inspect_stream(reader.stream).await? {
+            Ok(facts) => {
+                commit_upload(state, caller, K::KIND, tag, &v.uid, &p.object_key, &facts).await?;
+                pending_uploads::delete(state.db.pool(), &p.object_key).await?;
+                committed = true;
+            }
+            Err(reason) => {
+                discard_pending(state, &p).await;
+                refused = Some(reason);
+            }
+        }
+    }
+    if committed {
+        return Ok(());
+    }
+    let current = versions::find_by_uid(state.db.pool(), &v.uid)
+        .await?
+        .ok_or_else(|| Error::not_found(K::KIND.as_str(), tag))?;
+    if current.status() == UploadStatus::Success && refused.is_none() {
+        return Ok(()); // another client's upload of this version finished it
+    }
+    let reason = refused.unwrap_or_else(|| "no archive was uploaded".to_string());
+    if current.status() != UploadStatus::Success {
+        fail_upload(state, &v.uid, None, &reason).await?;
+    }
+    Err(Error::invalid(format!(
+        "upload of {} {tag} refused: {reason}",
+        K::KIND.title()
+    )))
 }
 
 /// The key of the archive to serve, or a clear refusal when the version cannot be pulled.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use yatai_domain::registry::{bento_model_tags, parse_build_at, Kind};
 use yatai_domain::{names, time::now_micros, Action, Error};
 use yatai_store::db::versions::{self, NewVersion, VersionFilter};
-use yatai_store::db::{bento_models, db_error, labels, repositories as repos};
+use yatai_store::db::{bento_models, db_error, labels, pending_uploads, repositories as repos};
 
 use super::{
     client_generation, load_repository, load_version, Bentos, ListQuery, Models, Presenter,
@@ -261,10 +261,19 @@ pub async fn delete<K: RegistryKind>(
             .into());
         }
     }
+    let pending = pending_uploads::of_version(&mut *tx, &v.uid).await?;
     labels::replace(&mut tx, &caller.organization.uid, &v.uid, &[]).await?;
     versions::delete(&mut *tx, &v.uid).await?;
     tx.commit().await.map_err(db_error)?;
-    for key in [&v.object_key, &v.pending_object_key].into_iter().flatten() {
+    for p in &pending {
+        if let Some(id) = &p.upload_id {
+            let _ = state.objects.abort_multipart(&p.object_key, id).await;
+        }
+    }
+    let mut keys: Vec<String> = pending.into_iter().map(|p| p.object_key).collect();
+    keys.extend(v.object_key.clone());
+    keys.extend(v.pending_object_key.clone());
+    for key in &keys {
         if let Err(e) = state.objects.delete(key).await {
             tracing::error!(error = %e, key, "could not delete the archive of a deleted version");
         }
