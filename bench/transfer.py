@@ -78,7 +78,12 @@ def mb_per_s(seconds: float) -> float:
 
 
 def timed(fn, *args) -> float:
-    """Wall-clock seconds ``fn(*args)`` takes."""
+    """Wall-clock seconds ``fn(*args)`` takes.
+
+    Dirty pages of the previous step are flushed first (not timed), so that no
+    step pays for the write-back of another.
+    """
+    os.sync()
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
@@ -207,6 +212,7 @@ def table(results: dict[TransferPath, Measure], peers: dict[str, Measure]) -> st
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="yatai-bench-"))
     print(f"bench: {SIZE_MB} MiB model, server {servers.yatai_bin()}, work dir {work}", flush=True)
+    load_before = os.getloadavg()[0]
     try:
         pusher = bentoml14(work, "pusher")
         tag = pusher.create_model("bench-model", labels={}, random_files={WEIGHTS: SIZE_MB * MIB})
@@ -231,7 +237,10 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(table(results, peers))
-    print(f"\nMB = MiB (2^20 bytes); {SIZE_MB} MiB per transfer; times are wall-clock of the whole CLI command.")
+    print(
+        f"\nMB = MiB (2^20 bytes); {SIZE_MB} MiB per transfer; times are wall-clock of the whole CLI command;"
+        f" {os.cpu_count()} CPUs, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
+    )
 
 
 if __name__ == "__main__":
