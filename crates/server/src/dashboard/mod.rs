@@ -39,8 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/api_tokens", get(pages::tokens).post(pages::create_token))
         .route("/api_tokens/{uid}/revoke", post(pages::revoke_token))
         .route("/api_tokens/authorize_cli", post(pages::authorize_cli))
-        .route("/members", get(pages::members).post(pages::add_member))
-        .route("/members/role", post(pages::change_role))
+        .route("/members", get(pages::members).post(pages::set_member_role))
+        .route("/members/role", post(pages::set_member_role))
         .route("/members/remove", post(pages::remove_member))
         .route("/events", get(pages::events))
         .route("/users", get(pages::users).post(pages::create_user))
@@ -194,6 +194,18 @@ pub fn error_page(e: Error, uri: &Uri) -> Response {
         "/",
         "Back to the overview",
     )
+}
+
+/// The caller of a form submission whose CSRF token matches, or the page to show instead.
+pub fn form_caller(
+    caller: Result<Caller, ApiError>,
+    uri: &Uri,
+    jar: &CookieJar,
+    csrf: &str,
+) -> Result<Caller, Response> {
+    let caller = page_caller(caller, uri)?;
+    check_csrf(jar, csrf)?;
+    Ok(caller)
 }
 
 /// The caller of a page, or the page to show instead (login redirect, error).

@@ -17,7 +17,9 @@ use yatai_store::db::{
 };
 
 use super::format::{exact, human_size, relative};
-use super::{check_csrf, csrf_token, error_page, message, page_caller, render, Layout};
+use super::{
+    check_csrf, csrf_token, error_page, form_caller, message, page_caller, render, Layout,
+};
 use crate::api::{api_tokens, auth, events, members, setup, users};
 use crate::auth::secrets::{hash_password, secret_hash};
 use crate::auth::Caller;
@@ -1141,13 +1143,10 @@ pub async fn create_token(
     caller: MaybeCaller,
     Form(f): Form<CreateTokenForm>,
 ) -> Response {
-    let caller = match page_caller(caller, &uri) {
+    let caller = match form_caller(caller, &uri, &jar, &f.csrf) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&jar, &f.csrf) {
-        return r;
-    }
     let expired_at = (!f.expired_at.is_empty()).then(|| format!("{}T23:59:59Z", f.expired_at));
     let body = api_tokens::CreateApiTokenSchema {
         name: f.name.clone(),
@@ -1196,13 +1195,10 @@ pub async fn revoke_token(
     Path(uid): Path<String>,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    let caller = match page_caller(caller, &uri) {
+    let caller = match form_caller(caller, &uri, &jar, &f.csrf) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&jar, &f.csrf) {
-        return r;
-    }
     match api_tokens::revoke(&state, &caller, &uid).await {
         Ok(_) => Redirect::to("/api_tokens").into_response(),
         Err(e) => error_page(e, &uri),
@@ -1223,13 +1219,10 @@ pub async fn authorize_cli(
     caller: MaybeCaller,
     Form(f): Form<AuthorizeCliForm>,
 ) -> Response {
-    let caller = match page_caller(caller, &uri) {
+    let caller = match form_caller(caller, &uri, &jar, &f.csrf) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&jar, &f.csrf) {
-        return r;
-    }
     let result = async {
         let code_hash = secret_hash(&f.code);
         if !cli_logins::is_pending(state.db.pool(), &code_hash).await? {
@@ -1339,13 +1332,10 @@ async fn member_action(
     f: MemberForm,
     remove: bool,
 ) -> Response {
-    let caller = match page_caller(caller, &uri) {
+    let caller = match form_caller(caller, &uri, &jar, &f.csrf) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&jar, &f.csrf) {
-        return r;
-    }
     let done = async {
         if remove {
             members::remove(&state, &caller, &f.username).await
@@ -1368,17 +1358,8 @@ async fn member_action(
     }
 }
 
-pub async fn add_member(
-    State(state): State<AppState>,
-    uri: Uri,
-    jar: CookieJar,
-    caller: MaybeCaller,
-    Form(f): Form<MemberForm>,
-) -> Response {
-    member_action(state, uri, jar, caller, f, false).await
-}
-
-pub async fn change_role(
+/// Adds a member with a role, or changes a member's role.
+pub async fn set_member_role(
     State(state): State<AppState>,
     uri: Uri,
     jar: CookieJar,
@@ -1475,13 +1456,10 @@ pub async fn create_user(
     caller: MaybeCaller,
     Form(f): Form<CreateUserForm>,
 ) -> Response {
-    let caller = match page_caller(caller, &uri) {
+    let caller = match form_caller(caller, &uri, &jar, &f.csrf) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&jar, &f.csrf) {
-        return r;
-    }
     let body = users::CreateUserSchema {
         name: f.name.clone(),
         email: f.email.clone(),
@@ -1532,13 +1510,10 @@ pub async fn reset_password(
     Path(name): Path<String>,
     Form(f): Form<ResetPasswordForm>,
 ) -> Response {
-    let caller = match page_caller(caller, &uri) {
+    let caller = match form_caller(caller, &uri, &jar, &f.csrf) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&jar, &f.csrf) {
-        return r;
-    }
     let done = async {
         caller.authorize(Action::ManageMembers)?;
         let user = users::find_visible(&state, &caller, &name).await?;
