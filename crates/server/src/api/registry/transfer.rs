@@ -377,7 +377,10 @@ async fn finish_presigned<K: RegistryKind>(
 ) -> Result<(), Error> {
     let pending = pending_uploads::of_version(state.db.pool(), &v.uid).await?;
     if pending.is_empty() && v.status() != UploadStatus::Success {
-        return Err(Error::Conflict(format!("no upload of {} {tag} is in progress: upload it before finishing", K::KIND.title())));
+        return Err(Error::Conflict(format!(
+            "no upload of {} {tag} is in progress: upload it before finishing",
+            K::KIND.title()
+        )));
     }
     let mut committed = false;
     let mut refused = None;
