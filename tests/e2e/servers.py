@@ -53,11 +53,13 @@ HOW_TO = {
         "without a password (trust auth). The `psql` client must be on PATH (`apt-get install postgresql-client`)."
     ),
     "moto": (
-        "The pg_s3 backend needs an S3 endpoint: start moto and export its URL, e.g.\n"
+        "The pg_s3 backend needs an S3 endpoint: start moto (pinned, on port 5055) and export its URL with\n"
+        "  source scripts/lib/services.sh && ensure_s3 && echo $YATAI_TEST_S3_ENDPOINT\n"
+        "or by hand:\n"
         "  python3 -m venv /tmp/moto && /tmp/moto/bin/pip install 'moto[server]'\n"
-        "  /tmp/moto/bin/moto_server -H 127.0.0.1 -p 5000 > /tmp/moto.log 2>&1 &\n"
-        "  export YATAI_TEST_S3_ENDPOINT=http://127.0.0.1:5000\n"
-        "(or run `scripts/test --e2e-only`, which starts moto and sets it) {detail}"
+        "  /tmp/moto/bin/moto_server -H 127.0.0.1 -p 5055 > /tmp/moto.log 2>&1 &\n"
+        "  export YATAI_TEST_S3_ENDPOINT=http://127.0.0.1:5055\n"
+        "(`scripts/test --e2e-only` starts moto and sets it) {detail}"
     ),
 }
 
@@ -119,6 +121,11 @@ def _psql(sql: str) -> None:
     )
     if proc.returncode != 0:
         raise MissingService(f"{HOW_TO['postgres'].format(**PG)}\npsql said: {proc.stderr.strip()}")
+
+
+def check_postgres() -> None:
+    """Raise :class:`MissingService` (saying how to start it) unless PostgreSQL answers."""
+    _psql("SELECT 1")
 
 
 def create_database() -> str:
