@@ -209,7 +209,19 @@ def table(results: dict[TransferPath, Measure], peers: dict[str, Measure]) -> st
     return "\n".join(lines)
 
 
+def preflight() -> None:
+    """Fail before any work when the server binary, PostgreSQL or the S3 server is missing."""
+    try:
+        servers.yatai_bin()
+        if any(p.backend == "pg_s3" for p in PATHS):
+            servers.check_postgres()
+            servers.s3_endpoint()
+    except servers.MissingService as e:
+        raise SystemExit(f"bench: cannot run:\n{e}") from None
+
+
 def main() -> None:
+    preflight()
     work = Path(tempfile.mkdtemp(prefix="yatai-bench-"))
     print(f"bench: {SIZE_MB} MiB model, server {servers.yatai_bin()}, work dir {work}", flush=True)
     load_before = os.getloadavg()[0]
@@ -230,8 +242,6 @@ def main() -> None:
                 f"bench: {path.name}: push {m.push_s:.2f}s, pull {m.pull_s:.2f}s, peak RSS {m.peak_rss / MIB:.0f} MiB",
                 flush=True,
             )
-    except servers.MissingService as e:
-        raise SystemExit(f"bench: a service is missing:\n{e}") from None
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(work, ignore_errors=True)
