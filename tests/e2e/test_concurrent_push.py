@@ -30,8 +30,9 @@ RACE_MB = int(os.environ.get("YATAI_E2E_RACE_MB", "24"))
 PACE = 16 << 20
 
 #: Server messages a losing push may end with (any other failure is a bug):
-#: losing the race to create the version, or to commit the archive.
-LOSING_PUSH = ("exists already", "already exists", "replaced by another upload at the same time")
+#: losing the race to create the version (409 ``model version "V" exists already``),
+#: or to commit the archive.
+LOSING_PUSH = ("exists already", "replaced by another upload at the same time")
 
 
 def upload_window(client, made: flows.Made) -> tuple[float, float] | None:
