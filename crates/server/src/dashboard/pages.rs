@@ -690,12 +690,7 @@ async fn repositories_page(
             (page.prev, page.next, page.range_text) = pager(&form, &base, rows.len(), total);
         } else {
             // A label filter applies to versions: show the matching versions.
-            let filter = VersionFilter {
-                search: spec.search.clone(),
-                labels: spec.labels.clone(),
-                order: spec.version_order()?,
-                ..Default::default()
-            };
+            let filter = spec.version_filter(None)?;
             let (rows, total) = versions::list(
                 pool,
                 &caller.organization.uid,
@@ -764,13 +759,7 @@ async fn versions_page(
             .await?
             .ok_or_else(|| Error::not_found(&format!("{} repository", kind.as_str()), &name))?;
         let spec = form.to_query()?.parse()?;
-        let filter = VersionFilter {
-            repository_uid: Some(repo.uid.clone()),
-            search: spec.search.clone(),
-            labels: spec.labels.clone(),
-            order: spec.version_order()?,
-            ..Default::default()
-        };
+        let filter = spec.version_filter(Some(repo.uid.clone()))?;
         let (rows, total) = versions::list(
             pool,
             &caller.organization.uid,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use yatai_domain::registry::{ClientGeneration, Kind, UploadStatus};
 use yatai_domain::{Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository, RepositoryOrder};
-use yatai_store::db::versions::{self as version_rows, Version, VersionOrder};
+use yatai_store::db::versions::{self as version_rows, Version, VersionFilter, VersionOrder};
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -359,6 +359,17 @@ impl ListQuery {
 }
 
 impl ListSpec {
+    /// The store filter of a version list, within one repository when `repository_uid` is given.
+    pub fn version_filter(&self, repository_uid: Option<String>) -> Result<VersionFilter, Error> {
+        Ok(VersionFilter {
+            repository_uid,
+            search: self.search.clone(),
+            labels: self.labels.clone(),
+            upload_status: self.status,
+            order: self.version_order()?,
+        })
+    }
+
     /// The version order asked for (default newest first).
     pub fn version_order(&self) -> Result<VersionOrder, Error> {
         match self.sort.as_ref().map(|(f, d)| (f.as_str(), *d)) {

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use yatai_domain::registry::{bento_model_tags, parse_build_at, Kind};
 use yatai_domain::{names, time::now_micros, Action, Error};
-use yatai_store::db::versions::{self, NewVersion, VersionFilter};
+use yatai_store::db::versions::{self, NewVersion};
 use yatai_store::db::{bento_models, db_error, labels, pending_uploads, repositories as repos};
 
 use super::{
@@ -298,13 +298,7 @@ async fn list_versions<K: RegistryKind>(
 ) -> Result<ListSchema<VersionSchema>, Error> {
     caller.authorize(Action::ReadRegistry)?;
     let spec = q.parse()?;
-    let filter = VersionFilter {
-        repository_uid,
-        search: spec.search.clone(),
-        labels: spec.labels.clone(),
-        upload_status: spec.status,
-        order: spec.version_order()?,
-    };
+    let filter = spec.version_filter(repository_uid)?;
     let (rows, total) = versions::list(
         state.db.pool(),
         &caller.organization.uid,
