@@ -100,6 +100,8 @@ pub struct ConfigFile {
     pub initialization_token: Option<String>,
     pub transmission_strategy: Option<String>,
     pub public_url: Option<String>,
+    pub upload_stale_after: Option<u64>,
+    pub janitor_interval: Option<u64>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -223,6 +225,13 @@ pub struct ServeArgs {
     /// URL users reach this server at, for links and presigned URLs [default: http://HOST:PORT]
     #[arg(long, env = "YATAI_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds without a sign of life after which a proxy upload counts as abandoned (its server
+    /// process died) and is cleaned up [default: 120]
+    #[arg(long, env = "YATAI_UPLOAD_STALE_AFTER", value_name = "SECS")]
+    pub upload_stale_after: Option<u64>,
+    /// Seconds between two sweeps for abandoned uploads and their leftovers [default: 60]
+    #[arg(long, env = "YATAI_JANITOR_INTERVAL", value_name = "SECS")]
+    pub janitor_interval: Option<u64>,
 }
 
 /// The resolved settings of `yatai serve`.
@@ -234,6 +243,8 @@ pub struct Serve {
     pub initialization_token: Option<String>,
     pub transmission_strategy: Option<String>,
     pub public_url: Option<String>,
+    pub upload_stale_after: Option<u64>,
+    pub janitor_interval: Option<u64>,
 }
 
 impl ServeArgs {
@@ -261,6 +272,8 @@ impl ServeArgs {
                 .clone()
                 .or_else(|| file.public_url.clone())
                 .map(|u| u.trim_end_matches('/').to_string()),
+            upload_stale_after: self.upload_stale_after.or(file.upload_stale_after),
+            janitor_interval: self.janitor_interval.or(file.janitor_interval),
         })
     }
 }

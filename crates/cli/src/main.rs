@@ -418,11 +418,24 @@ async fn serve(cfg: config::Serve) -> anyhow::Result<()> {
         .initialization_token
         .clone()
         .unwrap_or_else(|| yatai_server::auth::secrets::new_secret(""));
+    let mut uploads = yatai_server::UploadTimings::default();
+    if let Some(secs) = cfg.upload_stale_after {
+        anyhow::ensure!(secs > 0, "--upload-stale-after must be at least 1 second");
+        uploads.proxy_stale_after = std::time::Duration::from_secs(secs);
+        uploads.heartbeat = uploads
+            .heartbeat
+            .min(std::time::Duration::from_secs(secs).div_f32(3.0));
+    }
+    if let Some(secs) = cfg.janitor_interval {
+        anyhow::ensure!(secs > 0, "--janitor-interval must be at least 1 second");
+        uploads.janitor_interval = std::time::Duration::from_secs(secs);
+    }
     let settings = Settings {
         initialization_token: initialization_token.clone(),
         secure_cookies: public_url.starts_with("https://"),
         public_url: public_url.clone(),
         transmission_strategy,
+        uploads,
         ..Settings::default()
     };
     let state = AppState::new(db.clone(), objects, settings);

@@ -24,6 +24,14 @@ pub enum Error {
     /// A dependency is not available right now (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The caller must slow down: too many attempts, or the server is saturated (HTTP 429 with
+    /// `Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        /// Seconds after which a new attempt may succeed.
+        retry_after_secs: u64,
+    },
 }
 
 impl Error {

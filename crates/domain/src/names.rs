@@ -56,6 +56,19 @@ pub fn validate_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest description of anything (repository, version, organization, token).
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+
+/// Checks a description: free text of at most [`MAX_DESCRIPTION_CHARS`] characters.
+pub fn validate_description(what: &str, description: &str) -> Result<()> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(Error::invalid(format!(
+            "the description of the {what} is longer than {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a label key: 1 to 63 characters of letters, digits, `_`, `-`, `.` and `/`.
 pub fn validate_label_key(key: &str) -> Result<()> {
     check(key, "label key", 63, |c| {
@@ -115,6 +128,18 @@ mod tests {
         assert!(validate_email("@c.io").is_err());
         assert!(validate_password("short").is_err());
         assert!(validate_password("long enough").is_ok());
+    }
+
+    #[test]
+    fn descriptions_are_bounded() {
+        assert!(validate_description("repository", &"x".repeat(MAX_DESCRIPTION_CHARS)).is_ok());
+        let err = validate_description("repository", &"é".repeat(MAX_DESCRIPTION_CHARS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.len() < 200,
+            "the message does not echo the input: {err}"
+        );
     }
 
     #[test]

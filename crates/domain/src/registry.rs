@@ -80,40 +80,54 @@ impl Kind {
     }
 }
 
-/// Where an upload stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UploadStatus {
-    Pending,
-    Uploading,
-    Success,
-    Failed,
+crate::wire_enum! {
+    /// What a version serves: nothing yet (`pending`, `uploading`, `failed` for its first push), or
+    /// a whole archive (`success`, which a later failed re-push does not change).
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum UploadStatus ("upload status") {
+        Pending = "pending",
+        Uploading = "uploading",
+        Success = "success",
+        Failed = "failed",
+    }
 }
 
 impl UploadStatus {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadStatus::Pending => "pending",
-            UploadStatus::Uploading => "uploading",
-            UploadStatus::Success => "success",
-            UploadStatus::Failed => "failed",
-        }
-    }
-
     /// Parses a stored or sent status.
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "pending" => Ok(UploadStatus::Pending),
-            "uploading" => Ok(UploadStatus::Uploading),
-            "success" => Ok(UploadStatus::Success),
-            "failed" => Ok(UploadStatus::Failed),
-            other => Err(Error::invalid(format!(
-                "unknown upload status {other:?}; expected pending, uploading, success or failed"
-            ))),
-        }
+        s.parse()
     }
 }
+
+crate::wire_enum! {
+    /// The path an upload's bytes take.
+    pub enum Transfer ("transfer") {
+        /// Through the server (`PUT .../upload`).
+        Proxy = "proxy",
+        /// One presigned PUT.
+        Single = "single",
+        /// Presigned parts, then an assembly.
+        Multipart = "multipart",
+    }
+}
+
+crate::wire_enum! {
+    /// Where one upload of a version stands (the version's own status tells what it serves).
+    pub enum UploadState ("upload state") {
+        /// Bytes may still arrive.
+        Uploading = "uploading",
+        /// Its archive became the served one.
+        Committed = "committed",
+        /// Refused, abandoned, or beaten by a concurrent push; the reason says which.
+        Failed = "failed",
+    }
+}
+
+/// How long after a push wrote a version's manifest no other push may write it: the second push
+/// would pair its manifest with the first one's archive. A client goes from the manifest to the
+/// upload in milliseconds; this is how long a crashed client blocks the next attempt at most.
+pub const PUSH_CLAIM_SECS: i64 = 30;
 
 /// Archives at least this large (by the manifest's `size_bytes`) go in presigned multipart uploads;
 /// smaller ones in one presigned PUT. The BentoML clients cut parts of 100 MiB.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use yatai_store::objects::PresignOp;
 use yatai_store::objects::S3Config;
 use yatai_store::{ObjectStorage, ObjectStorageConfig};
 
@@ -351,8 +352,9 @@ async fn probe_objects(
     out("ok   get: read it back, bytes identical".into());
 
     let url = storage
-        .presigned_get(key, Duration::from_secs(300))
-        .ok_or_else(|| anyhow!("presign: this storage signs no URLs"))?;
+        .presign(key, &PresignOp::Get, Duration::from_secs(300))
+        .await
+        .map_err(|e| anyhow!("presign: {e}"))?;
     let res = http.get(&url).send().await.map_err(|e| {
         anyhow!(
             "presigned GET: fetching {} failed: {}: clients must reach S3_ENDPOINT as configured",
@@ -387,8 +389,9 @@ async fn probe_objects(
     );
 
     let url = storage
-        .presigned_put(presigned_key, Duration::from_secs(300))
-        .ok_or_else(|| anyhow!("presign: this storage signs no URLs"))?;
+        .presign(presigned_key, &PresignOp::Put, Duration::from_secs(300))
+        .await
+        .map_err(|e| anyhow!("presign: {e}"))?;
     let res = http
         .put(&url)
         .body(data.clone())

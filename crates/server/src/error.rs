@@ -13,7 +13,7 @@ pub struct ApiError(pub Error);
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable machine-readable kind: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `internal`, `unavailable`.
+    /// A stable machine-readable kind: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `internal`, `unavailable`, `too_many_requests`.
     pub error: &'static str,
     /// A sentence for the user.
     pub message: String,
@@ -30,8 +30,35 @@ impl ApiError {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
         }
     }
+}
+
+/// What a client is told of a fault on our side: the detail (database and storage endpoints,
+/// upload ids, internal keys) goes to the log only.
+fn public_message(e: &Error) -> String {
+    match e {
+        Error::Internal(_) => {
+            "the server failed to complete the request; its log has the details".into()
+        }
+        Error::Unavailable(_) => {
+            "a service the server depends on (database or object storage) is unavailable; try again shortly".into()
+        }
+        other => cap_echo(&other.to_string()),
+    }
+}
+
+/// The longest error message sent back: messages quote the offending input, and a megabyte of
+/// label key must not come back as a megabyte of error.
+const MAX_MESSAGE_CHARS: usize = 512;
+
+fn cap_echo(message: &str) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message.to_string();
+    }
+    let cut: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    format!("{cut}… (message cut)")
 }
 
 impl IntoResponse for ApiError {
@@ -40,11 +67,23 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
+        let retry_after = match &self.0 {
+            Error::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.to_string()),
+            _ => None,
+        };
         let body = ErrorBody {
             error: kind,
-            message: self.0.to_string(),
+            message: public_message(&self.0),
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after.and_then(|s| s.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs);
+        }
+        response
     }
 }
 

@@ -8,7 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod state;
 
-pub use state::{AppState, Settings};
+pub use state::{AppState, Settings, UploadTimings};
 
 use std::net::SocketAddr;
 
@@ -20,11 +20,15 @@ pub fn app(state: AppState) -> axum::Router {
 }
 
 /// Serves the application on `listener` until ctrl-c or SIGTERM, then drains in-flight requests.
+/// The janitor (see `yatai_service::registry::janitor`) sweeps on start and periodically meanwhile.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let janitor = yatai_service::registry::janitor::spawn(state.svc.clone());
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await
+        .await;
+    janitor.abort();
+    served
 }
 
 async fn shutdown_signal() {

@@ -3,40 +3,9 @@
 
 mod common;
 
-use common::{Client, TestApp};
+use common::{csrf_of, page, post_form, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
-
-/// Fetches a page; returns status and HTML.
-async fn page(c: &Client, path: &str) -> (StatusCode, String) {
-    let res = c
-        .http
-        .get(format!("{}{path}", c.base))
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.text().await.unwrap())
-}
-
-/// The CSRF value of the forms on a page.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .expect("the page has a form with a CSRF field")
-        + 19;
-    html[at..at + html[at..].find('"').unwrap()].to_string()
-}
-
-async fn post_form(c: &Client, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-    let res = c
-        .http
-        .post(format!("{}{path}", c.base))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.text().await.unwrap())
-}
 
 backend_test!(
     cli_browser_login_hands_out_a_token_once,

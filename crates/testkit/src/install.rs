@@ -106,7 +106,11 @@ impl Installation {
         let state = AppState::new(db, objects, settings);
         let app = yatai_server::app(state.clone());
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         Server { base, state, task }
     }

@@ -77,6 +77,20 @@ pub async fn create_bucket(endpoint: &str, bucket: &str) {
     );
 }
 
+/// Deletes an (empty) bucket with a plain unsigned `DELETE /bucket` (the test server accepts it).
+pub async fn delete_bucket(endpoint: &str, bucket: &str) {
+    let res = reqwest::Client::new()
+        .delete(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the S3 server at {endpoint} does not answer: {e}"));
+    assert!(
+        res.status().is_success(),
+        "deleting bucket {bucket} failed: {}",
+        res.status()
+    );
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

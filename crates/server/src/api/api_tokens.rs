@@ -5,14 +5,15 @@ use axum::Json;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_domain::paging::Page;
 use yatai_domain::time::{now_micros, parse_rfc3339};
 use yatai_domain::{names, Action, Error, Scope};
 use yatai_store::db::api_tokens::{self, ApiToken, ApiTokenChanges, NewApiToken};
 
-use super::schemas::{ApiTokenSchema, ListSchema};
+use super::schemas::{ApiTokenSchema, ListSchema, PageQuery};
 use crate::auth::secrets::{new_secret, secret_hash};
 use crate::auth::Caller;
-use crate::error::{ApiJson, ApiPath, ApiResult};
+use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
 
 /// The prefix of every API token secret.
@@ -99,6 +100,7 @@ pub async fn create(
 ) -> Result<ApiTokenSchema, Error> {
     caller.authorize(Action::ManageOwnTokens)?;
     names::validate_name("token name", &body.name)?;
+    names::validate_description("token", &body.description)?;
     let scopes = parse_scopes(caller, &body.scopes)?;
     let expired_at = parse_expiry(body.expired_at.as_deref())?;
     let secret = new_secret(TOKEN_PREFIX);
@@ -123,19 +125,25 @@ pub async fn create(
     ))
 }
 
-/// The caller's tokens in the current organization.
-pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<ApiTokenSchema>, Error> {
+/// A page of the caller's tokens in the current organization.
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    page: Page,
+) -> Result<ListSchema<ApiTokenSchema>, Error> {
     caller.authorize(Action::ManageOwnTokens)?;
-    let tokens = api_tokens::list(
+    let (tokens, total) = api_tokens::list(
         state.db.pool(),
         &caller.organization.uid,
         Some(&caller.user().uid),
+        page,
     )
     .await?;
-    Ok(tokens
+    let items = tokens
         .iter()
         .map(|t| ApiTokenSchema::new(t, caller.user(), &caller.organization, None))
-        .collect())
+        .collect();
+    Ok(ListSchema::page(page, total, items))
 }
 
 /// One of the caller's tokens; another user's or organization's token is not found.
@@ -160,12 +168,13 @@ pub async fn revoke(state: &AppState, caller: &Caller, uid: &str) -> Result<ApiT
 }
 
 /// Lists the caller's API tokens in the current organization.
-#[utoipa::path(get, path = "/api/v1/api_tokens", tag = "api_tokens", responses((status = 200, body = ListSchema<ApiTokenSchema>)))]
+#[utoipa::path(get, path = "/api/v1/api_tokens", tag = "api_tokens", params(PageQuery), responses((status = 200, body = ListSchema<ApiTokenSchema>)))]
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListSchema<ApiTokenSchema>>> {
-    Ok(Json(ListSchema::all(list(&state, &caller).await?)))
+    Ok(Json(list(&state, &caller, q.page()?).await?))
 }
 
 /// Creates an API token; the response holds the secret in `token`, shown only this once.
@@ -203,6 +212,9 @@ async fn update_token(
     ApiJson(body): ApiJson<UpdateApiTokenSchema>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
     let token = find_own(&state, &caller, &uid).await?;
+    if let Some(d) = &body.description {
+        names::validate_description("token", d)?;
+    }
     let changes = ApiTokenChanges {
         description: body.description,
         scopes: body

@@ -12,7 +12,7 @@ use yatai_store::db::{sessions, users};
 
 use super::schemas::UserSchema;
 use crate::auth::secrets::{hash_password, new_secret, secret_hash, verify_password};
-use crate::auth::{Identity, SESSION_COOKIE};
+use crate::auth::{ClientAddr, Identity, SESSION_COOKIE};
 use crate::error::{ApiJson, ApiResult};
 use crate::AppState;
 
@@ -86,22 +86,30 @@ pub struct ResetPasswordSchema {
     pub new_password: String,
 }
 
-/// Checks a user's password and opens a session; returns the session secret.
+/// Checks a user's password and opens a session; returns the session secret. Failed attempts
+/// are throttled per account and per client `address` before any hash is computed.
 pub async fn open_session(
     state: &AppState,
     name_or_email: &str,
     password: &str,
+    address: Option<std::net::IpAddr>,
 ) -> Result<(users::User, String), Error> {
-    let user = users::find_by_name_or_email(state.db.pool(), name_or_email.trim()).await?;
+    let account = name_or_email.trim();
+    state.login_throttle.check(account, address)?;
+    let user = users::find_by_name_or_email(state.db.pool(), account).await?;
     let ok = verify_password(
         password.to_string(),
         user.as_ref().map(|u| u.password_hash.clone()),
     )
-    .await;
+    .await?;
     let user = match (ok, user) {
         (true, Some(user)) => user,
-        _ => return Err(Error::Unauthenticated("wrong user name or password".into())),
+        _ => {
+            state.login_throttle.failed(account, address);
+            return Err(Error::Unauthenticated("wrong user name or password".into()));
+        }
     };
+    state.login_throttle.succeeded(account);
     if crate::auth::secrets::is_legacy_hash(&user.password_hash) {
         let upgraded = hash_password(password.to_string()).await?;
         users::set_password_hash(state.db.pool(), &user.uid, &upgraded).await?;
@@ -127,13 +135,14 @@ pub fn session_cookie(state: &AppState, secret: String) -> Cookie<'static> {
 
 /// Logs in with a password; sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginSchema,
-    responses((status = 200, body = UserSchema), (status = 401, description = "wrong name or password")))]
+    responses((status = 200, body = UserSchema), (status = 401, description = "wrong name or password"), (status = 429, description = "too many failed logins, or too many at once: wait Retry-After seconds")))]
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     ApiJson(body): ApiJson<LoginSchema>,
 ) -> ApiResult<(CookieJar, Json<UserSchema>)> {
-    let (user, secret) = open_session(&state, &body.name_or_email, &body.password).await?;
+    let (user, secret) = open_session(&state, &body.name_or_email, &body.password, address).await?;
     Ok((
         jar.add(session_cookie(&state, secret)),
         Json((&user).into()),
@@ -178,7 +187,7 @@ async fn reset_password(
         body.current_password,
         Some(identity.user.password_hash.clone()),
     )
-    .await
+    .await?
     {
         return Err(Error::invalid("the current password is wrong").into());
     }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use yatai_domain::time::{parse_rfc3339, to_rfc3339};
 use yatai_domain::{Action, Error};
-use yatai_store::db::events::{self, EventFilter, NewEvent};
+use yatai_store::db::events::{self, EventFilter};
 
 use super::schemas::{EventSchema, ListSchema};
 use crate::auth::Caller;
@@ -19,33 +19,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(operation_names))
 }
 
-/// Records that the caller did `operation` to a resource. A failure to record is logged, never
-/// turned into a failure of the operation that already happened.
-pub async fn record(
-    state: &AppState,
-    caller: &Caller,
-    resource_type: &str,
-    resource_name: &str,
-    operation: &str,
-) {
-    let event = NewEvent {
-        organization_uid: &caller.organization.uid,
-        user_uid: Some(&caller.user().uid),
-        user_name: &caller.user().name,
-        api_token_name: caller
-            .identity
-            .token
-            .as_ref()
-            .map(|t| t.name.as_str())
-            .unwrap_or(""),
-        resource_type,
-        resource_name,
-        operation_name: operation,
-    };
-    if let Err(e) = events::record(state.db.pool(), &event).await {
-        tracing::warn!(error = %e, resource_type, resource_name, operation, "could not record an event");
-    }
-}
+pub use yatai_service::events::record;
 
 /// Filters of the event list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -80,8 +54,8 @@ pub async fn list(
     q: &EventQuery,
 ) -> Result<ListSchema<EventSchema>, Error> {
     caller.authorize(Action::ReadOrganization)?;
-    let start = q.start.unwrap_or(0).max(0);
-    let count = q.count.unwrap_or(50).clamp(0, 1000);
+    let yatai_domain::paging::Page { start, count } =
+        yatai_domain::paging::Page::new(q.start, q.count, 50)?;
     let filter = EventFilter {
         resource_type: q.resource_type.clone().unwrap_or_default(),
         operation_name: q.operation_name.clone().unwrap_or_default(),

@@ -5,12 +5,13 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_domain::paging::Page;
 use yatai_domain::{Action, Error, Role};
 use yatai_store::db::{members, users};
 
-use super::schemas::{ListSchema, MemberSchema, OrganizationSchema, ResourceSchema};
+use super::schemas::{ListSchema, MemberSchema, OrganizationSchema, PageQuery, ResourceSchema};
 use crate::auth::Caller;
-use crate::error::{ApiJson, ApiResult};
+use crate::error::{ApiJson, ApiQuery, ApiResult};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -30,14 +31,19 @@ pub struct RemoveMemberSchema {
     pub username: String,
 }
 
-/// The members of the caller's organization, with their users.
-pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<MemberSchema>, Error> {
+/// A page of the members of the caller's organization, with their users.
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    page: Page,
+) -> Result<ListSchema<MemberSchema>, Error> {
     caller.authorize(Action::ReadOrganization)?;
     let pool = state.db.pool();
-    let rows = members::list(pool, &caller.organization.uid).await?;
-    let people = users::list_in_organization(pool, &caller.organization.uid).await?;
+    let (rows, total) = members::list(pool, &caller.organization.uid, page).await?;
+    let uids: Vec<String> = rows.iter().map(|m| m.user_uid.clone()).collect();
+    let people = users::find_many(pool, &uids).await?;
     let org = OrganizationSchema::from(&caller.organization);
-    Ok(rows
+    let items = rows
         .iter()
         .filter_map(|m| {
             let user = people.iter().find(|u| u.uid == m.user_uid)?;
@@ -54,7 +60,8 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<MemberSchema>
                 organization: org.clone(),
             })
         })
-        .collect())
+        .collect();
+    Ok(ListSchema::page(page, total, items))
 }
 
 /// Sets the role of users in the caller's organization, refusing to leave it without an admin.
@@ -104,12 +111,13 @@ pub async fn remove(state: &AppState, caller: &Caller, username: &str) -> Result
 }
 
 /// Lists the members of the current organization.
-#[utoipa::path(get, path = "/api/v1/members", tag = "members", responses((status = 200, body = ListSchema<MemberSchema>)))]
+#[utoipa::path(get, path = "/api/v1/members", tag = "members", params(PageQuery), responses((status = 200, body = ListSchema<MemberSchema>)))]
 async fn list_members(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListSchema<MemberSchema>>> {
-    Ok(Json(ListSchema::all(list(&state, &caller).await?)))
+    Ok(Json(list(&state, &caller, q.page()?).await?))
 }
 
 /// Adds users to the current organization with a role, or changes their role (admins).
@@ -121,7 +129,7 @@ async fn add_members(
 ) -> ApiResult<Json<ListSchema<MemberSchema>>> {
     let role: Role = body.role.parse()?;
     set_roles(&state, &caller, &body.usernames, role).await?;
-    Ok(Json(ListSchema::all(list(&state, &caller).await?)))
+    Ok(Json(list(&state, &caller, Page::all()).await?))
 }
 
 /// Removes a user from the current organization (admins).
@@ -132,5 +140,5 @@ async fn remove_member(
     ApiJson(body): ApiJson<RemoveMemberSchema>,
 ) -> ApiResult<Json<ListSchema<MemberSchema>>> {
     remove(&state, &caller, &body.username).await?;
-    Ok(Json(ListSchema::all(list(&state, &caller).await?)))
+    Ok(Json(list(&state, &caller, Page::all()).await?))
 }

@@ -56,7 +56,13 @@ async fn info(State(state): State<AppState>) -> Json<InfoSchema> {
             yatai_store::DbBackend::Sqlite => "sqlite",
             yatai_store::DbBackend::Postgres => "postgresql",
         },
-        object_storage: state.objects.describe().to_string(),
+        // Which kind only: the endpoint and bucket are the operator's business, not every caller's.
+        object_storage: if state.objects.is_local() {
+            "directory"
+        } else {
+            "s3"
+        }
+        .to_string(),
     })
 }
 
@@ -69,11 +75,23 @@ async fn healthz() -> &'static str {
 /// Readiness: the database and object storage answer.
 #[utoipa::path(get, path = "/readyz", tag = "meta", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = state.db.ping().await;
-    let objects = state.objects.check().await;
-    match db.and(objects) {
-        Ok(()) => (StatusCode::OK, "ready".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    // Anyone may ask, so the answer names what is down, never where it lives; the log has that.
+    let mut down = Vec::new();
+    if let Err(e) = state.db.ping().await {
+        tracing::warn!(error = %e, "readiness: the database does not answer");
+        down.push("database");
+    }
+    if let Err(e) = state.objects.check().await {
+        tracing::warn!(error = %e, "readiness: object storage does not answer");
+        down.push("object storage");
+    }
+    if down.is_empty() {
+        (StatusCode::OK, "ready".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {} unavailable", down.join(" and ")),
+        )
     }
 }
 

@@ -10,6 +10,7 @@ pub mod presigned;
 pub mod registry;
 pub mod schemas;
 pub mod setup;
+pub mod stream;
 pub mod users;
 
 use axum::http::StatusCode;

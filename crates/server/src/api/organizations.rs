@@ -83,7 +83,15 @@ async fn create_org(
     ApiJson(body): ApiJson<CreateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
     identity.require_site_admin()?;
+    if identity.token.is_some() {
+        // A token acts in its own organization only: it could not use the one it created.
+        return Err(Error::Forbidden(
+            "create organizations from a logged-in session (the dashboard): an API token acts only in its own organization and could not use the new one".into(),
+        )
+        .into());
+    }
     names::validate_name("organization name", &body.name)?;
+    names::validate_description("organization", &body.description)?;
     let mut tx = state.db.begin().await?;
     let org =
         organizations::create(&mut *tx, &body.name, &body.description, &identity.user.uid).await?;
@@ -127,6 +135,7 @@ async fn update(
     body: UpdateOrganizationSchema,
 ) -> Result<OrganizationSchema, Error> {
     if let Some(d) = body.description {
+        names::validate_description("organization", &d)?;
         organizations::set_description(state.db.pool(), &org.uid, &d).await?;
         org.description = d;
         org.updated_at = Some(yatai_domain::time::now_micros());

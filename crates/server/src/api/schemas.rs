@@ -146,7 +146,34 @@ pub struct ListSchema<T> {
     pub items: Vec<T>,
 }
 
+/// The paging query of a list (`start`, `count`, at most 1000 items a page).
+#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Index of the first item (default 0).
+    pub start: Option<i64>,
+    /// How many items (default 100, at most 1000).
+    pub count: Option<i64>,
+}
+
+impl PageQuery {
+    /// The checked page.
+    pub fn page(&self) -> Result<yatai_domain::paging::Page, yatai_domain::Error> {
+        yatai_domain::paging::Page::new(self.start, self.count, 100)
+    }
+}
+
 impl<T> ListSchema<T> {
+    /// One page of a list of `total` items.
+    pub fn page(page: yatai_domain::paging::Page, total: i64, items: Vec<T>) -> Self {
+        ListSchema {
+            start: page.start,
+            count: items.len() as i64,
+            total,
+            items,
+        }
+    }
+
     /// A list that holds every item (no paging).
     pub fn all(items: Vec<T>) -> Self {
         let n = items.len() as i64;

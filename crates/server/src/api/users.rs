@@ -8,10 +8,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use yatai_domain::{names, Action, Error, Role};
 use yatai_store::db::{members, sessions, users};
 
-use super::schemas::{ListSchema, UserSchema};
+use super::schemas::{ListSchema, PageQuery, UserSchema};
 use crate::auth::secrets::hash_password;
 use crate::auth::Caller;
-use crate::error::{ApiJson, ApiPath, ApiResult};
+use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -88,14 +88,19 @@ pub async fn find_visible(
 }
 
 /// Lists the users of the caller's organization.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = ListSchema<UserSchema>)))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery), responses((status = 200, body = ListSchema<UserSchema>)))]
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListSchema<UserSchema>>> {
     caller.authorize(Action::ReadOrganization)?;
-    let list = users::list_in_organization(state.db.pool(), &caller.organization.uid).await?;
-    Ok(Json(ListSchema::all(
+    let page = q.page()?;
+    let (list, total) =
+        users::list_in_organization(state.db.pool(), &caller.organization.uid, page).await?;
+    Ok(Json(ListSchema::page(
+        page,
+        total,
         list.iter().map(UserSchema::from).collect(),
     )))
 }
@@ -122,6 +127,33 @@ async fn get_user(
     Ok(Json((&find_visible(&state, &caller, &name).await?).into()))
 }
 
+/// Sets a new password for a user of the caller's organization (admins) and ends their sessions.
+/// Only a site administrator may reset a site administrator's password (anyone may reset their
+/// own): without this, an organization admin could take over the whole installation. The API
+/// route and the dashboard form both call this one function.
+pub async fn reset_password(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    new_password: &str,
+) -> Result<users::User, Error> {
+    caller.authorize(Action::ManageMembers)?;
+    let user = find_visible(state, caller, name).await?;
+    if user.is_site_admin != 0 && caller.user().uid != user.uid && caller.user().is_site_admin == 0
+    {
+        return Err(Error::Forbidden(
+            "only a site administrator may reset a site administrator's password".into(),
+        ));
+    }
+    names::validate_password(new_password)?;
+    let hash = hash_password(new_password.to_string()).await?;
+    let mut tx = state.db.begin().await?;
+    users::set_password_hash(&mut *tx, &user.uid, &hash).await?;
+    sessions::delete_for_user(&mut *tx, &user.uid).await?;
+    tx.commit().await.map_err(yatai_store::db::db_error)?;
+    Ok(user)
+}
+
 /// Sets a new password for a user of the caller's organization (admins); ends their sessions.
 #[utoipa::path(post, path = "/api/v1/users/{name}/reset_password", tag = "users", params(("name" = String, Path)), request_body = SetPasswordSchema, responses((status = 200, body = UserSchema)))]
 async fn set_password(
@@ -130,20 +162,6 @@ async fn set_password(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SetPasswordSchema>,
 ) -> ApiResult<Json<UserSchema>> {
-    caller.authorize(Action::ManageMembers)?;
-    let user = find_visible(&state, &caller, &name).await?;
-    if user.is_site_admin != 0 && caller.user().uid != user.uid && caller.user().is_site_admin == 0
-    {
-        return Err(Error::Forbidden(
-            "only a site administrator may reset a site administrator's password".into(),
-        )
-        .into());
-    }
-    names::validate_password(&body.new_password)?;
-    let hash = hash_password(body.new_password).await?;
-    let mut tx = state.db.begin().await?;
-    users::set_password_hash(&mut *tx, &user.uid, &hash).await?;
-    sessions::delete_for_user(&mut *tx, &user.uid).await?;
-    tx.commit().await.map_err(yatai_store::db::db_error)?;
+    let user = reset_password(&state, &caller, &name, &body.new_password).await?;
     Ok(Json((&user).into()))
 }

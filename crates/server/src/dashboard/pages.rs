@@ -7,6 +7,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::{CookieJar, Form};
 use serde::Deserialize;
+use yatai_domain::paging::Page;
 use yatai_domain::registry::Kind;
 use yatai_domain::time::{now_micros, parse_rfc3339};
 use yatai_domain::{Action, Error, Role, Scope};
@@ -21,8 +22,8 @@ use super::{
     check_csrf, csrf_token, error_page, form_caller, message, page_caller, render, Layout,
 };
 use crate::api::{api_tokens, auth, events, members, setup, users};
-use crate::auth::secrets::{hash_password, secret_hash};
-use crate::auth::Caller;
+use crate::auth::secrets::secret_hash;
+use crate::auth::{Caller, ClientAddr};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -185,6 +186,7 @@ pub struct SetupForm {
 
 pub async fn setup_submit(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     Form(f): Form<SetupForm>,
 ) -> Response {
@@ -200,7 +202,7 @@ pub async fn setup_submit(
         last_name: f.last_name.clone(),
     };
     match setup::complete(&state, &body).await {
-        Ok(_) => match auth::open_session(&state, &f.name, &f.password).await {
+        Ok(_) => match auth::open_session(&state, &f.name, &f.password, address).await {
             Ok((_, secret)) => (
                 jar.add(auth::session_cookie(&state, secret)),
                 Redirect::to("/"),
@@ -307,13 +309,14 @@ pub struct LoginForm {
 
 pub async fn login_submit(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
 ) -> Response {
     if let Err(r) = check_csrf(&jar, &f.csrf) {
         return r;
     }
-    match auth::open_session(&state, &f.name_or_email, &f.password).await {
+    match auth::open_session(&state, &f.name_or_email, &f.password, address).await {
         Ok((_, secret)) => (
             jar.add(auth::session_cookie(&state, secret)),
             Redirect::to(&safe_next(&f.next)),
@@ -326,7 +329,7 @@ pub async fn login_submit(
                 name_or_email: f.name_or_email,
                 error: e.to_string(),
             };
-            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+            (ApiError(e).status().0, render(&page)).into_response()
         }
     }
 }
@@ -410,7 +413,7 @@ async fn version_rows(state: &AppState, list: &[Version]) -> Result<Vec<VersionR
                 version: v.version.clone(),
                 tag: format!("{repo}:{}", v.version),
                 href: format!("{}/{repo}/{}", base_of(kind), v.version),
-                status: v.upload_status.clone(),
+                status: v.upload_status.to_string(),
                 size: v.archive_size.map(human_size).unwrap_or_else(|| "—".into()),
                 labels: label_map.remove(&v.uid).unwrap_or_default(),
                 created_relative: relative(v.created_at),
@@ -428,7 +431,7 @@ struct OverviewPage {
     model_repositories: i64,
     bento_versions: i64,
     model_versions: i64,
-    members: usize,
+    members: i64,
     latest_bentos: Vec<VersionRow>,
     latest_models: Vec<VersionRow>,
     events: Vec<EventRow>,
@@ -449,15 +452,41 @@ pub async fn overview(
         caller.authorize(Action::ReadRegistry)?;
         let pool = state.db.pool();
         let org = &caller.organization.uid;
-        let (_, bento_repositories) =
-            repos::list(pool, org, Kind::Bento, "", Default::default(), 0, 0).await?;
-        let (_, model_repositories) =
-            repos::list(pool, org, Kind::Model, "", Default::default(), 0, 0).await?;
-        let (bentos, bento_versions) =
-            versions::list(pool, org, Kind::Bento, &VersionFilter::default(), 0, 5).await?;
-        let (models, model_versions) =
-            versions::list(pool, org, Kind::Model, &VersionFilter::default(), 0, 5).await?;
-        let members = member_rows::list(pool, org).await?.len();
+        let (_, bento_repositories) = repos::list(
+            pool,
+            org,
+            Kind::Bento,
+            &Default::default(),
+            Default::default(),
+            Page { start: 0, count: 0 },
+        )
+        .await?;
+        let (_, model_repositories) = repos::list(
+            pool,
+            org,
+            Kind::Model,
+            &Default::default(),
+            Default::default(),
+            Page { start: 0, count: 0 },
+        )
+        .await?;
+        let (bentos, bento_versions) = versions::list(
+            pool,
+            org,
+            Kind::Bento,
+            &VersionFilter::default(),
+            Page { start: 0, count: 5 },
+        )
+        .await?;
+        let (models, model_versions) = versions::list(
+            pool,
+            org,
+            Kind::Model,
+            &VersionFilter::default(),
+            Page { start: 0, count: 5 },
+        )
+        .await?;
+        let (_, members) = member_rows::list(pool, org, Page { start: 0, count: 0 }).await?;
         let events = if caller.authorize(Action::ReadOrganization).is_ok() {
             event_page(
                 &state,
@@ -663,10 +692,12 @@ async fn repositories_page(
                 pool,
                 &caller.organization.uid,
                 kind,
-                &spec.search,
+                &repos::RepositoryFilter {
+                    search: spec.search.clone(),
+                    labels: Vec::new(),
+                },
                 spec.repository_order()?,
-                spec.start,
-                spec.count,
+                spec.page(),
             )
             .await?;
             let uids: Vec<String> = rows.iter().map(|r| r.uid.clone()).collect();
@@ -691,15 +722,8 @@ async fn repositories_page(
         } else {
             // A label filter applies to versions: show the matching versions.
             let filter = spec.version_filter(None)?;
-            let (rows, total) = versions::list(
-                pool,
-                &caller.organization.uid,
-                kind,
-                &filter,
-                spec.start,
-                spec.count,
-            )
-            .await?;
+            let (rows, total) =
+                versions::list(pool, &caller.organization.uid, kind, &filter, spec.page()).await?;
             page.show_versions = true;
             page.rows = version_rows(&state, &rows).await?;
             (page.prev, page.next, page.range_text) = pager(&form, &base, rows.len(), total);
@@ -760,15 +784,8 @@ async fn versions_page(
             .ok_or_else(|| Error::not_found(&format!("{} repository", kind.as_str()), &name))?;
         let spec = form.to_query()?.parse()?;
         let filter = spec.version_filter(Some(repo.uid.clone()))?;
-        let (rows, total) = versions::list(
-            pool,
-            &caller.organization.uid,
-            kind,
-            &filter,
-            spec.start,
-            spec.count,
-        )
-        .await?;
+        let (rows, total) =
+            versions::list(pool, &caller.organization.uid, kind, &filter, spec.page()).await?;
         let (prev, next, range_text) = pager(&form, &base, rows.len(), total);
         let mut page = RepositoriesPage::new(
             &caller,
@@ -1036,7 +1053,7 @@ fn scope_help(s: Scope) -> &'static str {
 
 impl TokensPage {
     async fn load(state: &AppState, caller: &Caller, csrf: &str) -> Result<TokensPage, Error> {
-        let tokens = api_tokens::list(state, caller).await?;
+        let tokens = api_tokens::list(state, caller, Page::all()).await?.items;
         Ok(TokensPage {
             layout: Layout::for_caller(caller, csrf, "api_tokens"),
             endpoint: state.settings.public_url.clone(),
@@ -1270,7 +1287,7 @@ async fn members_page(
     csrf: &str,
     error: String,
 ) -> Result<MembersPage, Error> {
-    let list = members::list(state, caller).await?;
+    let list = members::list(state, caller, Page::all()).await?.items;
     Ok(MembersPage {
         layout: Layout::for_caller(caller, csrf, "members"),
         username: String::new(),
@@ -1388,7 +1405,9 @@ struct UsersPage {
 
 async fn users_page(state: &AppState, caller: &Caller, csrf: &str) -> Result<UsersPage, Error> {
     caller.authorize(Action::ManageMembers)?;
-    let list = user_rows::list_in_organization(state.db.pool(), &caller.organization.uid).await?;
+    let (list, _) =
+        user_rows::list_in_organization(state.db.pool(), &caller.organization.uid, Page::all())
+            .await?;
     Ok(UsersPage {
         layout: Layout::for_caller(caller, csrf, "users"),
         users: list
@@ -1503,15 +1522,9 @@ pub async fn reset_password(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let done = async {
-        caller.authorize(Action::ManageMembers)?;
-        let user = users::find_visible(&state, &caller, &name).await?;
-        yatai_domain::names::validate_password(&f.new_password)?;
-        let hash = hash_password(f.new_password.clone()).await?;
-        user_rows::set_password_hash(state.db.pool(), &user.uid, &hash).await?;
-        yatai_store::db::sessions::delete_for_user(state.db.pool(), &user.uid).await
-    }
-    .await;
+    let done = users::reset_password(&state, &caller, &name, &f.new_password)
+        .await
+        .map(|_| ());
     match users_page(&state, &caller, &f.csrf).await {
         Ok(mut page) => match done {
             Ok(()) => {

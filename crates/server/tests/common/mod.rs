@@ -2,6 +2,8 @@
 //! pairs, SQLite + local directory or PostgreSQL + S3 server, and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -117,7 +119,12 @@ impl TestApp {
         let state = AppState::new(db, objects, settings.clone());
         let app = yatai_server::app(state.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("server");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("server");
         });
         TestApp {
             backend,
@@ -280,4 +287,54 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
         body["error"].is_string() && body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error body must be {{error, message}}: {body}"
     );
+}
+
+// ---------------------------------------------------------------- the dashboard over HTTP
+
+/// Fetches a page; returns status and HTML.
+pub async fn page(c: &Client, path: &str) -> (StatusCode, String) {
+    let res = c
+        .http
+        .get(format!("{}{path}", c.base))
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+/// The CSRF value of the forms on a page.
+pub fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has a form with a CSRF field")
+        + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_string()
+}
+
+pub async fn post_form(c: &Client, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    let res = c
+        .http
+        .post(format!("{}{path}", c.base))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+/// Makes object storage fail from now on: the local directory becomes a file, the bucket is
+/// emptied and deleted.
+pub async fn break_object_storage(app: &TestApp) {
+    match &app.storage.objects {
+        ObjectStorageConfig::Local { root } => {
+            std::fs::remove_dir_all(root).unwrap();
+            std::fs::write(root, b"not a directory").unwrap();
+        }
+        ObjectStorageConfig::S3(s3) => {
+            for key in app.state.objects.list_keys(None).await.unwrap() {
+                app.state.objects.delete(&key).await.unwrap();
+            }
+            yatai_testkit::delete_bucket(&s3.endpoint_url().unwrap(), &s3.bucket).await;
+        }
+    }
 }

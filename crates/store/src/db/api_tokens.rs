@@ -3,6 +3,9 @@
 use sqlx::{Any, Executor};
 use yatai_domain::{time::now_micros, Error, Scope};
 
+use yatai_domain::paging::Page;
+
+use super::query::{self, Args};
 use super::{db_error, db_error_named};
 
 /// An API token row (without its secret).
@@ -136,20 +139,26 @@ pub async fn find<'c>(
     .map_err(db_error)
 }
 
-/// Lists the tokens of an organization, of one user when `user_uid` is given, newest first.
-pub async fn list<'c>(
-    ex: impl Executor<'c, Database = Any>,
+/// A page of the tokens of an organization (of one user when `user_uid` is given), newest
+/// first; returns the page and the total.
+pub async fn list<'c, E>(
+    ex: E,
     organization_uid: &str,
     user_uid: Option<&str>,
-) -> Result<Vec<ApiToken>, Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE organization_uid = $1 AND ($2 = '' OR user_uid = $2) ORDER BY created_at DESC"
-    ))
-    .bind(organization_uid)
-    .bind(user_uid.unwrap_or(""))
-    .fetch_all(ex)
-    .await
-    .map_err(db_error)
+    page: Page,
+) -> Result<(Vec<ApiToken>, i64), Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    let mut args = Args::default();
+    let mut from = format!(
+        "FROM api_tokens WHERE organization_uid = {}",
+        args.push(organization_uid)
+    );
+    if let Some(user) = user_uid {
+        from.push_str(&format!(" AND user_uid = {}", args.push(user)));
+    }
+    query::page(ex, COLUMNS, &from, "created_at DESC, uid", &args, page).await
 }
 
 /// Applies changes to a token.

@@ -3,7 +3,10 @@
 use sqlx::{Any, Executor};
 use yatai_domain::{time::now_micros, Error, Role};
 
+use yatai_domain::paging::Page;
+
 use super::db_error;
+use super::query::{self, Args};
 
 /// A membership row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -58,16 +61,29 @@ pub async fn find<'c>(
         .map_err(db_error)
 }
 
-/// Lists the members of an organization.
-pub async fn list<'c>(
-    ex: impl Executor<'c, Database = Any>,
+/// A page of the members of an organization, oldest first; returns the page and the total.
+pub async fn list<'c, E>(
+    ex: E,
     organization_uid: &str,
-) -> Result<Vec<Member>, Error> {
-    sqlx::query_as("SELECT organization_uid, user_uid, role, created_at, updated_at FROM members WHERE organization_uid = $1 ORDER BY created_at")
-        .bind(organization_uid)
-        .fetch_all(ex)
-        .await
-        .map_err(db_error)
+    page: Page,
+) -> Result<(Vec<Member>, i64), Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    let mut args = Args::default();
+    let from = format!(
+        "FROM members WHERE organization_uid = {}",
+        args.push(organization_uid)
+    );
+    query::page(
+        ex,
+        "organization_uid, user_uid, role, created_at, updated_at",
+        &from,
+        "created_at, user_uid",
+        &args,
+        page,
+    )
+    .await
 }
 
 /// Counts the admins of an organization.

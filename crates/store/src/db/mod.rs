@@ -8,10 +8,11 @@ pub mod events;
 pub mod labels;
 pub mod members;
 pub mod organizations;
-pub mod pending_uploads;
+pub mod query;
 pub mod repositories;
 pub mod sessions;
 pub mod settings;
+pub mod uploads;
 pub mod users;
 pub mod versions;
 
@@ -169,7 +170,18 @@ pub fn db_error(e: sqlx::Error) -> Error {
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
             Error::Conflict("the resource is still referenced".into())
         }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_) => {
+            Error::Unavailable(format!("database unavailable: {}", one_line(&e)))
+        }
+        // The server ended the connection (an administrator, a restart, a failover): the request
+        // may be retried as soon as the pool has reconnected.
+        sqlx::Error::Database(d)
+            if d.code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+        {
             Error::Unavailable(format!("database unavailable: {}", one_line(&e)))
         }
         _ => Error::Internal(format!("database error: {}", one_line(&e))),

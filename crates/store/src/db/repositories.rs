@@ -4,6 +4,9 @@ use sqlx::{Any, Executor};
 use yatai_domain::registry::Kind;
 use yatai_domain::{time::now_micros, Error};
 
+use yatai_domain::paging::Page;
+
+use super::query::{self, prefixed, Args};
 use super::{db_error, db_error_named};
 
 /// A repository: the versions of one bento or model name in an organization.
@@ -87,58 +90,70 @@ pub async fn find_many<'c>(
     if uids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=uids.len()).map(|i| format!("${i}")).collect();
+    let mut args = Args::default();
     let sql = format!(
         "SELECT {COLUMNS} FROM repositories WHERE uid IN ({})",
-        placeholders.join(", ")
+        args.list(uids)
     );
-    let mut q = sqlx::query_as(&sql);
-    for uid in uids {
-        q = q.bind(uid);
-    }
-    q.fetch_all(ex).await.map_err(db_error)
+    args.fetch_all(ex, &sql).await
 }
 
-/// A page of repositories, filtered by a name substring; returns the page and the total.
+/// Filters of a repository list.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryFilter {
+    /// A substring of the name.
+    pub search: String,
+    /// Only repositories with a version that has every `(key, value)` label.
+    pub labels: Vec<(String, String)>,
+}
+
+/// A page of repositories; returns the page and the total.
 pub async fn list<'c, E>(
     ex: E,
     organization_uid: &str,
     kind: Kind,
-    search: &str,
+    filter: &RepositoryFilter,
     order: RepositoryOrder,
-    start: i64,
-    count: i64,
+    page: Page,
 ) -> Result<(Vec<Repository>, i64), Error>
 where
     E: Executor<'c, Database = Any> + Copy,
 {
-    let pattern = format!("%{}%", escape_like(search));
-    let filter = "organization_uid = $1 AND kind = $2 AND name LIKE $3 ESCAPE '\\'";
-    let total: i64 =
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM repositories WHERE {filter}"))
-            .bind(organization_uid)
-            .bind(kind.as_str())
-            .bind(&pattern)
-            .fetch_one(ex)
-            .await
-            .map_err(db_error)?;
+    let mut args = Args::default();
+    let mut wheres = vec![
+        format!("r.organization_uid = {}", args.push(organization_uid)),
+        format!("r.kind = {}", args.push(kind.as_str())),
+    ];
+    if !filter.search.is_empty() {
+        wheres.push(format!(
+            "r.name LIKE {} ESCAPE '\\'",
+            args.push(format!("%{}%", escape_like(&filter.search)))
+        ));
+    }
+    if !filter.labels.is_empty() {
+        let conditions: Vec<String> = filter
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {} AND l.label_value = {})",
+                    args.push(k),
+                    args.push(v)
+                )
+            })
+            .collect();
+        wheres.push(format!(
+            "EXISTS (SELECT 1 FROM versions v WHERE v.repository_uid = r.uid AND {})",
+            conditions.join(" AND ")
+        ));
+    }
     let order_by = match order {
-        RepositoryOrder::NewestFirst => "created_at DESC, name",
-        RepositoryOrder::OldestFirst => "created_at, name",
-        RepositoryOrder::Name => "name",
+        RepositoryOrder::NewestFirst => "r.created_at DESC, r.name",
+        RepositoryOrder::OldestFirst => "r.created_at, r.name",
+        RepositoryOrder::Name => "r.name",
     };
-    let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM repositories WHERE {filter} ORDER BY {order_by} LIMIT $4 OFFSET $5"
-    ))
-    .bind(organization_uid)
-    .bind(kind.as_str())
-    .bind(&pattern)
-    .bind(count)
-    .bind(start)
-    .fetch_all(ex)
-    .await
-    .map_err(db_error)?;
-    Ok((items, total))
+    let from = format!("FROM repositories r WHERE {}", wheres.join(" AND "));
+    query::page(ex, &prefixed("r", COLUMNS), &from, order_by, &args, page).await
 }
 
 /// Changes a repository's description.

@@ -3,6 +3,9 @@
 use sqlx::{Any, Executor};
 use yatai_domain::{time::now_micros, Error};
 
+use yatai_domain::paging::Page;
+
+use super::query::{self, prefixed, Args};
 use super::{db_error, db_error_named};
 
 /// A user account.
@@ -34,7 +37,8 @@ pub struct NewUser<'a> {
 const COLUMNS: &str =
     "uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at, updated_at";
 
-/// Inserts a user; a taken name or e-mail is a conflict.
+/// Inserts a user; a taken name or e-mail, in any letter case (`ADMIN` beside `admin` would be
+/// told apart by nobody), is a conflict.
 pub async fn create<'c>(
     ex: impl Executor<'c, Database = Any>,
     new: &NewUser<'_>,
@@ -50,9 +54,10 @@ pub async fn create<'c>(
         created_at: now_micros(),
         updated_at: None,
     };
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO users (uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+         WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(name) = lower($2) OR lower(email) = lower($3))",
     )
     .bind(&user.uid)
     .bind(&user.name)
@@ -65,6 +70,12 @@ pub async fn create<'c>(
     .execute(ex)
     .await
     .map_err(db_error_named(format!("a user named {:?} or with e-mail {:?}", new.name, new.email)))?;
+    if inserted.rows_affected() == 0 {
+        return Err(Error::Conflict(format!(
+            "a user named {:?} or with e-mail {:?} exists already (names and e-mail addresses are compared without letter case)",
+            new.name, new.email
+        )));
+    }
     Ok(user)
 }
 
@@ -106,19 +117,35 @@ pub async fn find_by_name<'c>(
         .map_err(db_error)
 }
 
-/// Lists the users that are members of an organization, by name.
-pub async fn list_in_organization<'c>(
-    ex: impl Executor<'c, Database = Any>,
+/// A page of the users that are members of an organization, by name; returns the page and
+/// the total.
+pub async fn list_in_organization<'c, E>(
+    ex: E,
     organization_uid: &str,
+    page: Page,
+) -> Result<(Vec<User>, i64), Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    let mut args = Args::default();
+    let from = format!(
+        "FROM users u JOIN members m ON m.user_uid = u.uid WHERE m.organization_uid = {}",
+        args.push(organization_uid)
+    );
+    query::page(ex, &prefixed("u", COLUMNS), &from, "u.name", &args, page).await
+}
+
+/// Finds users by uid.
+pub async fn find_many<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uids: &[String],
 ) -> Result<Vec<User>, Error> {
-    sqlx::query_as(&format!(
-        "SELECT {} FROM users u JOIN members m ON m.user_uid = u.uid WHERE m.organization_uid = $1 ORDER BY u.name",
-        COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
-    ))
-    .bind(organization_uid)
-    .fetch_all(ex)
-    .await
-    .map_err(db_error)
+    let mut args = Args::default();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE uid IN ({})",
+        args.list(uids)
+    );
+    args.fetch_all(ex, &sql).await
 }
 
 /// Replaces a user's password hash.

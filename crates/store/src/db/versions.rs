@@ -4,6 +4,9 @@ use sqlx::{Any, Executor};
 use yatai_domain::registry::{Kind, UploadStatus};
 use yatai_domain::{time::now_micros, Error};
 
+use yatai_domain::paging::Page;
+
+use super::query::{self, prefixed, Args};
 use super::repositories::escape_like;
 use super::{db_error, db_error_named};
 
@@ -18,39 +21,43 @@ pub struct Version {
     /// The manifest as the client sent it (JSON text).
     pub manifest: String,
     pub build_at: i64,
-    pub upload_status: String,
+    #[sqlx(try_from = "String")]
+    pub upload_status: UploadStatus,
     pub upload_finished_reason: String,
     pub upload_started_at: Option<i64>,
     pub upload_finished_at: Option<i64>,
     pub image_build_status: String,
+    /// The archive served, when the version has one.
     pub object_key: Option<String>,
-    pub pending_object_key: Option<String>,
-    pub upload_id: Option<String>,
     pub archive_size: Option<i64>,
     pub archive_sha256: Option<String>,
     pub creator_uid: Option<String>,
     pub created_at: i64,
     pub updated_at: Option<i64>,
+    /// The manifest a push replacing the served archive proposed; served with its archive.
+    pub push_manifest: Option<String>,
+    /// When a push last wrote the manifest (see [`yatai_domain::registry::PUSH_CLAIM_SECS`]).
+    pub push_claimed_at: Option<i64>,
+    /// Who claimed it (credentials and connection of that push).
+    pub push_claim_holder: Option<String>,
 }
 
 impl Version {
-    /// The upload status (rows hold only valid ones).
+    /// The upload status.
     pub fn status(&self) -> UploadStatus {
-        UploadStatus::parse(&self.upload_status).unwrap_or(UploadStatus::Failed)
+        self.upload_status
+    }
+
+    /// The manifest a new upload of this version carries: the one its push proposed, else the
+    /// version's own.
+    pub fn push_manifest(&self) -> &str {
+        self.push_manifest.as_deref().unwrap_or(&self.manifest)
     }
 }
 
 const COLUMNS: &str = "uid, repository_uid, kind, version, description, manifest, build_at, upload_status, upload_finished_reason, \
-    upload_started_at, upload_finished_at, image_build_status, object_key, pending_object_key, upload_id, archive_size, archive_sha256, \
-    creator_uid, created_at, updated_at";
-
-fn columns_of(alias: &str) -> String {
-    COLUMNS
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+    upload_started_at, upload_finished_at, image_build_status, object_key, archive_size, archive_sha256, \
+    creator_uid, created_at, updated_at, push_manifest, push_claimed_at, push_claim_holder";
 
 /// The fields of a new version.
 #[derive(Debug, Clone)]
@@ -62,6 +69,8 @@ pub struct NewVersion<'a> {
     pub manifest: &'a str,
     pub build_at: i64,
     pub creator_uid: &'a str,
+    /// Who pushes it (see [`Version::push_claim_holder`]).
+    pub claim_holder: &'a str,
 }
 
 /// Inserts a version in `pending` state; an existing version is a conflict.
@@ -77,23 +86,25 @@ pub async fn create<'c>(
         description: new.description.to_string(),
         manifest: new.manifest.to_string(),
         build_at: new.build_at,
-        upload_status: UploadStatus::Pending.as_str().to_string(),
+        upload_status: UploadStatus::Pending,
         upload_finished_reason: String::new(),
         upload_started_at: None,
         upload_finished_at: None,
         image_build_status: "pending".into(),
         object_key: None,
-        pending_object_key: None,
-        upload_id: None,
         archive_size: None,
         archive_sha256: None,
         creator_uid: Some(new.creator_uid.to_string()),
         created_at: now_micros(),
         updated_at: None,
+        push_manifest: None,
+        // The creating push claims the manifest (see PUSH_CLAIM_SECS).
+        push_claimed_at: Some(now_micros()),
+        push_claim_holder: Some(new.claim_holder.to_string()),
     };
     sqlx::query(
-        "INSERT INTO versions (uid, repository_uid, kind, version, description, manifest, build_at, upload_status, creator_uid, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO versions (uid, repository_uid, kind, version, description, manifest, build_at, upload_status, creator_uid, created_at, push_claimed_at, push_claim_holder) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&v.uid)
     .bind(&v.repository_uid)
@@ -102,9 +113,11 @@ pub async fn create<'c>(
     .bind(&v.description)
     .bind(&v.manifest)
     .bind(v.build_at)
-    .bind(&v.upload_status)
+    .bind(v.upload_status.as_str())
     .bind(new.creator_uid)
     .bind(v.created_at)
+    .bind(v.push_claimed_at)
+    .bind(new.claim_holder)
     .execute(ex)
     .await
     .map_err(db_error_named(format!("{} version {:?}", new.kind.as_str(), new.version)))?;
@@ -170,39 +183,31 @@ pub async fn list<'c, E>(
     organization_uid: &str,
     kind: Kind,
     filter: &VersionFilter,
-    start: i64,
-    count: i64,
+    page: Page,
 ) -> Result<(Vec<Version>, i64), Error>
 where
     E: Executor<'c, Database = Any> + Copy,
 {
-    let mut binds: Vec<String> = vec![organization_uid.to_string(), kind.as_str().to_string()];
-    let mut bind = |v: String| {
-        binds.push(v);
-        format!("${}", binds.len())
-    };
+    let mut args = Args::default();
     let mut wheres = vec![
-        "r.organization_uid = $1".to_string(),
-        "v.kind = $2".to_string(),
+        format!("r.organization_uid = {}", args.push(organization_uid)),
+        format!("v.kind = {}", args.push(kind.as_str())),
     ];
     if let Some(repo) = &filter.repository_uid {
-        wheres.push(format!("v.repository_uid = {}", bind(repo.clone())));
+        wheres.push(format!("v.repository_uid = {}", args.push(repo)));
     }
     if !filter.search.is_empty() {
-        let p = bind(format!("%{}%", escape_like(&filter.search)));
+        let p = args.push(format!("%{}%", escape_like(&filter.search)));
         wheres.push(format!(
             "(r.name LIKE {p} ESCAPE '\\' OR v.version LIKE {p} ESCAPE '\\')"
         ));
     }
     for (k, v) in &filter.labels {
-        let (k, v) = (bind(k.clone()), bind(v.clone()));
+        let (k, v) = (args.push(k), args.push(v));
         wheres.push(format!("EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {k} AND l.label_value = {v})"));
     }
     if let Some(s) = filter.upload_status {
-        wheres.push(format!(
-            "v.upload_status = {}",
-            bind(s.as_str().to_string())
-        ));
+        wheres.push(format!("v.upload_status = {}", args.push(s.as_str())));
     }
     let from = format!(
         "FROM versions v JOIN repositories r ON r.uid = v.repository_uid WHERE {}",
@@ -213,23 +218,7 @@ where
         VersionOrder::OldestFirst => "v.build_at, v.created_at, v.uid",
         VersionOrder::Name => "r.name, v.build_at DESC, v.uid",
     };
-    let count_sql = format!("SELECT COUNT(*) {from}");
-    let mut total_q = sqlx::query_scalar(&count_sql).persistent(false);
-    for b in &binds {
-        total_q = total_q.bind(b.clone());
-    }
-    let total: i64 = total_q.fetch_one(ex).await.map_err(db_error)?;
-    let sql = format!(
-        "SELECT {} {from} ORDER BY {order} LIMIT {} OFFSET {}",
-        columns_of("v"),
-        count.max(0),
-        start.max(0)
-    );
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for b in &binds {
-        q = q.bind(b.clone());
-    }
-    Ok((q.fetch_all(ex).await.map_err(db_error)?, total))
+    query::page(ex, &prefixed("v", COLUMNS), &from, order, &args, page).await
 }
 
 /// The newest version of each of the given repositories.
@@ -240,20 +229,14 @@ pub async fn latest_of<'c>(
     if repository_uids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=repository_uids.len())
-        .map(|i| format!("${i}"))
-        .collect();
+    let mut args = Args::default();
     let sql = format!(
         "SELECT {} FROM versions v WHERE v.repository_uid IN ({}) AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.repository_uid = v.repository_uid \
          AND (w.build_at > v.build_at OR (w.build_at = v.build_at AND w.created_at > v.created_at) OR (w.build_at = v.build_at AND w.created_at = v.created_at AND w.uid > v.uid)))",
-        columns_of("v"),
-        placeholders.join(", ")
+        prefixed("v", COLUMNS),
+        args.list(repository_uids)
     );
-    let mut q = sqlx::query_as(&sql).persistent(false);
-    for uid in repository_uids {
-        q = q.bind(uid);
-    }
-    q.fetch_all(ex).await.map_err(db_error)
+    args.fetch_all(ex, &sql).await
 }
 
 /// Counts the versions of a repository.
@@ -268,42 +251,73 @@ pub async fn count_in_repository<'c>(
         .map_err(db_error)
 }
 
-/// Replaces description and manifest.
-pub async fn update_meta<'c>(
+/// Replaces the description.
+pub async fn update_description<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
     description: &str,
-    manifest: &str,
 ) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE versions SET description = $1, manifest = $2, updated_at = $3 WHERE uid = $4",
-    )
-    .bind(description)
-    .bind(manifest)
-    .bind(now_micros())
-    .bind(uid)
-    .execute(ex)
-    .await
-    .map_err(db_error)?;
+    sqlx::query("UPDATE versions SET description = $1, updated_at = $2 WHERE uid = $3")
+        .bind(description)
+        .bind(now_micros())
+        .bind(uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
     Ok(())
 }
 
-/// Marks an upload as started, recording where its bytes will go (and its multipart id).
+/// Writes the manifest of a push by `holder` (credentials and connection; a claim made with the
+/// bare `credentials`, by a version's creation, admits every connection of them), unless another
+/// holder claimed the version less than
+/// `claim_secs` ago or an upload of it is still running (active since `active_since`); returns
+/// whether it did.
+/// A version that serves no archive takes the manifest at once; one that serves an archive keeps
+/// its manifest, and the push's one waits for that push's archive (see [`finish_success`]).
+pub async fn claim_push<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+    holder: &str,
+    credentials: &str,
+    manifest: &str,
+    claim_secs: i64,
+    active_since: i64,
+) -> Result<bool, Error> {
+    let now = now_micros();
+    let done = sqlx::query(
+        "UPDATE versions SET \
+           manifest = CASE WHEN object_key IS NULL THEN $1 ELSE manifest END, \
+           push_manifest = CASE WHEN object_key IS NULL THEN NULL ELSE $1 END, \
+           push_claimed_at = $2, push_claim_holder = $6, updated_at = $2 \
+         WHERE uid = $3 AND (push_claimed_at IS NULL OR push_claimed_at < $4 OR push_claim_holder = $6 OR push_claim_holder = $7) \
+           AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.version_uid = $3 AND u.status = 'uploading' AND u.active_at >= $5)",
+    )
+    .bind(manifest)
+    .bind(now)
+    .bind(uid)
+    .bind(now - claim_secs * 1_000_000)
+    .bind(active_since)
+    .bind(holder)
+    .bind(credentials)
+    .execute(ex)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks the first upload of a version as started. A version that serves an archive keeps its
+/// status: a re-push in progress does not change what it serves.
 pub async fn start_upload<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
-    pending_key: Option<&str>,
-    upload_id: Option<&str>,
 ) -> Result<(), Error> {
     let now = now_micros();
     sqlx::query(
         "UPDATE versions SET upload_status = $1, upload_started_at = $2, upload_finished_at = NULL, upload_finished_reason = '', \
-         pending_object_key = COALESCE($3, pending_object_key), upload_id = COALESCE($4, upload_id), updated_at = $2 WHERE uid = $5",
+         updated_at = $2 WHERE uid = $3 AND object_key IS NULL",
     )
     .bind(UploadStatus::Uploading.as_str())
     .bind(now)
-    .bind(pending_key)
-    .bind(upload_id)
     .bind(uid)
     .execute(ex)
     .await
@@ -311,8 +325,9 @@ pub async fn start_upload<'c>(
     Ok(())
 }
 
-/// Makes `new_key` the served archive if the served one is still `expected_old_key` (so two
-/// uploads finishing at once cannot both win); returns whether it did.
+/// Makes `new_key` the served archive, with the `manifest` of its push, if the served one is
+/// still `expected_old_key` (of two concurrent pushes only the first to finish wins); returns
+/// whether it did.
 pub async fn finish_success<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
@@ -320,18 +335,20 @@ pub async fn finish_success<'c>(
     new_key: &str,
     size: i64,
     sha256: &str,
+    manifest: &str,
 ) -> Result<bool, Error> {
     let now = now_micros();
     let done = sqlx::query(
         "UPDATE versions SET upload_status = $1, upload_finished_at = $2, upload_finished_reason = '', object_key = $3, \
-         pending_object_key = CASE WHEN pending_object_key = $3 THEN NULL ELSE pending_object_key END, upload_id = NULL, \
-         archive_size = $4, archive_sha256 = $5, updated_at = $2 WHERE uid = $6 AND COALESCE(object_key, '') = $7",
+         archive_size = $4, archive_sha256 = $5, manifest = $6, push_manifest = NULL, push_claimed_at = NULL, push_claim_holder = NULL, updated_at = $2 \
+         WHERE uid = $7 AND COALESCE(object_key, '') = $8",
     )
     .bind(UploadStatus::Success.as_str())
     .bind(now)
     .bind(new_key)
     .bind(size)
     .bind(sha256)
+    .bind(manifest)
     .bind(uid)
     .bind(expected_old_key.unwrap_or(""))
     .execute(ex)
@@ -340,14 +357,16 @@ pub async fn finish_success<'c>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Marks an upload as failed with a reason.
+/// Records that the first push of a version failed, with its reason. A version that serves an
+/// archive is left as it is (the reason stays on the upload).
 pub async fn finish_failed<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
     reason: &str,
 ) -> Result<(), Error> {
     let now = now_micros();
-    sqlx::query("UPDATE versions SET upload_status = $1, upload_finished_at = $2, upload_finished_reason = $3, upload_id = NULL, pending_object_key = NULL, updated_at = $2 WHERE uid = $4")
+    sqlx::query("UPDATE versions SET upload_status = $1, upload_finished_at = $2, upload_finished_reason = $3, push_claimed_at = NULL, push_claim_holder = NULL, updated_at = $2 \
+                 WHERE uid = $4 AND object_key IS NULL")
         .bind(UploadStatus::Failed.as_str())
         .bind(now)
         .bind(reason)
@@ -358,6 +377,61 @@ pub async fn finish_failed<'c>(
     Ok(())
 }
 
+/// Ends a push's claim on a version (its upload ended without replacing the archive): another
+/// push may write the manifest at once, and a manifest the push proposed is dropped.
+pub async fn release_claim<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE versions SET push_claimed_at = NULL, push_claim_holder = NULL, push_manifest = NULL WHERE uid = $1",
+    )
+    .bind(uid)
+    .execute(ex)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Returns a version whose first upload was abandoned (no upload of it is running any more) to
+/// `pending`, the state it had before; returns whether it did.
+pub async fn reset_abandoned<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "UPDATE versions SET upload_status = $1, upload_started_at = NULL, updated_at = $2 \
+         WHERE uid = $3 AND object_key IS NULL AND upload_status = $4 \
+           AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.version_uid = $3 AND u.status = 'uploading')",
+    )
+    .bind(UploadStatus::Pending.as_str())
+    .bind(now_micros())
+    .bind(uid)
+    .bind(UploadStatus::Uploading.as_str())
+    .execute(ex)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Versions stuck `uploading` with no upload running, whose upload started before `before`
+/// (a client marked the upload started, then never sent a byte).
+pub async fn stuck_uploading<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    before: i64,
+) -> Result<Vec<String>, Error> {
+    sqlx::query_scalar(
+        "SELECT v.uid FROM versions v WHERE v.upload_status = $1 AND v.object_key IS NULL \
+           AND COALESCE(v.upload_started_at, 0) < $2 \
+           AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.version_uid = v.uid AND u.status = 'uploading')",
+    )
+    .bind(UploadStatus::Uploading.as_str())
+    .bind(before)
+    .fetch_all(ex)
+    .await
+    .map_err(db_error)
+}
+
 /// Deletes a version row.
 pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Result<(), Error> {
     sqlx::query("DELETE FROM versions WHERE uid = $1")
@@ -366,20 +440,4 @@ pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Res
         .await
         .map_err(db_error)?;
     Ok(())
-}
-
-/// Every archive key the database refers to (served and pending).
-pub async fn all_object_keys<'c>(
-    ex: impl Executor<'c, Database = Any>,
-) -> Result<Vec<String>, Error> {
-    let rows: Vec<(Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT object_key, pending_object_key FROM versions")
-            .fetch_all(ex)
-            .await
-            .map_err(db_error)?;
-    Ok(rows
-        .into_iter()
-        .flat_map(|(a, b)| [a, b])
-        .flatten()
-        .collect())
 }

@@ -13,9 +13,9 @@ use axum::routing::MethodRouter;
 use axum::Router;
 use serde::Deserialize;
 use yatai_domain::registry::{ClientGeneration, Kind, UploadStatus};
-use yatai_domain::{Action, Error};
-use yatai_store::db::repositories::{self as repos, Repository, RepositoryOrder};
-use yatai_store::db::versions::{self as version_rows, Version, VersionFilter, VersionOrder};
+use yatai_domain::Error;
+use yatai_store::db::repositories::{Repository, RepositoryOrder};
+use yatai_store::db::versions::{Version, VersionFilter, VersionOrder};
 
 use crate::auth::Caller;
 use crate::AppState;
@@ -267,10 +267,7 @@ pub async fn load_repository<K: RegistryKind>(
     caller: &Caller,
     name: &str,
 ) -> Result<Repository, Error> {
-    caller.authorize(Action::ReadRegistry)?;
-    repos::find(state.db.pool(), &caller.organization.uid, K::KIND, name)
-        .await?
-        .ok_or_else(|| Error::not_found(K::KIND.repository_type().replace('_', " ").as_str(), name))
+    yatai_service::registry::load_repository(state, caller, K::KIND, name).await
 }
 
 /// Finds a version of a repository of the caller's organization or fails with 404.
@@ -280,11 +277,7 @@ pub async fn load_version<K: RegistryKind>(
     name: &str,
     version: &str,
 ) -> Result<(Repository, Version), Error> {
-    let repo = load_repository::<K>(state, caller, name).await?;
-    let v = version_rows::find(state.db.pool(), &repo.uid, version)
-        .await?
-        .ok_or_else(|| Error::not_found(K::KIND.as_str(), format!("{name}:{version}")))?;
-    Ok((repo, v))
+    yatai_service::registry::load_version(state, caller, K::KIND, name, version).await
 }
 
 /// Query of list endpoints: paging, a search text, and Yatai's `q` mini-language
@@ -308,19 +301,13 @@ pub struct ListSpec {
     pub status: Option<UploadStatus>,
 }
 
-/// The most items one page holds.
-pub const MAX_PAGE: i64 = 1000;
+pub use yatai_domain::paging::MAX_PAGE;
 
 impl ListQuery {
     /// Parses and checks the query.
     pub fn parse(&self) -> Result<ListSpec, Error> {
-        let start = self.start.unwrap_or(0);
-        let count = self.count.unwrap_or(20);
-        if start < 0 || !(0..=MAX_PAGE).contains(&count) {
-            return Err(Error::invalid(format!(
-                "start must be >= 0 and count between 0 and {MAX_PAGE}"
-            )));
-        }
+        let yatai_domain::paging::Page { start, count } =
+            yatai_domain::paging::Page::new(self.start, self.count, 20)?;
         let mut spec = ListSpec {
             start,
             count,
@@ -359,6 +346,14 @@ impl ListQuery {
 }
 
 impl ListSpec {
+    /// The page asked for.
+    pub fn page(&self) -> yatai_domain::paging::Page {
+        yatai_domain::paging::Page {
+            start: self.start,
+            count: self.count,
+        }
+    }
+
     /// The store filter of a version list, within one repository when `repository_uid` is given.
     pub fn version_filter(&self, repository_uid: Option<String>) -> Result<VersionFilter, Error> {
         Ok(VersionFilter {
@@ -397,103 +392,6 @@ impl ListSpec {
             ))),
         }
     }
-}
-
-/// Parses a single `Range: bytes=...` header against an object of `size` bytes.
-pub fn parse_range(value: &str, size: u64) -> Result<std::ops::Range<u64>, Error> {
-    let unsatisfiable = || {
-        Error::invalid(format!(
-            "range {value:?} cannot be served from {size} bytes"
-        ))
-    };
-    let spec = value
-        .trim()
-        .strip_prefix("bytes=")
-        .ok_or_else(unsatisfiable)?;
-    if spec.contains(',') {
-        return Err(Error::invalid("only one range per request is supported"));
-    }
-    let (a, b) = spec.split_once('-').ok_or_else(unsatisfiable)?;
-    let range = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().map_err(|_| unsatisfiable())?;
-            size.saturating_sub(n)..size
-        }
-        (a, "") => a.parse().map_err(|_| unsatisfiable())?..size,
-        (a, b) => {
-            let (a, b): (u64, u64) = (
-                a.parse().map_err(|_| unsatisfiable())?,
-                b.parse().map_err(|_| unsatisfiable())?,
-            );
-            a..(b + 1).min(size)
-        }
-    };
-    if range.start >= range.end {
-        return Err(unsatisfiable());
-    }
-    Ok(range)
-}
-
-/// Streams a stored object as a response: 200 with Content-Length, or 206 for a `Range`.
-pub async fn stream_object(
-    state: &AppState,
-    key: &str,
-    headers: &HeaderMap,
-) -> Result<axum::response::Response, Error> {
-    use axum::http::{header, StatusCode};
-    use axum::response::IntoResponse;
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) => {
-            let size = state
-                .objects
-                .size(key)
-                .await?
-                .ok_or_else(|| Error::NotFound("the archive is missing from storage".into()))?;
-            match parse_range(r, size) {
-                Ok(range) => Some(range),
-                Err(_) => {
-                    return Ok((
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-                    )
-                        .into_response());
-                }
-            }
-        }
-        None => None,
-    };
-    let partial = range.is_some();
-    let reader = state.objects.get(key, range).await?;
-    let len = reader.range.end - reader.range.start;
-    let mut response = (
-        if partial {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        },
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (header::ACCEPT_RANGES, "bytes".to_string()),
-        ],
-        axum::body::Body::from_stream(reader.stream),
-    )
-        .into_response();
-    if partial {
-        let value = format!(
-            "bytes {}-{}/{}",
-            reader.range.start,
-            reader.range.end - 1,
-            reader.total_size
-        );
-        response.headers_mut().insert(
-            header::CONTENT_RANGE,
-            value
-                .parse()
-                .map_err(|_| Error::Internal("bad Content-Range".into()))?,
-        );
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

@@ -96,10 +96,14 @@ impl<'a> Presenter<'a> {
         };
         let manifest: serde_json::Value =
             serde_json::from_str(&v.manifest).unwrap_or(serde_json::Value::Null);
-        let manifest_size = manifest
-            .get("size_bytes")
-            .and_then(|s| s.as_u64())
-            .unwrap_or(0);
+        // The transfer path follows the size of the push in progress (its proposed manifest), if any.
+        let manifest_size = match &v.push_manifest {
+            Some(m) => serde_json::from_str::<serde_json::Value>(m).unwrap_or_default(),
+            None => manifest.clone(),
+        }
+        .get("size_bytes")
+        .and_then(|s| s.as_u64())
+        .unwrap_or(0);
         let mut resource = ResourceSchema::new(
             kind.as_str(),
             &v.uid,
@@ -116,7 +120,7 @@ impl<'a> Presenter<'a> {
             version: v.version.clone(),
             description: v.description.clone(),
             image_build_status: v.image_build_status.clone(),
-            upload_status: v.upload_status.clone(),
+            upload_status: v.upload_status.as_str().to_string(),
             upload_finished_reason: v.upload_finished_reason.clone(),
             upload_started_at: v.upload_started_at.map(to_rfc3339),
             upload_finished_at: v.upload_finished_at.map(to_rfc3339),
@@ -129,7 +133,7 @@ impl<'a> Presenter<'a> {
                 manifest_size,
                 is_get,
             ),
-            upload_id: v.upload_id.clone().unwrap_or_default(),
+            upload_id: String::new(),
             manifest,
             build_at: to_rfc3339(v.build_at),
             archive_size: v.archive_size,

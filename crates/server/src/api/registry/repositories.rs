@@ -41,10 +41,12 @@ pub async fn list<K: RegistryKind>(
         state.db.pool(),
         &caller.organization.uid,
         K::KIND,
-        &spec.search,
+        &repos::RepositoryFilter {
+            search: spec.search.clone(),
+            labels: spec.labels.clone(),
+        },
         spec.repository_order()?,
-        spec.start,
-        spec.count,
+        spec.page(),
     )
     .await?;
     let items = Presenter::new(&state, client_generation(&headers))
@@ -66,6 +68,7 @@ pub async fn create<K: RegistryKind>(
 ) -> ApiResult<Json<RepositorySchema>> {
     caller.authorize(Action::WriteRegistry)?;
     names::validate_repository_name(&body.name)?;
+    names::validate_description("repository", &body.description)?;
     let pool = state.db.pool();
     let existed = repos::find(pool, &caller.organization.uid, K::KIND, &body.name)
         .await?
@@ -120,6 +123,7 @@ pub async fn update<K: RegistryKind>(
     caller.authorize(Action::WriteRegistry)?;
     let mut repo = load_repository::<K>(&state, &caller, &name).await?;
     if let Some(d) = body.description {
+        names::validate_description("repository", &d)?;
         repos::set_description(state.db.pool(), &repo.uid, &d).await?;
         repo.description = d;
         events::record(

@@ -6,8 +6,11 @@ use axum::Json;
 use serde::Deserialize;
 use yatai_domain::registry::{bento_model_tags, parse_build_at, Kind};
 use yatai_domain::{names, time::now_micros, Action, Error};
+use yatai_service::registry::uploads;
 use yatai_store::db::versions::{self, NewVersion};
-use yatai_store::db::{bento_models, db_error, labels, pending_uploads, repositories as repos};
+use yatai_store::db::{
+    bento_models, db_error, labels, repositories as repos, uploads as upload_rows,
+};
 
 use super::{
     client_generation, load_repository, load_version, Bentos, ListQuery, Models, Presenter,
@@ -86,6 +89,7 @@ pub async fn create<K: RegistryKind>(
     caller.authorize(Action::WriteRegistry)?;
     let repo = load_repository::<K>(&state, &caller, &name).await?;
     names::validate_version(&body.version)?;
+    names::validate_description(K::KIND.as_str(), &body.description)?;
     let manifest = check_manifest(K::KIND, &body.manifest)?;
     let label_list = check_labels(body.labels.as_deref().unwrap_or_default())?;
     let build_at = match body.build_at.as_deref().filter(|s| !s.is_empty()) {
@@ -103,6 +107,7 @@ pub async fn create<K: RegistryKind>(
             manifest: &manifest,
             build_at,
             creator_uid: &caller.user().uid,
+            claim_holder: &caller.push_credentials(),
         },
     )
     .await?;
@@ -186,24 +191,38 @@ pub async fn update<K: RegistryKind>(
         .map(|m| check_manifest(K::KIND, m))
         .transpose()?;
     let label_list = body.labels.as_deref().map(check_labels).transpose()?;
+    if let Some(d) = &body.description {
+        names::validate_description(K::KIND.as_str(), d)?;
+    }
+    // The manifest belongs to a push: it is claimed first, so that a concurrent push learns
+    // at once that it lost, and a version serving an archive takes it only with its archive.
+    if let Some(m) = &manifest {
+        uploads::claim_manifest(
+            &state,
+            &caller,
+            K::KIND,
+            &v,
+            &format!("{name}:{version}"),
+            m,
+        )
+        .await?;
+    }
     let mut tx = state.db.begin().await?;
+    // A version serving no archive took the manifest at once, and its model relations with it.
+    if let (Some(m), Kind::Bento, None) = (&manifest, K::KIND, &v.object_key) {
+        let parsed: serde_json::Value = serde_json::from_str(m).unwrap_or_default();
+        bento_models::replace(
+            &mut tx,
+            &caller.organization.uid,
+            &v.uid,
+            &bento_model_tags(&parsed),
+        )
+        .await?;
+    }
     if let Some(d) = body.description {
         v.description = d;
+        versions::update_description(&mut *tx, &v.uid, &v.description).await?;
     }
-    if let Some(m) = manifest {
-        v.manifest = m;
-        if K::KIND == Kind::Bento {
-            let parsed: serde_json::Value = serde_json::from_str(&v.manifest).unwrap_or_default();
-            bento_models::replace(
-                &mut tx,
-                &caller.organization.uid,
-                &v.uid,
-                &bento_model_tags(&parsed),
-            )
-            .await?;
-        }
-    }
-    versions::update_meta(&mut *tx, &v.uid, &v.description, &v.manifest).await?;
     if let Some(l) = label_list {
         labels::replace(&mut tx, &caller.organization.uid, &v.uid, &l).await?;
     }
@@ -261,18 +280,17 @@ pub async fn delete<K: RegistryKind>(
             .into());
         }
     }
-    let pending = pending_uploads::of_version(&mut *tx, &v.uid).await?;
+    let running = upload_rows::uploading_of_version(&mut *tx, &v.uid).await?;
     labels::replace(&mut tx, &caller.organization.uid, &v.uid, &[]).await?;
     versions::delete(&mut *tx, &v.uid).await?;
     tx.commit().await.map_err(db_error)?;
-    for p in &pending {
-        if let Some(id) = &p.upload_id {
-            let _ = state.objects.abort_multipart(&p.object_key, id).await;
+    for u in &running {
+        if let Some(id) = &u.upload_id {
+            let _ = state.objects.abort_multipart(&u.object_key, id).await;
         }
     }
-    let mut keys: Vec<String> = pending.into_iter().map(|p| p.object_key).collect();
+    let mut keys: Vec<String> = running.into_iter().map(|u| u.object_key).collect();
     keys.extend(v.object_key.clone());
-    keys.extend(v.pending_object_key.clone());
     for key in &keys {
         if let Err(e) = state.objects.delete(key).await {
             tracing::error!(error = %e, key, "could not delete the archive of a deleted version");
@@ -304,8 +322,7 @@ async fn list_versions<K: RegistryKind>(
         &caller.organization.uid,
         K::KIND,
         &filter,
-        spec.start,
-        spec.count,
+        spec.page(),
     )
     .await?;
     let items = Presenter::new(state, client_generation(headers))

@@ -2,7 +2,15 @@
 //! S3-compatible bucket (production), behind one interface built on the `object_store` crate.
 //!
 //! Writes are streamed in parts and become visible atomically when complete: the local backend
-//! writes a staging file and renames it, S3 completes a multipart upload.
+//! writes a staging file and renames it, S3 completes a multipart upload. Both backends answer
+//! "presign" (S3 with SigV4, the local one with the server's own signed URLs), and both can list
+//! what a crash left behind (see [`sweep`]).
+
+mod presign;
+mod sweep;
+
+pub use presign::{LocalPresigned, PresignOp, LOCAL_PATH as LOCAL_PRESIGN_PATH};
+pub use sweep::IncompleteUpload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,15 +84,11 @@ pub struct ObjectReader {
 pub struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     s3: Option<Arc<AmazonS3>>,
-    presigner: Option<Arc<S3Presigner>>,
+    s3_config: Option<Arc<S3Config>>,
+    presigner: Option<Arc<presign::S3Presigner>>,
+    local_root: Option<PathBuf>,
+    local_signer: Option<Arc<presign::LocalSigner>>,
     description: String,
-}
-
-/// Signs S3 URLs that clients use directly (SigV4 query signing by `rusty-s3`).
-#[derive(Debug)]
-struct S3Presigner {
-    bucket: rusty_s3::Bucket,
-    credentials: rusty_s3::Credentials,
 }
 
 /// Where the parts of a multipart upload wait on the local backend.
@@ -114,7 +118,10 @@ impl ObjectStorage {
                 ObjectStorage {
                     store: Arc::new(fs),
                     s3: None,
+                    s3_config: None,
                     presigner: None,
+                    local_root: Some(root.clone()),
+                    local_signer: None,
                     description: format!("directory {}", root.display()),
                 }
             }
@@ -133,7 +140,7 @@ impl ObjectStorage {
                     s3.region.clone(),
                 )
                 .map_err(|e| Error::invalid(format!("invalid S3 settings: {e}")))?;
-                let presigner = S3Presigner {
+                let presigner = presign::S3Presigner {
                     bucket,
                     credentials: rusty_s3::Credentials::new(
                         s3.access_key.clone(),
@@ -143,7 +150,10 @@ impl ObjectStorage {
                 ObjectStorage {
                     store: s3_store.clone(),
                     s3: Some(s3_store),
+                    s3_config: Some(Arc::new(s3.clone())),
                     presigner: Some(Arc::new(presigner)),
+                    local_root: None,
+                    local_signer: None,
                     description: format!(
                         "bucket {:?} at {}",
                         s3.bucket,
@@ -173,6 +183,15 @@ impl ObjectStorage {
 
     /// Checks that the storage answers (a listing of the root).
     pub async fn check(&self) -> Result<(), Error> {
+        if let Some(root) = &self.local_root {
+            // A listing of a missing or replaced directory may still succeed: ask the file system.
+            if !tokio::fs::metadata(root).await.is_ok_and(|m| m.is_dir()) {
+                return Err(Error::Unavailable(format!(
+                    "object storage ({}) is not usable: it is not a directory",
+                    self.description
+                )));
+            }
+        }
         self.store
             .list_with_delimiter(None)
             .await
@@ -194,11 +213,7 @@ impl ObjectStorage {
         E: std::fmt::Display,
     {
         let path = Path::from(key);
-        let upload = self
-            .store
-            .put_multipart(&path)
-            .await
-            .map_err(storage_error)?;
+        let upload = self.store.put_multipart(&path).await.map_err(write_error)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -209,7 +224,7 @@ impl ObjectStorage {
                     .map_err(|e| Error::invalid(format!("the upload was interrupted: {e}")))?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
-                writer.wait_for_capacity(2).await.map_err(storage_error)?;
+                writer.wait_for_capacity(2).await.map_err(write_error)?;
                 writer.put(chunk);
             }
             Ok(())
@@ -219,7 +234,7 @@ impl ObjectStorage {
             let _ = writer.abort().await;
             return Err(e);
         }
-        writer.finish().await.map_err(storage_error)?;
+        writer.finish().await.map_err(write_error)?;
         Ok(StoredObject {
             size,
             sha256: hex::encode(hasher.finalize()),
@@ -273,46 +288,80 @@ impl ObjectStorage {
         self.s3.is_none()
     }
 
-    /// A presigned S3 URL for `PUT` (whole object) of `key`; `None` on the local backend.
-    pub fn presigned_put(&self, key: &str, ttl: Duration) -> Option<String> {
-        use rusty_s3::S3Action;
-        let p = self.presigner.as_ref()?;
-        Some(
-            p.bucket
-                .put_object(Some(&p.credentials), key)
-                .sign(ttl)
-                .to_string(),
-        )
+    /// Lets the local backend sign URLs to this server at `base_url` (its public URL), with a
+    /// key kept in `db` so that every replica accepts every other's URLs. S3 ignores it.
+    pub fn with_local_presigning(mut self, db: crate::Db, base_url: &str) -> Self {
+        if self.is_local() {
+            self.local_signer = Some(presign::LocalSigner::new(db, base_url.to_string()));
+        }
+        self
     }
 
-    /// A presigned S3 URL for `GET` of `key`; `None` on the local backend.
-    pub fn presigned_get(&self, key: &str, ttl: Duration) -> Option<String> {
-        use rusty_s3::S3Action;
-        let p = self.presigner.as_ref()?;
-        Some(
-            p.bucket
-                .get_object(Some(&p.credentials), key)
-                .sign(ttl)
-                .to_string(),
-        )
+    /// A URL that allows `op` on `key` for `ttl`, to hand to a client.
+    pub async fn presign(&self, key: &str, op: &PresignOp, ttl: Duration) -> Result<String, Error> {
+        if let Some(p) = &self.presigner {
+            return Ok(p.url(key, op, ttl));
+        }
+        match &self.local_signer {
+            Some(signer) => signer.url(key, op, ttl).await,
+            None => Err(Error::Internal(
+                "presigned URLs of the local backend need with_local_presigning".into(),
+            )),
+        }
     }
 
-    /// A presigned S3 URL for `PUT` of one part of a multipart upload; `None` on the local backend.
-    pub fn presigned_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u16,
-        ttl: Duration,
-    ) -> Option<String> {
-        use rusty_s3::S3Action;
-        let p = self.presigner.as_ref()?;
-        Some(
-            p.bucket
-                .upload_part(Some(&p.credentials), key, part_number, upload_id)
-                .sign(ttl)
-                .to_string(),
-        )
+    /// Checks a local presigned URL (its signature and expiry) for the operation named `op`.
+    pub async fn verify_local_presigned(&self, op: &str, p: &LocalPresigned) -> Result<(), Error> {
+        match &self.local_signer {
+            Some(signer) => signer.verify(op, p).await,
+            None => Err(Error::NotFound(
+                "this server does not sign its own transfer URLs (its archives are in S3)".into(),
+            )),
+        }
+    }
+
+    /// Moves an object to a new key (a rename on the local backend, a copy and a delete on S3).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        self.store
+            .rename(&Path::from(from), &Path::from(to))
+            .await
+            .map_err(storage_error)
+    }
+
+    /// Staging files of interrupted local writes, older than `older_than` (keys relative to the
+    /// root); none on S3.
+    pub fn stale_staging_files(&self, older_than: Duration) -> Vec<PathBuf> {
+        match &self.local_root {
+            Some(root) => sweep::local_staging_files(root, older_than),
+            None => Vec::new(),
+        }
+    }
+
+    /// The incomplete multipart uploads of the bucket; none on the local backend (its parts are
+    /// listed with [`Self::local_multipart_ids`]).
+    pub async fn incomplete_multipart_uploads(&self) -> Result<Vec<IncompleteUpload>, Error> {
+        match (&self.s3_config, &self.presigner) {
+            (Some(config), Some(p)) => {
+                sweep::s3_incomplete_uploads(config, &p.bucket, &p.credentials).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The ids of the local multipart uploads that have parts waiting.
+    pub async fn local_multipart_ids(&self) -> Result<Vec<String>, Error> {
+        if !self.is_local() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<String> = self
+            .list_keys(Some(LOCAL_UPLOADS))
+            .await?
+            .into_iter()
+            .filter_map(|k| k.split('/').nth(1).map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// Starts a multipart upload to `key`; returns its id.
@@ -390,7 +439,7 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// Abandons a multipart upload and its parts.
+    /// Abandons a multipart upload and its parts (`key` is not needed on the local backend).
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), Error> {
         use object_store::multipart::MultipartStore;
         match &self.s3 {
@@ -466,14 +515,22 @@ fn build_s3(s3: &S3Config) -> Result<AmazonS3, Error> {
         .map_err(|e| Error::invalid(format!("invalid S3 settings: {}", one_line(&e))))
 }
 
-/// Maps an object store error to the domain error.
+/// Maps an object store error to the domain error (the HTTP layer logs the detail of a 500 and
+/// shows the client a short message).
 pub fn storage_error(e: object_store::Error) -> Error {
     match e {
         object_store::Error::NotFound { path, .. } => {
-            Error::NotFound(format!("object {path:?} not found in storage"))
+            tracing::warn!(key = %path, "object not found in storage");
+            Error::NotFound("the archive is missing from object storage".into())
         }
         other => Error::Internal(format!("object storage error: {}", one_line(&other))),
     }
+}
+
+/// Maps an error of a write: "not found" there means the bucket or directory is gone, a fault of
+/// the storage rather than a missing archive.
+fn write_error(e: object_store::Error) -> Error {
+    Error::Internal(format!("object storage error: {}", one_line(&e)))
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {

@@ -1,0 +1,806 @@
+//! Regression tests for the defects found by hostile testing (issue 9), on both backend pairs.
+
+mod common;
+
+use common::registry::*;
+use common::{assert_error, csrf_of, page, post_form, TestApp, ADMIN_PASSWORD};
+use reqwest::StatusCode;
+use serde_json::json;
+use yatai_domain::registry::TransmissionStrategy;
+use yatai_server::Settings;
+
+/// An organization admin who is not a site admin: created by the site admin into a second
+/// organization that they administer.
+async fn org_admin(app: &TestApp) -> common::Client {
+    let site_admin = app.setup_admin().await;
+    let (s, body) = site_admin
+        .post(
+            "/api/v1/users",
+            json!({"name": "olga", "email": "olga@example.com", "password": "olga-password", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "create org admin: {body}");
+    let olga = app.browser();
+    olga.login("olga", "olga-password").await;
+    olga
+}
+
+backend_test!(
+    an_organization_admin_cannot_reset_the_site_admins_password,
+    |app: TestApp| async move {
+        let olga = org_admin(&app).await;
+
+        // The dashboard form, with a valid session and CSRF token.
+        let (s, html) = page(&olga, "/users").await;
+        assert_eq!(s, StatusCode::OK, "an admin sees the users page");
+        let (s, html) = post_form(
+            &olga,
+            "/users/admin/reset_password",
+            &[("csrf", &csrf_of(&html)), ("new_password", "taken-over-1")],
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "dashboard must refuse: {html}");
+
+        // The API twin refuses the same caller the same way.
+        let (s, body) = olga
+            .post(
+                "/api/v1/users/admin/reset_password",
+                json!({"new_password": "taken-over-2"}),
+            )
+            .await;
+        common::assert_error(s, &body, StatusCode::FORBIDDEN);
+
+        // Nothing changed: the site admin still logs in with the old password, not the new ones.
+        let admin = app.browser();
+        admin.login("admin", ADMIN_PASSWORD).await;
+        for attempt in ["taken-over-1", "taken-over-2"] {
+            let (s, _) = app
+                .browser()
+                .post(
+                    "/api/v1/auth/login",
+                    json!({"name_or_email": "admin", "password": attempt}),
+                )
+                .await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "password {attempt} must not work"
+            );
+        }
+
+        // An organization admin may still reset an ordinary member's password, on both paths.
+        let (s, body) = olga
+            .post(
+                "/api/v1/users",
+                json!({"name": "dev", "email": "dev@example.com", "password": "dev-password", "role": "developer"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (_, html) = page(&olga, "/users").await;
+        let (s, _) = post_form(
+            &olga,
+            "/users/dev/reset_password",
+            &[
+                ("csrf", &csrf_of(&html)),
+                ("new_password", "dev-password-2"),
+            ],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        app.browser().login("dev", "dev-password-2").await;
+    }
+);
+
+// ---------------------------------------------------------------- 2: presigned URLs after finish
+
+/// A server that offers presigned URLs.
+async fn presigned_app(backend: common::Backend) -> TestApp {
+    TestApp::start_with(
+        backend,
+        Settings {
+            transmission_strategy: TransmissionStrategy::PresignedUrl,
+            ..Settings::default()
+        },
+    )
+    .await
+}
+
+/// The lifetime a presigned URL announces, in seconds (local `expires`, or S3's X-Amz-Expires).
+fn url_lifetime_secs(url: &str) -> i64 {
+    let u = url::Url::parse(url).unwrap();
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    if let Some(s) = q.get("X-Amz-Expires") {
+        return s.parse().unwrap();
+    }
+    let expires: i64 = q["expires"].parse().unwrap();
+    expires - yatai_domain::time::now_micros() / 1_000_000
+}
+
+async fn presigned_url_is_dead_after_finish(backend: common::Backend) {
+    let app = presigned_app(backend).await;
+    let c = api_client(&app).await;
+    create_version(&c, "model", "m", "v1", model_manifest(1000), json!([])).await;
+    let path = version_path("model", "m", "v1");
+    let (s, b) = c.patch(&format!("{path}/start_upload"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = c
+        .patch(&format!("{path}/presign_upload_url"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+    assert!(!url.is_empty(), "a presigned URL is offered: {b}");
+    let lifetime = url_lifetime_secs(&url);
+    assert!(
+        (1..=30 * 60).contains(&lifetime),
+        "an upload URL lives as long as a transfer needs, not hours: {lifetime} s"
+    );
+
+    let good = tar_archive(&[("model.yaml", b"name: m\n")]);
+    let (s, b) = put_raw(&c, &url, good.clone(), false).await;
+    assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
+    let (s, b) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let sha = b["archive_sha256"].clone();
+
+    // The same URL after the upload finished: refused where the server receives it (local);
+    // on S3 the bucket may store the bytes, but under a key nothing serves.
+    let evil = tar_archive(&[("model.yaml", b"name: evil\n")]);
+    let (s, _) = put_raw(&c, &url, evil, false).await;
+    if backend == common::Backend::Embedded {
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "a finished upload's URL writes nothing"
+        );
+    }
+    let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        bytes, good,
+        "the served archive is the one that was checked"
+    );
+    let (_, b) = c.get(&path).await;
+    assert_eq!(b["archive_sha256"], sha);
+    assert_eq!(b["upload_status"], "success");
+
+    // The janitor removes what a late PUT left in the bucket.
+    yatai_service::registry::janitor::sweep(&app.state)
+        .await
+        .unwrap();
+    let keys = object_keys(&app, "models").await;
+    assert_eq!(keys.len(), 1, "only the served archive is stored: {keys:?}");
+}
+
+mod presigned_upload_url_is_dead_after_finish {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_and_local_directory() {
+        presigned_url_is_dead_after_finish(common::Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_and_s3() {
+        presigned_url_is_dead_after_finish(common::Backend::Production).await;
+    }
+}
+
+// ---------------------------------------------------------------- 3: failed re-push
+
+backend_test!(
+    a_failed_re_push_leaves_the_published_version_as_it_was,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "bento", "svc", "v1", bento_manifest(&[]), json!([])).await;
+        let good = tar_archive(&[("bento.yaml", b"name: svc\n")]);
+        let (s, b) = proxy_upload(&c, "bento", "svc", "v1", good.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let before = c.get(&version_path("bento", "svc", "v1")).await.1;
+
+        // A re-push with a new manifest whose archive is garbage.
+        let path = version_path("bento", "svc", "v1");
+        let mut new_manifest = bento_manifest(&[]);
+        new_manifest["bentoml_version"] = json!("9.9.9");
+        let (s, b) = c.patch(&path, json!({"manifest": new_manifest})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            b["manifest"]["bentoml_version"], "1.4.40",
+            "the served manifest waits for the push's archive"
+        );
+        let (s, b) = proxy_upload(&c, "bento", "svc", "v1", b"not a tar at all".to_vec()).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+
+        let after = c.get(&path).await.1;
+        for field in [
+            "upload_status",
+            "archive_sha256",
+            "archive_size",
+            "manifest",
+            "upload_finished_reason",
+        ] {
+            assert_eq!(
+                after[field], before[field],
+                "{field} is unchanged by the failed re-push"
+            );
+        }
+        let (s, _, bytes) = download(&c, "bento", "svc", "v1", &[]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(bytes, good);
+
+        // The reason is on the upload, not on the version.
+        let (reason,): (String,) = sqlx::query_as(
+            "SELECT reason FROM uploads WHERE status = 'failed' ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        assert!(!reason.is_empty());
+
+        // A re-push that succeeds replaces archive and manifest together.
+        let (s, b) = c.patch(&path, json!({"manifest": new_manifest})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let newer = tar_archive(&[("bento.yaml", b"name: svc\nversion: 2\n")]);
+        let (s, b) = proxy_upload(&c, "bento", "svc", "v1", newer.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["manifest"]["bentoml_version"], "9.9.9");
+        let (_, _, bytes) = download(&c, "bento", "svc", "v1", &[]).await;
+        assert_eq!(bytes, newer);
+        assert_eq!(
+            object_keys(&app, "bentos").await.len(),
+            1,
+            "the replaced archive is deleted"
+        );
+    }
+);
+
+backend_test!(
+    a_version_keeps_serving_while_it_is_re_pushed,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "m", "v1", model_manifest(10), json!([])).await;
+        let good = tar_archive(&[("model.yaml", b"name: m\n")]);
+        assert_eq!(
+            proxy_upload(&c, "model", "m", "v1", good.clone()).await.0,
+            StatusCode::OK
+        );
+
+        // A re-push whose body trickles in and is then cut off.
+        let path = version_path("model", "m", "v1");
+        let (s, _) = c.patch(&format!("{path}/start_upload"), json!({})).await;
+        assert_eq!(s, StatusCode::OK);
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let url = format!("{}{path}/upload", c.base);
+        let token = c.token.clone().unwrap();
+        let upload = tokio::spawn(async move {
+            reqwest::Client::new()
+                .put(url)
+                .header("X-YATAI-API-TOKEN", token)
+                .body(reqwest::Body::wrap_stream(rx))
+                .send()
+                .await
+        });
+        let mut tx = tx;
+        use futures::SinkExt;
+        tx.send(Ok(vec![0u8; 64 * 1024])).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        let (s, b) = c.get(&path).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            b["upload_status"], "success",
+            "a re-push does not hide the served archive"
+        );
+        let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+        assert_eq!(s, StatusCode::OK, "pulls work during a re-push");
+        assert_eq!(bytes, good);
+        let (s, b) = c
+            .patch(&format!("{path}/presign_download_url"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+
+        tx.send(Err(std::io::Error::other("client gone")))
+            .await
+            .ok();
+        drop(tx);
+        let _ = upload.await;
+        let (_, b) = c.get(&path).await;
+        assert_eq!(b["upload_status"], "success");
+        let (_, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+        assert_eq!(bytes, good);
+    }
+);
+
+// ---------------------------------------------------------------- 4: crashed uploads
+
+backend_test!(
+    the_janitor_cleans_up_after_a_crashed_upload,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "m", "v1", model_manifest(10), json!([])).await;
+        let path = version_path("model", "m", "v1");
+        let (s, _) = c.patch(&format!("{path}/start_upload"), json!({})).await;
+        assert_eq!(s, StatusCode::OK);
+
+        // What a process killed mid-upload leaves: an upload row still `uploading` with its last
+        // sign of life long ago, a half-written object (a staging file, or an S3 multipart upload
+        // never completed), and the version marked uploading.
+        let (version_uid,): (String,) = sqlx::query_as("SELECT uid FROM versions")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        let key = format!("models/{}/m/v1/crashed", app_org_uid(&app).await);
+        let long_ago = yatai_domain::time::now_micros() - 3_600_000_000;
+        sqlx::query("INSERT INTO uploads (uid, version_uid, transfer, object_key, status, manifest, created_at, active_at) VALUES ('crashed', $1, 'proxy', $2, 'uploading', '{}', $3, $3)")
+            .bind(&version_uid)
+            .bind(&key)
+            .bind(long_ago)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        let leftover = match app.backend {
+            common::Backend::Embedded => {
+                let root = match &app.storage.objects {
+                    yatai_store::ObjectStorageConfig::Local { root } => root.clone(),
+                    _ => unreachable!(),
+                };
+                let staging = root.join(format!("{key}#7"));
+                std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+                std::fs::write(&staging, vec![1u8; 1 << 20]).unwrap();
+                let f = std::fs::File::options().write(true).open(&staging).unwrap();
+                f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+                    .unwrap();
+                Some(staging)
+            }
+            common::Backend::Production => {
+                app.state.objects.create_multipart(&key).await.unwrap();
+                None
+            }
+        };
+        // S3 dates a multipart upload itself: only those older than the limit are aborted.
+        let settings = Settings {
+            uploads: yatai_server::UploadTimings {
+                proxy_stale_after: std::time::Duration::from_secs(1),
+                ..Default::default()
+            },
+            ..Settings::default()
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let svc =
+            yatai_service::Services::new(app.state.db.clone(), app.state.objects.clone(), settings);
+        let done = yatai_service::registry::janitor::sweep(&svc).await.unwrap();
+        assert_eq!(done.abandoned_uploads, 1, "{done:?}");
+        assert_eq!(done.versions_reset, 1, "{done:?}");
+        match leftover {
+            Some(staging) => assert!(!staging.exists(), "the staging file is deleted"),
+            None => assert!(
+                app.state
+                    .objects
+                    .incomplete_multipart_uploads()
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "the incomplete multipart upload is aborted"
+            ),
+        }
+        let (_, b) = c.get(&path).await;
+        assert_eq!(
+            b["upload_status"], "pending",
+            "the version returns to its state before the upload"
+        );
+        let (status,): (String,) =
+            sqlx::query_as("SELECT status FROM uploads WHERE uid = 'crashed'")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(status, "failed");
+
+        // And the client pushes again.
+        let good = tar_archive(&[("model.yaml", b"name: m\n")]);
+        let (s, b) = proxy_upload(&c, "model", "m", "v1", good).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+);
+
+backend_test!(
+    an_interrupted_upload_leaves_nothing_behind,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "m", "v1", model_manifest(10), json!([])).await;
+        let path = version_path("model", "m", "v1");
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let url = format!("{}{path}/upload", c.base);
+        let token = c.token.clone().unwrap();
+        let upload = tokio::spawn(async move {
+            reqwest::Client::new()
+                .put(url)
+                .header("X-YATAI-API-TOKEN", token)
+                .body(reqwest::Body::wrap_stream(rx))
+                .send()
+                .await
+        });
+        let mut tx = tx;
+        use futures::SinkExt;
+        for _ in 0..12 {
+            tx.send(Ok(vec![7u8; 1 << 20])).await.unwrap();
+        }
+        tx.send(Err(std::io::Error::other("cable pulled")))
+            .await
+            .ok();
+        drop(tx);
+        let _ = upload.await;
+        // The server notices the cut body, fails the upload and removes its object.
+        let mut rows = Vec::new();
+        for _ in 0..50 {
+            rows = sqlx::query_as::<_, (String, String)>("SELECT status, reason FROM uploads")
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap();
+            if rows.iter().all(|(s, _)| s == "failed") && !rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            rows.iter().all(|(s, _)| s == "failed") && !rows.is_empty(),
+            "{rows:?}"
+        );
+        assert!(
+            object_keys(&app, "models").await.is_empty(),
+            "nothing is left in storage"
+        );
+        if let yatai_store::ObjectStorageConfig::Local { root } = &app.storage.objects {
+            let staging = app
+                .state
+                .objects
+                .stale_staging_files(std::time::Duration::ZERO);
+            assert!(
+                staging.is_empty(),
+                "no staging file under {}: {staging:?}",
+                root.display()
+            );
+        } else {
+            assert!(app
+                .state
+                .objects
+                .incomplete_multipart_uploads()
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        let (_, b) = c.get(&path).await;
+        assert_eq!(b["upload_status"], "failed");
+    }
+);
+
+async fn app_org_uid(app: &TestApp) -> String {
+    let (uid,): (String,) = sqlx::query_as("SELECT uid FROM organizations LIMIT 1")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    uid
+}
+
+// ---------------------------------------------------------------- concurrent pushes of one tag
+
+backend_test!(
+    of_concurrent_pushes_the_losers_are_told_and_manifest_and_archive_match,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "race", "v1", model_manifest(10), json!([])).await;
+        let first = tar_archive(&[("model.yaml", b"first\n")]);
+        assert_eq!(
+            proxy_upload(&c, "model", "race", "v1", first).await.0,
+            StatusCode::OK
+        );
+        let path = version_path("model", "race", "v1");
+        // Eight clients re-push at once (`--force`), each on its own connection: manifest, then
+        // archive, both naming the pusher. They all send their manifest at the same moment.
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let base = c.base.clone();
+                let token = c.token.clone().unwrap();
+                let path = path.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    let me = TestClient::new(&base, &token);
+                    let (s, _) = me
+                        .send(reqwest::Method::GET, "/api/v1/auth/current", json!(null))
+                        .await;
+                    assert_eq!(s, StatusCode::OK);
+                    let mut manifest = model_manifest(10);
+                    manifest["metadata"] = json!({"pusher": i});
+                    barrier.wait().await;
+                    let (s, b) = me
+                        .send(reqwest::Method::PATCH, &path, json!({"manifest": manifest}))
+                        .await;
+                    if s != StatusCode::OK {
+                        return (i, s, b);
+                    }
+                    let archive =
+                        tar_archive(&[("model.yaml", format!("pusher: {i}\n").as_bytes())]);
+                    // Some weight, so that the uploads overlap.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    me.put(&format!("{path}/upload"), archive)
+                        .await
+                        .pipe(|(s, b)| (i, s, b))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (i, s, b) = t.await.unwrap();
+            match s {
+                StatusCode::OK => winners.push(i),
+                StatusCode::CONFLICT => assert!(
+                    b["message"].as_str().unwrap_or_default().contains("lost")
+                        || b["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains("finished first"),
+                    "a loser is told it lost: {b}"
+                ),
+                other => panic!("pusher {i}: unexpected {other}: {b}"),
+            }
+        }
+        // Pushes that overlapped: one won, the others were told. A push that started after
+        // the winner finished is a re-push that replaces it. Either way the version serves the
+        // archive and the manifest of one and the same push.
+        assert!(
+            !winners.is_empty() && winners.len() < 8,
+            "the overlapping pushes lost: {winners:?}"
+        );
+        let (_, v) = c.get(&path).await;
+        let (_, _, bytes) = download(&c, "model", "race", "v1", &[]).await;
+        let served = winners
+            .iter()
+            .find(|i| bytes == tar_archive(&[("model.yaml", format!("pusher: {i}\n").as_bytes())]))
+            .unwrap_or_else(|| panic!("the served archive is a winner's ({winners:?})"));
+        assert_eq!(
+            v["manifest"]["metadata"]["pusher"],
+            json!(served),
+            "the manifest is from the same push as the archive"
+        );
+        assert_eq!(object_keys(&app, "models").await.len(), 1);
+    }
+);
+
+/// A client with its own connection (each pusher of a race is its own machine).
+struct TestClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+impl TestClient {
+    fn new(base: &str, token: &str) -> Self {
+        TestClient {
+            base: base.to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-YATAI-API-TOKEN", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = res.status();
+        (s, res.json().await.unwrap_or_default())
+    }
+
+    async fn put(&self, path: &str, bytes: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let res = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .header("X-YATAI-API-TOKEN", &self.token)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let s = res.status();
+        (s, res.json().await.unwrap_or_default())
+    }
+}
+
+// ---------------------------------------------------------------- smaller ones
+
+backend_test!(
+    repository_lists_honour_the_label_filter,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(
+            &c,
+            "bento",
+            "a",
+            "v1",
+            bento_manifest(&[]),
+            json!([{"key": "stage", "value": "prod"}]),
+        )
+        .await;
+        create_version(
+            &c,
+            "bento",
+            "b",
+            "v1",
+            bento_manifest(&[]),
+            json!([{"key": "stage", "value": "dev"}]),
+        )
+        .await;
+        create_version(&c, "bento", "c", "v1", bento_manifest(&[]), json!([])).await;
+        let (s, b) = c.get("/api/v1/bento_repositories?q=label:stage=prod").await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let names: Vec<&str> = b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(b["total"], 1);
+        let (_, b) = c
+            .get("/api/v1/bento_repositories?q=label:stage=prod%20label:team=x")
+            .await;
+        assert_eq!(b["total"], 0, "every label must match");
+        let (_, b) = c.get("/api/v1/bento_repositories").await;
+        assert_eq!(b["total"], 3);
+    }
+);
+
+backend_test!(every_list_has_a_page_limit, |app: TestApp| async move {
+    let admin = app.setup_admin().await;
+    for path in [
+        "/api/v1/current_org/events",
+        "/api/v1/api_tokens",
+        "/api/v1/users",
+        "/api/v1/members",
+        "/api/v1/bento_repositories",
+        "/api/v1/bentos",
+    ] {
+        let (s, b) = admin.get(&format!("{path}?count=100000")).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        let (s, b) = admin.get(&format!("{path}?start=-1")).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        let (s, b) = admin.get(&format!("{path}?count=1")).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {b}");
+        assert!(b["items"].as_array().unwrap().len() <= 1, "{path}: {b}");
+    }
+    let (_, b) = admin.get("/api/v1/members?count=1").await;
+    assert_eq!(b["total"], 1);
+    assert_eq!(b["count"], 1);
+});
+
+backend_test!(
+    errors_do_not_echo_huge_input_and_descriptions_are_bounded,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        let huge = "k".repeat(1 << 20);
+        let (s, b) = c
+            .post("/api/v1/bento_repositories", json!({"name": huge}))
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        assert!(
+            b.to_string().len() < 2048,
+            "the error stays short: {} bytes",
+            b.to_string().len()
+        );
+        let (s, b) = c
+            .post(
+                "/api/v1/bento_repositories",
+                json!({"name": "ok", "description": "d".repeat(20_000)}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        assert!(b.to_string().len() < 2048);
+        create_version(&c, "bento", "ok", "v1", bento_manifest(&[]), json!([])).await;
+        let (s, b) = c
+            .post(
+                "/api/v1/bento_repositories/ok/bentos",
+                json!({"version": "v2", "manifest": {}, "labels": [{"key": huge, "value": ""}]}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        assert!(b.to_string().len() < 2048);
+        let (s, b) = c
+            .patch(
+                &version_path("bento", "ok", "v1"),
+                json!({"description": "d".repeat(20_000)}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            app.count_rows("repositories").await,
+            1,
+            "nothing was written"
+        );
+    }
+);
+
+backend_test!(
+    user_names_and_emails_are_unique_whatever_their_case,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (s, b) = admin
+            .post(
+                "/api/v1/users",
+                json!({"name": "ADMIN", "email": "other@example.com", "password": "a-password"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        let (s, b) = admin
+            .post(
+                "/api/v1/users",
+                json!({"name": "other", "email": "Admin@Example.com", "password": "a-password"}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        assert_eq!(app.count_rows("users").await, 1);
+    }
+);
+
+backend_test!(
+    a_site_admin_token_cannot_create_an_organization_it_could_not_use,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (_, token) = admin
+            .create_token("t", &["api", "read_organization", "write_organization"])
+            .await;
+        let (s, b) = app
+            .with_token(&token)
+            .post("/api/v1/orgs", json!({"name": "other"}))
+            .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        assert_eq!(app.count_rows("organizations").await, 1);
+        let (s, b) = admin.post("/api/v1/orgs", json!({"name": "other"})).await;
+        assert_eq!(s, StatusCode::OK, "a session creates it: {b}");
+    }
+);
+
+backend_test!(
+    storage_failures_do_not_show_internals_to_clients,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "model", "m", "v1", model_manifest(10), json!([])).await;
+        common::break_object_storage(&app).await;
+        let (s, text) = {
+            let res = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        };
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(text.contains("object storage"), "{text}");
+        let (s, b) = proxy_upload(&c, "model", "m", "v1", tar_archive(&[("a", b"b")])).await;
+        assert!(s.is_server_error(), "{s} {b}");
+        let shown = format!("{text} {b}");
+        for internal in ["http://", "127.0.0.1", "objects/", "bucket", "uploadid"] {
+            assert!(
+                !shown.to_lowercase().contains(internal),
+                "{internal:?} must not be shown to clients: {shown}"
+            );
+        }
+        let (_, info) = c.get("/api/v1/info").await;
+        assert!(!info.to_string().contains("127.0.0.1"), "{info}");
+    }
+);

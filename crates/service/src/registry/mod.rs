@@ -1,0 +1,55 @@
+//! The registry: bento and model repositories, their versions, and their archives. Bentos and
+//! models follow one life cycle, so each use case is written once and takes the [`Kind`].
+
+pub mod janitor;
+pub mod uploads;
+
+use yatai_domain::registry::Kind;
+use yatai_domain::{Action, Error};
+use yatai_store::db::repositories::{self as repos, Repository};
+use yatai_store::db::versions::{self, Version};
+
+use crate::{Caller, Services};
+
+/// A version's tag as users write it: `name:version`.
+pub fn tag(name: &str, version: &str) -> String {
+    format!("{name}:{version}")
+}
+
+/// Finds a repository of the caller's organization or fails with 404.
+pub async fn load_repository(
+    svc: &Services,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<Repository, Error> {
+    caller.authorize(Action::ReadRegistry)?;
+    repos::find(svc.db.pool(), &caller.organization.uid, kind, name)
+        .await?
+        .ok_or_else(|| Error::not_found(kind.repository_type().replace('_', " ").as_str(), name))
+}
+
+/// Finds a version of a repository of the caller's organization or fails with 404.
+pub async fn load_version(
+    svc: &Services,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+    version: &str,
+) -> Result<(Repository, Version), Error> {
+    let repo = load_repository(svc, caller, kind, name).await?;
+    let v = versions::find(svc.db.pool(), &repo.uid, version)
+        .await?
+        .ok_or_else(|| Error::not_found(kind.as_str(), tag(name, version)))?;
+    Ok((repo, v))
+}
+
+/// A fresh object key for one archive of a version: every upload writes its own object, so a
+/// failed or concurrent upload never touches the archive being served.
+pub fn new_object_key(kind: Kind, organization_uid: &str, repo: &str, version: &str) -> String {
+    format!(
+        "{}/{organization_uid}/{repo}/{version}/{}",
+        kind.object_prefix(),
+        yatai_store::new_uid()
+    )
+}

@@ -1,0 +1,143 @@
+//! Queries assembled from optional filters: numbered placeholders with their values, IN lists,
+//! and the one way a page of rows and its total are read.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, FromRow};
+use yatai_domain::paging::Page;
+use yatai_domain::Error;
+
+use super::db_error;
+
+/// One bound value.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Self {
+        Arg::Text(s.to_string())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(s: String) -> Self {
+        Arg::Text(s)
+    }
+}
+
+impl From<&String> for Arg {
+    fn from(s: &String) -> Self {
+        Arg::Text(s.clone())
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(n: i64) -> Self {
+        Arg::Int(n)
+    }
+}
+
+/// The values of a query's placeholders, in order: `push` returns the placeholder to write.
+#[derive(Debug, Clone, Default)]
+pub struct Args(Vec<Arg>);
+
+impl Args {
+    /// Adds a value; returns its placeholder (`$N`).
+    pub fn push(&mut self, value: impl Into<Arg>) -> String {
+        self.0.push(value.into());
+        format!("${}", self.0.len())
+    }
+
+    /// Adds values for an `IN (...)` list; returns the placeholders, comma-separated (`NULL` for
+    /// an empty list, which matches nothing).
+    pub fn list<V: Into<Arg>>(&mut self, values: impl IntoIterator<Item = V>) -> String {
+        let placeholders: Vec<String> = values.into_iter().map(|v| self.push(v)).collect();
+        if placeholders.is_empty() {
+            "NULL".to_string()
+        } else {
+            placeholders.join(", ")
+        }
+    }
+
+    fn bind_to<'q, O>(
+        &self,
+        mut q: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>> {
+        for a in &self.0 {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Int(n) => q.bind(*n),
+            };
+        }
+        q
+    }
+
+    /// Runs `sql` with these values and reads every row.
+    pub async fn fetch_all<'c, E, T>(&self, ex: E, sql: &str) -> Result<Vec<T>, Error>
+    where
+        E: Executor<'c, Database = Any>,
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.bind_to(sqlx::query_as(sql).persistent(false))
+            .fetch_all(ex)
+            .await
+            .map_err(db_error)
+    }
+
+    /// Runs `sql` with these values and reads one number.
+    pub async fn fetch_count<'c, E>(&self, ex: E, sql: &str) -> Result<i64, Error>
+    where
+        E: Executor<'c, Database = Any>,
+    {
+        let (n,): (i64,) = self
+            .bind_to(sqlx::query_as(sql).persistent(false))
+            .fetch_one(ex)
+            .await
+            .map_err(db_error)?;
+        Ok(n)
+    }
+}
+
+/// Reads one page of `SELECT {select} {from_where} ORDER BY {order_by}` and the total number of
+/// rows `from_where` selects.
+pub async fn page<'c, E, T>(
+    ex: E,
+    select: &str,
+    from_where: &str,
+    order_by: &str,
+    args: &Args,
+    page: Page,
+) -> Result<(Vec<T>, i64), Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+    T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let total = args
+        .fetch_count(ex, &format!("SELECT COUNT(*) {from_where}"))
+        .await?;
+    if page.count == 0 || page.start >= total {
+        return Ok((Vec::new(), total));
+    }
+    let rows = args
+        .fetch_all(
+            ex,
+            &format!(
+                "SELECT {select} {from_where} ORDER BY {order_by} LIMIT {} OFFSET {}",
+                page.count.max(0),
+                page.start.max(0)
+            ),
+        )
+        .await?;
+    Ok((rows, total))
+}
+
+/// The columns of `columns` (comma-separated) prefixed with a table alias.
+pub fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
