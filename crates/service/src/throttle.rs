@@ -39,7 +39,8 @@ pub struct LoginThrottle {
 }
 
 fn wait_error(what: &str, until: Instant, now: Instant) -> Error {
-    let secs = until.saturating_duration_since(now).as_secs().max(1);
+    // Rounded up: a client that waits this long is let through.
+    let secs = (until.saturating_duration_since(now).as_secs_f64().ceil() as u64).max(1);
     Error::TooManyRequests {
         message: format!("too many failed logins {what}; wait {secs} seconds before trying again"),
         retry_after_secs: secs,
