@@ -88,6 +88,12 @@ macro_rules! wire_names {
                     .ok_or_else(|| Error::invalid(format!(concat!("unknown ", $what, " {:?}; expected one of: {}"), s, [$($v.as_str()),+].join(", "))))
             }
         }
+        impl TryFrom<String> for $ty {
+            type Error = Error;
+            fn try_from(s: String) -> Result<Self> {
+                s.parse()
+            }
+        }
     };
 }
 wire_names!(Role, "role", [Role::Guest, Role::Developer, Role::Admin]);

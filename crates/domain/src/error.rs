@@ -24,6 +24,10 @@ pub enum Error {
     /// A dependency is not available right now (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// Bad input in one named field of a body or form: the dashboard shows the message next to
+    /// that field. The HTTP status is the inner error's.
+    #[error("{cause}")]
+    Field { field: String, cause: Box<Error> },
     /// The caller must slow down: too many attempts, or the server is saturated (HTTP 429 with
     /// `Retry-After`).
     #[error("{message}")]
@@ -43,6 +47,46 @@ impl Error {
     /// Shorthand for a bad-input error.
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
+    }
+
+    /// Ties an error to the input field it is about (a message alone is a bad-input error).
+    pub fn field(field: impl Into<String>, cause: impl Into<Error>) -> Self {
+        match cause.into() {
+            // The innermost field names the input: keep it.
+            e @ Error::Field { .. } => e,
+            cause => Error::Field {
+                field: field.into(),
+                cause: Box::new(cause),
+            },
+        }
+    }
+
+    /// The input field this error is about, if any.
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            Error::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The error without its field.
+    pub fn without_field(&self) -> &Error {
+        match self {
+            Error::Field { cause, .. } => cause.without_field(),
+            other => other,
+        }
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error::InvalidArgument(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Error::InvalidArgument(message.to_string())
     }
 }
 

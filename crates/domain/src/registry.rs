@@ -38,23 +38,30 @@ impl std::str::FromStr for TransmissionStrategy {
     }
 }
 
-/// Bentos and models share one life cycle; this tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Bento,
-    Model,
+crate::wire_enum! {
+    /// Bentos and models share one life cycle; this tells them apart.
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Kind ("kind") {
+        Bento = "bento",
+        Model = "model",
+    }
+}
+
+crate::wire_enum! {
+    /// Where the OCI image of a bento stands.
+    #[derive(Serialize, Deserialize, Default)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ImageBuildStatus ("image build status") {
+        #[default]
+        Pending = "pending",
+        Building = "building",
+        Success = "success",
+        Failed = "failed",
+    }
 }
 
 impl Kind {
-    /// The stored name (`bento`, `model`), also the resource type of a version.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Bento => "bento",
-            Kind::Model => "model",
-        }
-    }
-
     /// The resource type of a repository.
     pub fn repository_type(self) -> &'static str {
         match self {

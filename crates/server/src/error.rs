@@ -17,12 +17,15 @@ pub struct ErrorBody {
     pub error: &'static str,
     /// A sentence for the user.
     pub message: String,
+    /// The input field the error is about, when it is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
     /// The status code and kind for this error.
     pub fn status(&self) -> (StatusCode, &'static str) {
-        match &self.0 {
+        match self.0.without_field() {
             Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -31,6 +34,8 @@ impl ApiError {
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            // without_field() never answers a field error; this arm only completes the match.
+            Error::Field { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
         }
     }
 }
@@ -38,7 +43,7 @@ impl ApiError {
 /// What a client is told of a fault on our side: the detail (database and storage endpoints,
 /// upload ids, internal keys) goes to the log only.
 fn public_message(e: &Error) -> String {
-    match e {
+    match e.without_field() {
         Error::Internal(_) => {
             "the server failed to complete the request; its log has the details".into()
         }
@@ -67,7 +72,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
-        let retry_after = match &self.0 {
+        let retry_after = match self.0.without_field() {
             Error::TooManyRequests {
                 retry_after_secs, ..
             } => Some(retry_after_secs.to_string()),
@@ -76,6 +81,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: kind,
             message: public_message(&self.0),
+            field: self.0.field_name().map(str::to_string),
         };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after.and_then(|s| s.parse().ok()) {

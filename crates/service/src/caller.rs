@@ -34,7 +34,7 @@ impl Identity {
 
     /// Whether the user administers the whole installation (and, for a token, it may write the organization).
     pub fn require_site_admin(&self) -> Result<(), Error> {
-        if self.user.is_site_admin == 0 {
+        if !self.user.is_site_admin {
             return Err(Error::Forbidden(
                 "only a site administrator may do this".into(),
             ));

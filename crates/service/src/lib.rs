@@ -5,9 +5,12 @@
 
 pub mod caller;
 pub mod events;
+pub mod members;
 pub mod registry;
 pub mod secrets;
 pub mod throttle;
+pub mod tokens;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;

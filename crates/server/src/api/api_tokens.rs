@@ -6,18 +6,13 @@ use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use yatai_domain::paging::Page;
-use yatai_domain::time::{now_micros, parse_rfc3339};
-use yatai_domain::{names, Action, Error, Scope};
-use yatai_store::db::api_tokens::{self, ApiToken, ApiTokenChanges, NewApiToken};
+use yatai_domain::Error;
+use yatai_service::tokens;
 
 use super::schemas::{ApiTokenSchema, ListSchema, PageQuery};
-use crate::auth::secrets::{new_secret, secret_hash};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
-
-/// The prefix of every API token secret.
-pub const TOKEN_PREFIX: &str = "yt_";
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,119 +47,30 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// Parses and checks requested scopes: known, at least one, and none beyond the caller's own token.
-fn parse_scopes(caller: &Caller, requested: &[String]) -> Result<Vec<Scope>, Error> {
-    let mut scopes = Vec::new();
-    for s in requested {
-        let scope: Scope = s.parse()?;
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
-        }
-    }
-    if scopes.is_empty() {
-        return Err(Error::invalid(format!(
-            "scopes must name at least one of: {}",
-            Scope::ALL.map(Scope::as_str).join(", ")
-        )));
-    }
-    if let Some(own) = caller.identity.scopes() {
-        if let Some(extra) = scopes.iter().find(|s| !own.contains(s)) {
-            return Err(Error::Forbidden(format!("an API token cannot create or widen a token to the scope {extra} that it does not have itself")));
-        }
-    }
-    Ok(scopes)
-}
-
-fn parse_expiry(value: Option<&str>) -> Result<Option<i64>, Error> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => {
-            let t = parse_rfc3339(v).ok_or_else(|| {
-                Error::invalid(format!(
-                    "expired_at {v:?} is not an RFC 3339 time such as 2030-01-31T00:00:00Z"
-                ))
-            })?;
-            if t <= now_micros() {
-                return Err(Error::invalid("expired_at must be in the future"));
-            }
-            Ok(Some(t))
+impl CreateApiTokenSchema {
+    /// The token the body asks for.
+    pub fn new_token(&self) -> tokens::NewToken {
+        tokens::NewToken {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            scopes: self.scopes.clone(),
+            expired_at: self.expired_at.clone(),
         }
     }
 }
 
-/// Creates a token for the caller; returns it with its secret.
-pub async fn create(
-    state: &AppState,
-    caller: &Caller,
-    body: CreateApiTokenSchema,
-) -> Result<ApiTokenSchema, Error> {
-    caller.authorize(Action::ManageOwnTokens)?;
-    names::validate_name("token name", &body.name)?;
-    names::validate_description("token", &body.description)?;
-    let scopes = parse_scopes(caller, &body.scopes)?;
-    let expired_at = parse_expiry(body.expired_at.as_deref())?;
-    let secret = new_secret(TOKEN_PREFIX);
-    let token = api_tokens::create(
-        state.db.pool(),
-        &NewApiToken {
-            name: &body.name,
-            description: &body.description,
-            organization_uid: &caller.organization.uid,
-            user_uid: &caller.user().uid,
-            scopes: &scopes,
-            token_hash: &secret_hash(&secret),
-            expired_at,
-        },
-    )
-    .await?;
-    Ok(ApiTokenSchema::new(
-        &token,
-        caller.user(),
-        &caller.organization,
-        Some(secret),
-    ))
-}
-
-/// A page of the caller's tokens in the current organization.
+/// A page of the caller's tokens in the current organization, as the API shows them.
 pub async fn list(
     state: &AppState,
     caller: &Caller,
     page: Page,
 ) -> Result<ListSchema<ApiTokenSchema>, Error> {
-    caller.authorize(Action::ManageOwnTokens)?;
-    let (tokens, total) = api_tokens::list(
-        state.db.pool(),
-        &caller.organization.uid,
-        Some(&caller.user().uid),
-        page,
-    )
-    .await?;
-    let items = tokens
+    let (list, total) = tokens::list(state, caller, page).await?;
+    let items = list
         .iter()
         .map(|t| ApiTokenSchema::new(t, caller.user(), &caller.organization, None))
         .collect();
     Ok(ListSchema::page(page, total, items))
-}
-
-/// One of the caller's tokens; another user's or organization's token is not found.
-async fn find_own(state: &AppState, caller: &Caller, uid: &str) -> Result<ApiToken, Error> {
-    caller.authorize(Action::ManageOwnTokens)?;
-    api_tokens::find(state.db.pool(), &caller.organization.uid, uid)
-        .await?
-        .filter(|t| t.user_uid == caller.user().uid)
-        .ok_or_else(|| Error::not_found("API token", uid))
-}
-
-/// Revokes one of the caller's tokens.
-pub async fn revoke(state: &AppState, caller: &Caller, uid: &str) -> Result<ApiTokenSchema, Error> {
-    let token = find_own(state, caller, uid).await?;
-    api_tokens::delete(state.db.pool(), &token.uid).await?;
-    Ok(ApiTokenSchema::new(
-        &token,
-        caller.user(),
-        &caller.organization,
-        None,
-    ))
 }
 
 /// Lists the caller's API tokens in the current organization.
@@ -184,7 +90,13 @@ async fn create_token(
     caller: Caller,
     ApiJson(body): ApiJson<CreateApiTokenSchema>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
-    Ok(Json(create(&state, &caller, body).await?))
+    let (token, secret) = tokens::create(&state, &caller, &body.new_token()).await?;
+    Ok(Json(ApiTokenSchema::new(
+        &token,
+        caller.user(),
+        &caller.organization,
+        Some(secret),
+    )))
 }
 
 /// One of the caller's API tokens (without its secret).
@@ -194,7 +106,7 @@ async fn get_token(
     caller: Caller,
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
-    let token = find_own(&state, &caller, &uid).await?;
+    let token = tokens::get(&state, &caller, &uid).await?;
     Ok(Json(ApiTokenSchema::new(
         &token,
         caller.user(),
@@ -211,23 +123,12 @@ async fn update_token(
     ApiPath(uid): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateApiTokenSchema>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
-    let token = find_own(&state, &caller, &uid).await?;
-    if let Some(d) = &body.description {
-        names::validate_description("token", d)?;
-    }
-    let changes = ApiTokenChanges {
+    let changes = tokens::TokenChanges {
         description: body.description,
-        scopes: body
-            .scopes
-            .as_deref()
-            .map(|s| parse_scopes(&caller, s))
-            .transpose()?,
-        expired_at: body
-            .expired_at
-            .map(|e| parse_expiry(e.as_deref()))
-            .transpose()?,
+        scopes: body.scopes,
+        expired_at: body.expired_at,
     };
-    let updated = api_tokens::update(state.db.pool(), &token, &changes).await?;
+    let updated = tokens::update(&state, &caller, &uid, &changes).await?;
     Ok(Json(ApiTokenSchema::new(
         &updated,
         caller.user(),
@@ -243,5 +144,11 @@ async fn delete_token(
     caller: Caller,
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
-    Ok(Json(revoke(&state, &caller, &uid).await?))
+    let token = tokens::revoke(&state, &caller, &uid).await?;
+    Ok(Json(ApiTokenSchema::new(
+        &token,
+        caller.user(),
+        &caller.organization,
+        None,
+    )))
 }

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
                 axum::Json(crate::error::ErrorBody {
                     error: "method_not_allowed",
                     message: "this route does not accept that method".into(),
+                    field: None,
                 }),
             )
                 .into_response()

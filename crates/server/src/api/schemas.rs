@@ -66,7 +66,7 @@ impl From<&User> for UserSchema {
             last_name: u.last_name.clone(),
             email: u.email.clone(),
             avatar_url: String::new(),
-            is_site_admin: u.is_site_admin != 0,
+            is_site_admin: u.is_site_admin,
         }
     }
 }

@@ -21,7 +21,7 @@ use super::format::{exact, human_size, relative};
 use super::{
     check_csrf, csrf_token, error_page, form_caller, message, page_caller, render, Layout,
 };
-use crate::api::{api_tokens, auth, events, members, setup, users};
+use crate::api::{api_tokens, auth, events, members, setup};
 use crate::auth::secrets::secret_hash;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::ApiError;
@@ -404,11 +404,7 @@ async fn version_rows(state: &AppState, list: &[Version]) -> Result<Vec<VersionR
                 .find(|r| r.uid == v.repository_uid)
                 .map(|r| r.name.as_str())
                 .unwrap_or("?");
-            let kind = if v.kind == Kind::Model.as_str() {
-                Kind::Model
-            } else {
-                Kind::Bento
-            };
+            let kind = v.kind;
             VersionRow {
                 version: v.version.clone(),
                 tag: format!("{repo}:{}", v.version),
@@ -972,7 +968,7 @@ async fn version_page(
             sha256: v.archive_sha256.clone().unwrap_or_else(|| "—".into()),
             creator,
             build_at: exact(v.build_at),
-            image_build_status: v.image_build_status.clone(),
+            image_build_status: v.image_build_status.to_string(),
             description: v.description.clone(),
             facts: manifest_facts(kind, &manifest),
             pull_command: match kind {
@@ -1154,21 +1150,21 @@ pub async fn create_token(
         Err(r) => return r,
     };
     let expired_at = (!f.expired_at.is_empty()).then(|| format!("{}T23:59:59Z", f.expired_at));
-    let body = api_tokens::CreateApiTokenSchema {
+    let new = yatai_service::tokens::NewToken {
         name: f.name.clone(),
         description: f.description.clone(),
         scopes: f.scopes.clone(),
         expired_at,
     };
-    let created = api_tokens::create(&state, &caller, body).await;
+    let created = yatai_service::tokens::create(&state, &caller, &new).await;
     let mut page = match TokensPage::load(&state, &caller, &f.csrf).await {
         Ok(p) => p,
         Err(e) => return error_page(e, &uri),
     };
     match created {
-        Ok(t) => {
-            page.created_secret = t.token;
-            page.layout.flash = format!("Token {:?} created.", t.resource.name);
+        Ok((t, secret)) => {
+            page.created_secret = Some(secret);
+            page.layout.flash = format!("Token {:?} created.", t.name);
             render(&page)
         }
         Err(e @ Error::Forbidden(_)) => error_page(e, &uri),
@@ -1205,7 +1201,7 @@ pub async fn revoke_token(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match api_tokens::revoke(&state, &caller, &uid).await {
+    match yatai_service::tokens::revoke(&state, &caller, &uid).await {
         Ok(_) => Redirect::to("/api_tokens").into_response(),
         Err(e) => error_page(e, &uri),
     }
@@ -1230,19 +1226,7 @@ pub async fn authorize_cli(
         Err(r) => return r,
     };
     let result = async {
-        let code_hash = secret_hash(&f.code);
-        if !cli_logins::is_pending(state.db.pool(), &code_hash).await? {
-            return Err(Error::NotFound("this CLI login code is unknown, expired or used already: run `bentoml cloud login` again".into()));
-        }
-        let name = format!("cli-login-{}", &crate::auth::secrets::new_secret("")[..8]);
-        let scopes = Scope::ALL.iter().map(|s| s.as_str().to_string()).collect();
-        let body = api_tokens::CreateApiTokenSchema { name, description: "created by a browser login of the BentoML CLI".into(), scopes, expired_at: None };
-        let token = api_tokens::create(&state, &caller, body).await?;
-        let secret = token.token.clone().unwrap_or_default();
-        if !cli_logins::authorize(state.db.pool(), &code_hash, &caller.user().uid, &secret).await? {
-            let _ = api_tokens::revoke(&state, &caller, &token.resource.uid).await;
-            return Err(Error::Conflict("this CLI login code was used meanwhile".into()));
-        }
+        yatai_service::tokens::authorize_cli_login(&state, &caller, &f.code).await?;
         let mut page = TokensPage::load(&state, &caller, &f.csrf).await?;
         page.cli_code = Some(f.code.clone());
         page.cli_done = true;
@@ -1344,10 +1328,15 @@ async fn member_action(
     };
     let done = async {
         if remove {
-            members::remove(&state, &caller, &f.username).await
+            yatai_service::members::remove(&state, &caller, &f.username).await
         } else {
-            let role: Role = f.role.parse()?;
-            members::set_roles(&state, &caller, std::slice::from_ref(&f.username), role).await
+            yatai_service::members::set_roles(
+                &state,
+                &caller,
+                std::slice::from_ref(&f.username),
+                &f.role,
+            )
+            .await
         }
     }
     .await;
@@ -1468,15 +1457,14 @@ pub async fn create_user(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let body = users::CreateUserSchema {
+    let account = yatai_service::users::NewAccount {
         name: f.name.clone(),
         email: f.email.clone(),
         password: f.password.clone(),
         first_name: f.first_name.clone(),
         last_name: f.last_name.clone(),
-        role: Some(f.role.clone()),
     };
-    match users::create(&state, &caller, body).await {
+    match yatai_service::users::create(&state, &caller, &account, Some(&f.role)).await {
         Ok(u) => match users_page(&state, &caller, &f.csrf).await {
             Ok(mut page) => {
                 page.layout.flash = format!("User {:?} created.", u.name);
@@ -1522,7 +1510,7 @@ pub async fn reset_password(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let done = users::reset_password(&state, &caller, &name, &f.new_password)
+    let done = yatai_service::users::reset_password(&state, &caller, &name, &f.new_password)
         .await
         .map(|_| ());
     match users_page(&state, &caller, &f.csrf).await {

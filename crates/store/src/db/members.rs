@@ -13,15 +13,16 @@ use super::query::{self, Args};
 pub struct Member {
     pub organization_uid: String,
     pub user_uid: String,
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub created_at: i64,
     pub updated_at: Option<i64>,
 }
 
 impl Member {
-    /// The member's role (rows hold only valid roles; an unknown one reads as guest).
+    /// The member's role.
     pub fn role(&self) -> Role {
-        self.role.parse().unwrap_or(Role::Guest)
+        self.role
     }
 }
 

@@ -14,7 +14,8 @@ use super::{db_error, db_error_named};
 pub struct Repository {
     pub uid: String,
     pub organization_uid: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: Kind,
     pub name: String,
     pub description: String,
     pub creator_uid: Option<String>,

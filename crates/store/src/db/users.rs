@@ -9,7 +9,7 @@ use super::query::{self, prefixed, Args};
 use super::{db_error, db_error_named};
 
 /// A user account.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct User {
     pub uid: String,
     pub name: String,
@@ -17,10 +17,29 @@ pub struct User {
     pub first_name: String,
     pub last_name: String,
     pub password_hash: String,
-    /// 1 when the user may create organizations and users anywhere.
-    pub is_site_admin: i64,
+    /// Whether the user administers the whole installation.
+    pub is_site_admin: bool,
     pub created_at: i64,
     pub updated_at: Option<i64>,
+}
+
+// Written out because flags are stored as 0/1 integers (sqlx's `Any` driver decodes no SQLite
+// booleans) and read as `bool`.
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for User {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(User {
+            uid: row.try_get("uid")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            first_name: row.try_get("first_name")?,
+            last_name: row.try_get("last_name")?,
+            password_hash: row.try_get("password_hash")?,
+            is_site_admin: row.try_get::<i64, _>("is_site_admin")? != 0,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 /// The fields of a new user.
@@ -50,7 +69,7 @@ pub async fn create<'c>(
         first_name: new.first_name.to_string(),
         last_name: new.last_name.to_string(),
         password_hash: new.password_hash.to_string(),
-        is_site_admin: i64::from(new.is_site_admin),
+        is_site_admin: new.is_site_admin,
         created_at: now_micros(),
         updated_at: None,
     };
@@ -65,7 +84,7 @@ pub async fn create<'c>(
     .bind(&user.first_name)
     .bind(&user.last_name)
     .bind(&user.password_hash)
-    .bind(user.is_site_admin)
+    .bind(i64::from(user.is_site_admin))
     .bind(user.created_at)
     .execute(ex)
     .await

@@ -1,7 +1,7 @@
 //! Bento and model versions: manifest, labels, upload life cycle and the archive they point to.
 
 use sqlx::{Any, Executor};
-use yatai_domain::registry::{Kind, UploadStatus};
+use yatai_domain::registry::{ImageBuildStatus, Kind, UploadStatus};
 use yatai_domain::{time::now_micros, Error};
 
 use yatai_domain::paging::Page;
@@ -15,7 +15,8 @@ use super::{db_error, db_error_named};
 pub struct Version {
     pub uid: String,
     pub repository_uid: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: Kind,
     pub version: String,
     pub description: String,
     /// The manifest as the client sent it (JSON text).
@@ -26,7 +27,8 @@ pub struct Version {
     pub upload_finished_reason: String,
     pub upload_started_at: Option<i64>,
     pub upload_finished_at: Option<i64>,
-    pub image_build_status: String,
+    #[sqlx(try_from = "String")]
+    pub image_build_status: ImageBuildStatus,
     /// The archive served, when the version has one.
     pub object_key: Option<String>,
     pub archive_size: Option<i64>,
@@ -81,7 +83,7 @@ pub async fn create<'c>(
     let v = Version {
         uid: crate::new_uid(),
         repository_uid: new.repository_uid.to_string(),
-        kind: new.kind.as_str().to_string(),
+        kind: new.kind,
         version: new.version.to_string(),
         description: new.description.to_string(),
         manifest: new.manifest.to_string(),
@@ -90,7 +92,7 @@ pub async fn create<'c>(
         upload_finished_reason: String::new(),
         upload_started_at: None,
         upload_finished_at: None,
-        image_build_status: "pending".into(),
+        image_build_status: ImageBuildStatus::Pending,
         object_key: None,
         archive_size: None,
         archive_sha256: None,
@@ -108,7 +110,7 @@ pub async fn create<'c>(
     )
     .bind(&v.uid)
     .bind(&v.repository_uid)
-    .bind(&v.kind)
+    .bind(v.kind.as_str())
     .bind(&v.version)
     .bind(&v.description)
     .bind(&v.manifest)

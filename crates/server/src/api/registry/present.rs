@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use yatai_domain::registry::{announced_strategy, ClientGeneration, Kind};
+use yatai_domain::registry::{announced_strategy, ClientGeneration};
 use yatai_domain::time::to_rfc3339;
 use yatai_domain::Error;
 use yatai_store::db::repositories::Repository;
@@ -89,11 +89,7 @@ impl<'a> Presenter<'a> {
         label_list: Vec<(String, String)>,
         is_get: bool,
     ) -> Result<VersionSchema, Error> {
-        let kind = if v.kind == Kind::Model.as_str() {
-            Kind::Model
-        } else {
-            Kind::Bento
-        };
+        let kind = v.kind;
         let manifest: serde_json::Value =
             serde_json::from_str(&v.manifest).unwrap_or(serde_json::Value::Null);
         // The transfer path follows the size of the push in progress (its proposed manifest), if any.
@@ -119,7 +115,7 @@ impl<'a> Presenter<'a> {
             resource,
             version: v.version.clone(),
             description: v.description.clone(),
-            image_build_status: v.image_build_status.clone(),
+            image_build_status: v.image_build_status.to_string(),
             upload_status: v.upload_status.as_str().to_string(),
             upload_finished_reason: v.upload_finished_reason.clone(),
             upload_started_at: v.upload_started_at.map(to_rfc3339),
@@ -146,11 +142,7 @@ impl<'a> Presenter<'a> {
 
     /// A repository without its latest version (to embed in versions).
     async fn repository_shell(&mut self, r: &Repository) -> Result<RepositorySchema, Error> {
-        let kind = if r.kind == Kind::Model.as_str() {
-            Kind::Model
-        } else {
-            Kind::Bento
-        };
+        let kind = r.kind;
         Ok(RepositorySchema {
             resource: ResourceSchema::new(
                 kind.repository_type(),
@@ -176,11 +168,7 @@ impl<'a> Presenter<'a> {
         let latest_schemas = self.versions(&latest, true, false).await?;
         let mut out = Vec::with_capacity(list.len());
         for r in list {
-            let kind = if r.kind == Kind::Model.as_str() {
-                Kind::Model
-            } else {
-                Kind::Bento
-            };
+            let kind = r.kind;
             let mut schema = self.repository_shell(r).await?;
             let latest = latest
                 .iter()
