@@ -6,8 +6,11 @@
 pub mod caller;
 pub mod events;
 pub mod members;
+pub mod organizations;
 pub mod registry;
 pub mod secrets;
+pub mod sessions;
+pub mod setup;
 pub mod throttle;
 pub mod tokens;
 pub mod users;

@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use yatai_domain::time::{parse_rfc3339, to_rfc3339};
-use yatai_domain::{Action, Error};
-use yatai_store::db::events::{self, EventFilter};
+use yatai_domain::paging::Page;
+use yatai_domain::time::to_rfc3339;
+use yatai_domain::Error;
 
 use super::schemas::{EventSchema, ListSchema};
 use crate::auth::Caller;
@@ -19,6 +19,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(operation_names))
 }
 
+use yatai_service::events;
 pub use yatai_service::events::record;
 
 /// Filters of the event list.
@@ -38,39 +39,21 @@ pub struct EventQuery {
     pub until: Option<String>,
 }
 
-fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, Error> {
-    v.filter(|s| !s.is_empty())
-        .map(|s| {
-            parse_rfc3339(s)
-                .ok_or_else(|| Error::invalid(format!("{name} {s:?} is not an RFC 3339 time")))
-        })
-        .transpose()
-}
-
-/// Lists the events of the caller's organization, newest first.
+/// Lists the events of the caller's organization, newest first, as the API shows them.
 pub async fn list(
     state: &AppState,
     caller: &Caller,
     q: &EventQuery,
 ) -> Result<ListSchema<EventSchema>, Error> {
-    caller.authorize(Action::ReadOrganization)?;
-    let yatai_domain::paging::Page { start, count } =
-        yatai_domain::paging::Page::new(q.start, q.count, 50)?;
-    let filter = EventFilter {
-        resource_type: q.resource_type.clone().unwrap_or_default(),
-        operation_name: q.operation_name.clone().unwrap_or_default(),
-        user_name: q.user.clone().unwrap_or_default(),
-        since: time_param("since", q.since.as_deref())?,
-        until: time_param("until", q.until.as_deref())?,
+    let page = Page::new(q.start, q.count, 50)?;
+    let query = events::EventQuery {
+        resource_type: q.resource_type.clone(),
+        operation_name: q.operation_name.clone(),
+        user: q.user.clone(),
+        since: q.since.clone(),
+        until: q.until.clone(),
     };
-    let (rows, total) = events::list(
-        state.db.pool(),
-        &caller.organization.uid,
-        &filter,
-        start,
-        count,
-    )
-    .await?;
+    let (rows, total) = events::list(state, caller, &query, page).await?;
     let items = rows
         .into_iter()
         .map(|e| EventSchema {
@@ -83,13 +66,8 @@ pub async fn list(
             creator_name: e.user_name,
             api_token_name: e.api_token_name,
         })
-        .collect::<Vec<_>>();
-    Ok(ListSchema {
-        start,
-        count: items.len() as i64,
-        total,
-        items,
-    })
+        .collect();
+    Ok(ListSchema::page(page, total, items))
 }
 
 /// Lists the events of the current organization, newest first, with filters.
@@ -108,8 +86,5 @@ async fn operation_names(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<String>>> {
-    caller.authorize(Action::ReadOrganization)?;
-    Ok(Json(
-        events::operation_names(state.db.pool(), &caller.organization.uid).await?,
-    ))
+    Ok(Json(events::operation_names(&state, &caller).await?))
 }

@@ -5,8 +5,8 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use yatai_domain::{access::authorize, names, Action, Error, Role};
-use yatai_store::db::{members, organizations};
+use yatai_domain::Action;
+use yatai_service::organizations;
 
 use super::schemas::{ListSchema, OrganizationSchema};
 use crate::auth::{Caller, Identity};
@@ -34,69 +34,26 @@ pub struct UpdateOrganizationSchema {
     pub description: Option<String>,
 }
 
-/// Resolves an organization the identity is a member of, with their role; 404 otherwise.
-async fn membership(
-    state: &AppState,
-    identity: &Identity,
-    name: &str,
-) -> Result<(organizations::Organization, Role), Error> {
-    let pool = state.db.pool();
-    let org = organizations::find_by_name(pool, name)
-        .await?
-        .ok_or_else(|| Error::not_found("organization", name))?;
-    if let Some(token) = &identity.token {
-        if token.organization_uid != org.uid {
-            return Err(Error::not_found("organization", name));
-        }
-    }
-    let member = members::find(pool, &org.uid, &identity.user.uid)
-        .await?
-        .ok_or_else(|| Error::not_found("organization", name))?;
-    Ok((org, member.role()))
-}
-
 /// The organizations the caller belongs to (a token sees only its own).
 #[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, body = ListSchema<OrganizationSchema>)))]
 async fn list_orgs(
     State(state): State<AppState>,
     identity: Identity,
 ) -> ApiResult<Json<ListSchema<OrganizationSchema>>> {
-    let mut orgs = organizations::list_for_user(state.db.pool(), &identity.user.uid).await?;
-    if let Some(token) = &identity.token {
-        authorize(
-            Role::Guest,
-            identity.scopes().as_deref(),
-            Action::ReadOrganization,
-        )?;
-        orgs.retain(|o| o.uid == token.organization_uid);
-    }
+    let orgs = organizations::list(&state, &identity).await?;
     Ok(Json(ListSchema::all(
         orgs.iter().map(OrganizationSchema::from).collect(),
     )))
 }
 
-/// Creates an organization (site admins); the creator becomes its admin.
+/// Creates an organization (site admins, from a session); the creator becomes its admin.
 #[utoipa::path(post, path = "/api/v1/orgs", tag = "organizations", request_body = CreateOrganizationSchema, responses((status = 200, body = OrganizationSchema), (status = 409, description = "name taken")))]
 async fn create_org(
     State(state): State<AppState>,
     identity: Identity,
     ApiJson(body): ApiJson<CreateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
-    identity.require_site_admin()?;
-    if identity.token.is_some() {
-        // A token acts in its own organization only: it could not use the one it created.
-        return Err(Error::Forbidden(
-            "create organizations from a logged-in session (the dashboard): an API token acts only in its own organization and could not use the new one".into(),
-        )
-        .into());
-    }
-    names::validate_name("organization name", &body.name)?;
-    names::validate_description("organization", &body.description)?;
-    let mut tx = state.db.begin().await?;
-    let org =
-        organizations::create(&mut *tx, &body.name, &body.description, &identity.user.uid).await?;
-    members::upsert(&mut *tx, &org.uid, &identity.user.uid, Role::Admin).await?;
-    tx.commit().await.map_err(yatai_store::db::db_error)?;
+    let org = organizations::create(&state, &identity, &body.name, &body.description).await?;
     Ok(Json((&org).into()))
 }
 
@@ -107,9 +64,9 @@ async fn get_org(
     identity: Identity,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<OrganizationSchema>> {
-    let (org, role) = membership(&state, &identity, &name).await?;
-    authorize(role, identity.scopes().as_deref(), Action::ReadOrganization)?;
-    Ok(Json((&org).into()))
+    Ok(Json(
+        (&organizations::get(&state, &identity, &name).await?).into(),
+    ))
 }
 
 /// Changes an organization's description (its admins).
@@ -120,27 +77,8 @@ async fn update_org(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
-    let (org, role) = membership(&state, &identity, &name).await?;
-    authorize(
-        role,
-        identity.scopes().as_deref(),
-        Action::WriteOrganization,
-    )?;
-    Ok(Json(update(&state, org, body).await?))
-}
-
-async fn update(
-    state: &AppState,
-    mut org: organizations::Organization,
-    body: UpdateOrganizationSchema,
-) -> Result<OrganizationSchema, Error> {
-    if let Some(d) = body.description {
-        names::validate_description("organization", &d)?;
-        organizations::set_description(state.db.pool(), &org.uid, &d).await?;
-        org.description = d;
-        org.updated_at = Some(yatai_domain::time::now_micros());
-    }
-    Ok((&org).into())
+    let org = organizations::update(&state, &identity, &name, body.description.as_deref()).await?;
+    Ok(Json((&org).into()))
 }
 
 /// The organization the request acts in (the token's, or the session's chosen one).
@@ -157,6 +95,6 @@ async fn update_current_org(
     caller: Caller,
     ApiJson(body): ApiJson<UpdateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
-    caller.authorize(Action::WriteOrganization)?;
-    Ok(Json(update(&state, caller.organization, body).await?))
+    let org = organizations::update_current(&state, &caller, body.description.as_deref()).await?;
+    Ok(Json((&org).into()))
 }

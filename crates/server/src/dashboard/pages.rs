@@ -193,23 +193,24 @@ pub async fn setup_submit(
     if let Err(r) = check_csrf(&jar, &f.csrf) {
         return r;
     }
-    let body = setup::SetupSchema {
-        token: f.token.clone(),
+    let account = yatai_service::users::NewAccount {
         name: f.name.clone(),
         email: f.email.clone(),
         password: f.password.clone(),
         first_name: f.first_name.clone(),
         last_name: f.last_name.clone(),
     };
-    match setup::complete(&state, &body).await {
-        Ok(_) => match auth::open_session(&state, &f.name, &f.password, address).await {
-            Ok((_, secret)) => (
-                jar.add(auth::session_cookie(&state, secret)),
-                Redirect::to("/"),
-            )
-                .into_response(),
-            Err(e) => error_page(e, &Uri::from_static("/")),
-        },
+    match yatai_service::setup::complete(&state, &f.token, &account).await {
+        Ok(_) => {
+            match yatai_service::sessions::login(&state, &f.name, &f.password, address).await {
+                Ok((_, secret)) => (
+                    jar.add(auth::session_cookie(&state, secret)),
+                    Redirect::to("/"),
+                )
+                    .into_response(),
+                Err(e) => error_page(e, &Uri::from_static("/")),
+            }
+        }
         Err(e @ (Error::InvalidArgument(_) | Error::Conflict(_))) if !matches!(e, Error::Conflict(ref m) if m.contains("setup")) =>
         {
             let values = [
@@ -316,7 +317,7 @@ pub async fn login_submit(
     if let Err(r) = check_csrf(&jar, &f.csrf) {
         return r;
     }
-    match auth::open_session(&state, &f.name_or_email, &f.password, address).await {
+    match yatai_service::sessions::login(&state, &f.name_or_email, &f.password, address).await {
         Ok((_, secret)) => (
             jar.add(auth::session_cookie(&state, secret)),
             Redirect::to(&safe_next(&f.next)),

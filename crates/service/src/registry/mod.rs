@@ -2,12 +2,15 @@
 //! models follow one life cycle, so each use case is written once and takes the [`Kind`].
 
 pub mod janitor;
+pub mod query;
+pub mod repositories;
 pub mod uploads;
+pub mod versions;
 
 use yatai_domain::registry::Kind;
 use yatai_domain::{Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository};
-use yatai_store::db::versions::{self, Version};
+use yatai_store::db::versions::{self as version_rows, Version};
 
 use crate::{Caller, Services};
 
@@ -38,7 +41,7 @@ pub async fn load_version(
     version: &str,
 ) -> Result<(Repository, Version), Error> {
     let repo = load_repository(svc, caller, kind, name).await?;
-    let v = versions::find(svc.db.pool(), &repo.uid, version)
+    let v = version_rows::find(svc.db.pool(), &repo.uid, version)
         .await?
         .ok_or_else(|| Error::not_found(kind.as_str(), tag(name, version)))?;
     Ok((repo, v))

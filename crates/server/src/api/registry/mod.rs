@@ -12,15 +12,16 @@ use axum::http::{HeaderMap, Method};
 use axum::routing::MethodRouter;
 use axum::Router;
 use serde::Deserialize;
-use yatai_domain::registry::{ClientGeneration, Kind, UploadStatus};
+use yatai_domain::registry::{ClientGeneration, Kind};
 use yatai_domain::Error;
-use yatai_store::db::repositories::{Repository, RepositoryOrder};
-use yatai_store::db::versions::{Version, VersionFilter, VersionOrder};
+use yatai_store::db::repositories::Repository;
+use yatai_store::db::versions::Version;
 
 use crate::auth::Caller;
 use crate::AppState;
 
 pub use present::Presenter;
+pub use yatai_service::registry::query::ListSpec;
 
 /// A kind of registry item, with its URL names.
 pub trait RegistryKind: Send + Sync + 'static {
@@ -283,155 +284,26 @@ pub async fn load_version<K: RegistryKind>(
 /// Query of list endpoints: paging, a search text, and Yatai's `q` mini-language
 /// (`label:KEY=VALUE`, `sort:FIELD-asc|desc`, `status:success`, other words search).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Index of the first item (default 0).
     pub start: Option<i64>,
+    /// How many items (default 20, at most 1000).
     pub count: Option<i64>,
+    /// Words to find in names and versions.
     pub search: Option<String>,
+    /// `label:KEY=VALUE`, `sort:FIELD-asc|desc`, `status:STATUS` and words, separated by spaces.
     pub q: Option<String>,
 }
 
-/// The parsed form of a [`ListQuery`].
-#[derive(Debug, Default, PartialEq)]
-pub struct ListSpec {
-    pub start: i64,
-    pub count: i64,
-    pub search: String,
-    pub labels: Vec<(String, String)>,
-    pub sort: Option<(String, bool)>,
-    pub status: Option<UploadStatus>,
-}
-
-pub use yatai_domain::paging::MAX_PAGE;
-
 impl ListQuery {
-    /// Parses and checks the query.
+    /// Parses and checks the query (the service's rule).
     pub fn parse(&self) -> Result<ListSpec, Error> {
-        let yatai_domain::paging::Page { start, count } =
-            yatai_domain::paging::Page::new(self.start, self.count, 20)?;
-        let mut spec = ListSpec {
-            start,
-            count,
-            ..Default::default()
-        };
-        let mut words: Vec<String> = self
-            .search
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().to_string())
-            .collect();
-        for token in self.q.as_deref().unwrap_or("").split_whitespace() {
-            if let Some(label) = token.strip_prefix("label:") {
-                let (k, v) = label.split_once('=').ok_or_else(|| {
-                    Error::invalid(format!(
-                        "label filter {token:?} must look like label:KEY=VALUE"
-                    ))
-                })?;
-                spec.labels.push((k.to_string(), v.to_string()));
-            } else if let Some(sort) = token.strip_prefix("sort:") {
-                let (field, desc) = match sort.rsplit_once('-') {
-                    Some((f, "desc")) => (f, true),
-                    Some((f, "asc")) => (f, false),
-                    _ => (sort, false),
-                };
-                spec.sort = Some((field.to_string(), desc));
-            } else if let Some(status) = token.strip_prefix("status:") {
-                spec.status = Some(UploadStatus::parse(status)?);
-            } else {
-                words.push(token.to_string());
-            }
-        }
-        spec.search = words.join(" ");
-        Ok(spec)
-    }
-}
-
-impl ListSpec {
-    /// The page asked for.
-    pub fn page(&self) -> yatai_domain::paging::Page {
-        yatai_domain::paging::Page {
-            start: self.start,
-            count: self.count,
-        }
-    }
-
-    /// The store filter of a version list, within one repository when `repository_uid` is given.
-    pub fn version_filter(&self, repository_uid: Option<String>) -> Result<VersionFilter, Error> {
-        Ok(VersionFilter {
-            repository_uid,
-            search: self.search.clone(),
-            labels: self.labels.clone(),
-            upload_status: self.status,
-            order: self.version_order()?,
-        })
-    }
-
-    /// The version order asked for (default newest first).
-    pub fn version_order(&self) -> Result<VersionOrder, Error> {
-        match self.sort.as_ref().map(|(f, d)| (f.as_str(), *d)) {
-            None | Some(("created_at" | "build_at" | "updated_at", true)) => {
-                Ok(VersionOrder::NewestFirst)
-            }
-            Some(("created_at" | "build_at" | "updated_at", false)) => {
-                Ok(VersionOrder::OldestFirst)
-            }
-            Some(("name", _)) => Ok(VersionOrder::Name),
-            Some((other, _)) => Err(Error::invalid(format!(
-                "cannot sort by {other:?}; use created_at, build_at or name"
-            ))),
-        }
-    }
-
-    /// The repository order asked for (default newest first).
-    pub fn repository_order(&self) -> Result<RepositoryOrder, Error> {
-        match self.sort.as_ref().map(|(f, d)| (f.as_str(), *d)) {
-            None | Some(("created_at" | "updated_at", true)) => Ok(RepositoryOrder::NewestFirst),
-            Some(("created_at" | "updated_at", false)) => Ok(RepositoryOrder::OldestFirst),
-            Some(("name", _)) => Ok(RepositoryOrder::Name),
-            Some((other, _)) => Err(Error::invalid(format!(
-                "cannot sort by {other:?}; use created_at or name"
-            ))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_queries_parse_yatai_q() {
-        let q = ListQuery {
-            start: Some(5),
-            count: Some(10),
-            search: Some("iris".into()),
-            q: Some("label:team=ml sort:name-asc status:success v2".into()),
-        };
-        let spec = q.parse().unwrap();
-        assert_eq!(spec.start, 5);
-        assert_eq!(spec.search, "iris v2");
-        assert_eq!(spec.labels, vec![("team".to_string(), "ml".to_string())]);
-        assert_eq!(spec.sort, Some(("name".to_string(), false)));
-        assert_eq!(spec.status, Some(UploadStatus::Success));
-        assert_eq!(spec.version_order().unwrap(), VersionOrder::Name);
-        assert!(ListQuery {
-            count: Some(5000),
-            ..Default::default()
-        }
-        .parse()
-        .is_err());
-        assert!(ListQuery {
-            q: Some("label:novalue".into()),
-            ..Default::default()
-        }
-        .parse()
-        .is_err());
-        assert!(ListQuery {
-            q: Some("sort:size".into()),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap()
-        .version_order()
-        .is_err());
+        ListSpec::parse(
+            self.start,
+            self.count,
+            self.search.as_deref(),
+            self.q.as_deref(),
+        )
     }
 }

@@ -8,15 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use yatai_domain::registry::{offers_presigned_urls, ClientGeneration, Kind, UploadStatus};
+use yatai_domain::registry::{offers_presigned_urls, ClientGeneration, UploadStatus};
 use yatai_domain::Error;
-use yatai_service::registry::uploads;
+use yatai_service::registry::{uploads, versions};
 use yatai_store::archive::GZIP_MAGIC;
 use yatai_store::db::versions::Version;
 use yatai_store::objects::PresignOp;
 
-use super::{client_generation, load_version, Presenter, RegistryKind};
-use crate::api::events;
+use super::{client_generation, Presenter, RegistryKind};
 use crate::api::schemas::VersionSchema;
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiResult};
@@ -204,41 +203,18 @@ pub async fn finish_upload<K: RegistryKind>(
     respond(&state, &headers, &v, |_| {}).await
 }
 
-/// The key of the archive to serve, or a clear refusal when the version cannot be pulled.
-/// A version that has a whole archive serves it, whatever a re-push in progress is doing.
-fn downloadable(kind: Kind, tag: &str, v: &Version) -> Result<String, Error> {
-    match (v.status(), &v.object_key) {
-        (_, Some(key)) => Ok(key.clone()),
-        (status, None) => {
-            let why = match status {
-                UploadStatus::Failed if !v.upload_finished_reason.is_empty() => {
-                    format!("its upload failed: {}", v.upload_finished_reason)
-                }
-                UploadStatus::Failed => "its upload failed".to_string(),
-                UploadStatus::Uploading => "it is still being uploaded".to_string(),
-                _ => "it has not been uploaded yet".to_string(),
-            };
-            Err(Error::Conflict(format!(
-                "{} \"{tag}\" cannot be pulled: {why}",
-                kind.title()
-            )))
-        }
-    }
-}
-
 pub async fn presign_download_url<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiPath((name, version)): VersionPath,
 ) -> ApiResult<Json<VersionSchema>> {
-    let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
-    let tag = format!("{name}:{version}");
-    let key = downloadable(K::KIND, &tag, &v)?;
-    if !offers_presigned_urls(
+    let presigned = offers_presigned_urls(
         state.settings.transmission_strategy,
         client_generation(&headers),
-    ) {
+    );
+    let (v, key) = versions::pull(&state, &caller, K::KIND, &name, &version, presigned).await?;
+    if !presigned {
         return respond(&state, &headers, &v, |_| {}).await;
     }
     let url = state
@@ -249,7 +225,6 @@ pub async fn presign_download_url<K: RegistryKind>(
             state.settings.uploads.download_url_ttl,
         )
         .await?;
-    events::record(&state, &caller, K::KIND.as_str(), &tag, "pull").await;
     respond(&state, &headers, &v, |s| s.presigned_download_url = url).await
 }
 
@@ -259,18 +234,13 @@ pub async fn download<K: RegistryKind>(
     headers: HeaderMap,
     ApiPath((name, version)): VersionPath,
 ) -> ApiResult<Response> {
-    let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
-    let tag = format!("{name}:{version}");
-    let key = downloadable(K::KIND, &tag, &v)?;
     let whole = !headers.contains_key(header::RANGE);
+    let (_, key) = versions::pull(&state, &caller, K::KIND, &name, &version, whole).await?;
     let response = if client_generation(&headers) == ClientGeneration::Legacy {
         legacy_gzip_stream(&state, &key).await?
     } else {
         crate::api::stream::stream_object(&state, &key, &headers).await?
     };
-    if whole {
-        events::record(&state, &caller, K::KIND.as_str(), &tag, "pull").await;
-    }
     Ok(response)
 }
 
