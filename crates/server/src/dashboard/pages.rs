@@ -488,7 +488,7 @@ pub async fn overview(
             event_page(
                 &state,
                 &caller,
-                &events::EventQuery {
+                &yatai_api_types::EventQuery {
                     start: None,
                     count: Some(8),
                     resource_type: None,
@@ -682,7 +682,7 @@ async fn repositories_page(
     );
     let result = async {
         caller.authorize(Action::ReadRegistry)?;
-        let spec = form.to_query()?.parse()?;
+        let spec = crate::api::registry::parse_list(&form.to_query()?)?;
         let pool = state.db.pool();
         if spec.labels.is_empty() {
             let (rows, total) = repos::list(
@@ -779,7 +779,7 @@ async fn versions_page(
         let repo = repos::find(pool, &caller.organization.uid, kind, &name)
             .await?
             .ok_or_else(|| Error::not_found(&format!("{} repository", kind.as_str()), &name))?;
-        let spec = form.to_query()?.parse()?;
+        let spec = crate::api::registry::parse_list(&form.to_query()?)?;
         let filter = spec.version_filter(Some(repo.uid.clone()))?;
         let (rows, total) =
             versions::list(pool, &caller.organization.uid, kind, &filter, spec.page()).await?;
@@ -1545,7 +1545,7 @@ pub struct EventRow {
 async fn event_page(
     state: &AppState,
     caller: &Caller,
-    q: &events::EventQuery,
+    q: &yatai_api_types::EventQuery,
 ) -> Result<(Vec<EventRow>, i64), Error> {
     let list = events::list(state, caller, q).await?;
     let rows = list
@@ -1611,7 +1611,7 @@ pub async fn events(
     };
     let (jar, csrf) = csrf_token(jar, state.settings.secure_cookies);
     let start = f.start.max(0);
-    let q = events::EventQuery {
+    let q = yatai_api_types::EventQuery {
         start: Some(start),
         count: Some(PAGE),
         resource_type: Some(f.resource_type.clone()),

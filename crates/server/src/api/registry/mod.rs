@@ -11,7 +11,7 @@ mod versions;
 use axum::http::{HeaderMap, Method};
 use axum::routing::MethodRouter;
 use axum::Router;
-use serde::Deserialize;
+pub use yatai_api_types::ListQuery;
 use yatai_domain::registry::{ClientGeneration, Kind};
 use yatai_domain::Error;
 use yatai_store::db::repositories::Repository;
@@ -281,29 +281,7 @@ pub async fn load_version<K: RegistryKind>(
     yatai_service::registry::load_version(state, caller, K::KIND, name, version).await
 }
 
-/// Query of list endpoints: paging, a search text, and Yatai's `q` mini-language
-/// (`label:KEY=VALUE`, `sort:FIELD-asc|desc`, `status:success`, other words search).
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Index of the first item (default 0).
-    pub start: Option<i64>,
-    /// How many items (default 20, at most 1000).
-    pub count: Option<i64>,
-    /// Words to find in names and versions.
-    pub search: Option<String>,
-    /// `label:KEY=VALUE`, `sort:FIELD-asc|desc`, `status:STATUS` and words, separated by spaces.
-    pub q: Option<String>,
-}
-
-impl ListQuery {
-    /// Parses and checks the query (the service's rule).
-    pub fn parse(&self) -> Result<ListSpec, Error> {
-        ListSpec::parse(
-            self.start,
-            self.count,
-            self.search.as_deref(),
-            self.q.as_deref(),
-        )
-    }
+/// Parses and checks a list query (the service's rule).
+pub fn parse_list(q: &ListQuery) -> Result<ListSpec, Error> {
+    ListSpec::parse(q.start, q.count, q.search.as_deref(), q.q.as_deref())
 }
