@@ -22,6 +22,10 @@
 //! Every record keeps its Yatai 1.x `uid`, and rows are inserted with `ON CONFLICT DO NOTHING`,
 //! so a second run changes nothing and an interrupted run resumes: a version row is written only
 //! after its archive was copied. Deleted records (`deleted_at` set) are not imported.
+//!
+//! Each table is one [`Step`]: a SELECT whose columns carry our column names, typed by the
+//! target's own catalog and written by the same binder as `yatai restore` (`schema`); a row is
+//! "already here" when its primary key is.
 
 use std::time::{Duration, Instant};
 
