@@ -23,7 +23,7 @@
 //! so a second run changes nothing and an interrupted run resumes: a version row is written only
 //! after its archive was copied. Deleted records (`deleted_at` set) are not imported.
 //!
-//! Each table is one [`Step`]: a SELECT whose columns carry our column names, typed by the
+//! Each table is one `Step`: a SELECT whose columns carry our column names, typed by the
 //! target's own catalog and written by the same binder as `yatai restore` (`schema`); a row is
 //! "already here" when its primary key is.
 
