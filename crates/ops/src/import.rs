@@ -39,7 +39,7 @@ use yatai_store::db::api_tokens::join_scopes;
 use yatai_store::{Db, ObjectStorage};
 
 use crate::schema::{self, quote, Column, ColumnType, Table, Value};
-use crate::util::{human_bytes, sha256_hex, Progress};
+use crate::util::{human_bytes, Progress};
 
 /// The setting that marks an installation as the target of an import (its value names the
 /// source), so that a later run may resume into it.
@@ -510,7 +510,7 @@ impl Run<'_> {
                 Treat::Nothing | Treat::Label => {}
                 Treat::ApiToken => {
                     let scopes = legacy_scopes(record.text("scopes")?);
-                    let hash = sha256_hex(record.text("_token")?);
+                    let hash = yatai_store::db::secret_hash(record.text("_token")?);
                     record.set("scopes", Value::Text(Some(scopes)));
                     record.set("token_hash", Value::Text(Some(hash)));
                 }
@@ -622,14 +622,10 @@ fn text(s: &str) -> Value {
 }
 
 /// Where the archive of version `uid` is kept here.
-// The server names the archive of each upload `<kind>s/<org uid>/<repo>/<version>/<unique>`
-// (`new_object_key` in its registry transfer module); the import uses the version's uid as the
-// unique part, so that a rerun writes the same key.
+// The import uses the version's uid as the unique part of the key, so that a rerun writes the
+// same key.
 fn object_key(kind: Kind, organization_uid: &str, repo: &str, version: &str, uid: &str) -> String {
-    format!(
-        "{}/{organization_uid}/{repo}/{version}/{uid}",
-        kind.object_prefix()
-    )
+    yatai_store::objects::ArchiveKey::new(kind, organization_uid, repo, version, uid).into_string()
 }
 
 /// Whether a row with `record`'s primary key is here.

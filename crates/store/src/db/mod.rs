@@ -161,6 +161,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The stored form of a high-entropy secret (API token, session, CLI login code): its SHA-256 in
+/// hex. The server and the import of Yatai 1.x tokens both store secrets this way.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
 /// Maps a database error to the domain error: unique violations are conflicts, the rest internal.
 pub fn db_error(e: sqlx::Error) -> Error {
     match &e {

@@ -6,8 +6,11 @@
 //! "presign" (S3 with SigV4, the local one with the server's own signed URLs), and both can list
 //! what a crash left behind (see [`sweep`]).
 
+mod keys;
 mod presign;
 mod sweep;
+
+pub use keys::ArchiveKey;
 
 pub use presign::{LocalPresigned, PresignOp, LOCAL_PATH as LOCAL_PRESIGN_PATH};
 pub use sweep::IncompleteUpload;
