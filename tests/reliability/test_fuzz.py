@@ -1,0 +1,84 @@
+"""Fuzzing the API from its own OpenAPI document with schemathesis, authenticated with a real
+API token of the site admin, a bounded number of cases per operation and a fixed seed.
+
+Pass: zero 5xx answers, zero answers that break the response schemas the document declares,
+and every operation of the document exercised (schemathesis reports an operation it cannot
+generate requests for, e.g. a path parameter the document does not declare, as an error).
+
+The command is ``fuzz_command()`` below; to replay a run by hand against a running server::
+
+    source scripts/lib/services.sh && ensure_schemathesis
+    $YATAI_TEST_SCHEMATHESIS run http://127.0.0.1:PORT/api/v1/openapi.json \\
+        --checks not_a_server_error,response_schema_conformance --phases examples,coverage,fuzzing \\
+        --max-examples 25 --seed 90210 --workers 1 -H "X-YATAI-API-TOKEN: TOKEN"
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import requests
+
+SEED = 90210
+MAX_EXAMPLES = int(os.environ.get("YATAI_FUZZ_EXAMPLES", "25"))
+CHECKS = "not_a_server_error,response_schema_conformance"
+PHASES = "examples,coverage,fuzzing"
+
+
+def schemathesis() -> str:
+    st = os.environ.get("YATAI_TEST_SCHEMATHESIS", "")
+    if not (st and Path(st).is_file()):
+        pytest.fail(
+            f"schemathesis not found (YATAI_TEST_SCHEMATHESIS={st!r}). Install it, pinned and cached, with\n"
+            "  source scripts/lib/services.sh && ensure_schemathesis\n"
+            "(scripts/test --reliability-only does it).",
+            pytrace=False,
+        )
+    return st
+
+
+def fuzz_command(st: str, endpoint: str, token: str, junit: Path) -> list[str]:
+    return [
+        st, "run", f"{endpoint}/api/v1/openapi.json",
+        "--checks", CHECKS, "--phases", PHASES,
+        "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+        "--workers", "1", "--request-timeout", "60", "--no-shrink",
+        "-H", f"X-YATAI-API-TOKEN: {token}", "-H", "X-Bentoml-Version: 1.4.40",
+        "--report", "junit", "--report-junit-path", str(junit),
+        "--suppress-health-check", "all", "--output-truncate", "true",
+    ]  # fmt: skip
+
+
+def test_fuzz_openapi(shared, backend, tmp_path):
+    st = schemathesis()
+    server = shared(backend)
+    doc = requests.get(f"{server.endpoint}/api/v1/openapi.json", timeout=60).json()
+    operations = {(m.upper(), p) for p, item in doc.get("paths", {}).items() for m in item if m in ("get", "post", "put", "patch", "delete")}
+    tags = {t for item in doc["paths"].values() for op in item.values() if isinstance(op, dict) for t in op.get("tags", [])}
+    assert {"bentos", "models"} <= tags, f"the OpenAPI document lacks the registry routes (tags {sorted(tags)})"
+
+    junit = tmp_path / "junit.xml"
+    argv = fuzz_command(st, server.endpoint, server.token, junit)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=1800, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    )
+    shown = " ".join(a if server.token not in a else "-H 'X-YATAI-API-TOKEN: <admin token>'" for a in argv)
+    out = proc.stdout[-12000:] + proc.stderr[-3000:]
+    assert junit.is_file(), f"schemathesis wrote no report (exit {proc.returncode})\n$ {shown}\n{out}"
+    cases = ET.parse(junit).getroot().iter("testcase")
+    failed, ran = [], set()
+    for case in cases:
+        ran.add(case.get("name", ""))
+        for bad in list(case.findall("failure")) + list(case.findall("error")):
+            failed.append(f"{case.get('name')}: {(bad.get('message') or bad.text or '').strip()[:600]}")
+    not_run = sorted(f"{m} {p}" for m, p in operations if f"{m} {p}" not in ran)
+    assert proc.returncode == 0 and not failed and not not_run, (
+        f"schemathesis on {backend} (seed {SEED}, {MAX_EXAMPLES} cases per operation, {len(operations)} operations): "
+        f"exit {proc.returncode}, {len(failed)} operations with failures or errors, {len(not_run)} not exercised {not_run[:10]}\n"
+        + "\n".join(failed[:40])
+        + f"\n$ {shown}\n--- schemathesis output (tail) ---\n{out}"
+    )
