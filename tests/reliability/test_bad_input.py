@@ -22,9 +22,16 @@ import pytest
 import requests
 
 import harness
+import registry
 import servers
 
 MAX_ERROR_BODY = 4096
+#: What a refused request must leave as it was on the published version (the time an upload
+#: last started may move: a refused re-push still started).
+WATCHED = (
+    "upload_status", "upload_finished_reason", "upload_finished_at", "archive_sha256", "archive_size",
+    "description", "manifest", "labels", "version", "name",
+)  # fmt: skip
 MAX_GROWTH_MIB = 128
 
 
@@ -40,11 +47,21 @@ class Context:
         self.version_path = harness.version_path("bento", self.good)
 
     def restore(self) -> None:
-        """Re-publish the good archive when an earlier case broke the version (so that every case
-        starts from a published version, and says so when it cannot)."""
+        """Put the published version back as it was when an earlier case changed it (so that
+        every case starts from the same published version, and says so when it cannot)."""
         version = harness.get_version(self.server, "bento", self.good)
         if version.get("upload_status") != "success" or version.get("archive_sha256") != harness.sha256(self.archive):
             harness.push(self.server, "bento", self.good, self.archive, marker=self.good)
+        if version.get("description") or version.get("manifest") != harness.manifest(self.good) or version.get("labels"):
+            r = requests.patch(
+                self.url(self.version_path),
+                json={"description": "", "manifest": harness.manifest(self.good), "labels": []},
+                headers=self.headers(),
+                timeout=60,
+            )
+            assert r.status_code == 200, f"restoring {self.good}: {r.status_code} {r.text[:300]}"
+        r = requests.patch(self.url(f"/api/v1/bento_repositories/{self.repo}"), json={"description": ""}, headers=self.headers(), timeout=60)
+        assert r.status_code == 200, f"restoring repository {self.repo}: {r.status_code} {r.text[:300]}"
 
     def url(self, path: str) -> str:
         return f"{self.server.endpoint}{path}"
@@ -53,13 +70,15 @@ class Context:
         return {**harness.auth(self.server), **extra}
 
     def snapshot(self) -> dict:
+        """Rows per table, stored objects, unfinished uploads, the published version and the
+        bytes of its stored archive. Read without downloading (a download records an event)."""
         resp = requests.get(self.url(self.version_path), headers=self.headers(), timeout=60)
-        served = harness.download(self.server, "bento", self.good)
+        keys = registry.archive_keys(self.server, "bento", self.good)
         return {
             **{f"rows in {t}": n for t, n in harness.row_counts(self.server).items()},
             **harness.storage_state(self.server),
-            "good version": resp.json() if resp.status_code == 200 else f"GET -> {resp.status_code}",
-            "good archive served": harness.sha256(served.content) if served.status_code == 200 else served.status_code,
+            **{f"published version's {k}": resp.json().get(k) if resp.status_code == 200 else resp.status_code for k in WATCHED},
+            "published version's stored archives (sha256)": [self.server.object_sha256(k) for k in keys],
         }
 
 
@@ -98,10 +117,12 @@ def new_version(ctx: Context, version: str, **fields):
 
 
 def upload_to_good(ctx: Context, data: bytes, **kw) -> list:
-    """start_upload + PUT of ``data`` onto the published version (a re-push that must be refused)."""
+    """A re-push of the published version, as the clients do it (start_upload, then PUT), whose
+    archive must be refused. start_upload itself is part of a legitimate re-push: its answer
+    is not checked, but what it leaves is (the version must end as it was)."""
     start = requests.patch(ctx.url(f"{ctx.version_path}/start_upload"), headers=ctx.headers(), timeout=60)
-    put = raw(ctx, "PUT", f"{ctx.version_path}/upload", data, "application/octet-stream", **kw)
-    return [("PATCH start_upload (then the bad PUT)", start), ("PUT upload", put)]
+    assert start.status_code == 200, f"start_upload of the published version: {start.status_code} {start.text[:300]}"
+    return [("PUT upload", raw(ctx, "PUT", f"{ctx.version_path}/upload", data, "application/octet-stream", **kw))]
 
 
 _bomb: list[bytes] = []
@@ -153,18 +174,19 @@ def raw_with(ctx: Context, headers: dict, data: bytes) -> harness.RawResponse:
     )  # fmt: skip
 
 
-def expired_token(ctx: Context) -> list:
-    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _, token = token_with(ctx, harness.unique("expiring"), expired_at=soon)
-    time.sleep(max(0.0, datetime.strptime(soon, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp() - time.time()) + 1.5)
-    return with_token(ctx, token)
+def expired_token(ctx: Context) -> str:
+    """A token that expires 2 s after it is made, once it has expired."""
+    soon = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2)
+    _, token = token_with(ctx, harness.unique("expiring"), expired_at=soon.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    time.sleep(max(0.0, soon.timestamp() - time.time()) + 1.5)
+    return token
 
 
-def revoked_token(ctx: Context) -> list:
+def revoked_token(ctx: Context) -> str:
     uid, token = token_with(ctx, harness.unique("revoked"))
     resp = ctx.server.api("DELETE", f"/api/v1/api_tokens/{uid}")
     assert resp.status_code == 200, f"revoke: {resp.status_code} {resp.text[:300]}"
-    return with_token(ctx, token)
+    return token
 
 
 def token_in_query(ctx: Context) -> list:
@@ -195,8 +217,8 @@ def token_in_query(ctx: Context) -> list:
 _other_sessions: dict[str, str] = {}
 
 
-def session_from_another_server(ctx: Context, tmp_path) -> list:
-    """A real session cookie of another installation (its own setup, its own admin) used here."""
+def other_servers_session(ctx: Context, tmp_path) -> str:
+    """A real session cookie of another installation (its own setup, its own admin)."""
     if not _other_sessions:
         other = servers.start_server("local", None, tmp_path / "other-installation")
         try:
@@ -207,7 +229,11 @@ def session_from_another_server(ctx: Context, tmp_path) -> list:
             _other_sessions["cookie"] = cookie
         finally:
             other.stop()
-    jar = {"yatai_session": _other_sessions["cookie"]}
+    return _other_sessions["cookie"]
+
+
+def with_cookie(ctx: Context, cookie: str) -> list:
+    jar = {"yatai_session": cookie}
     return [
         ("GET /api/v1/auth/current", requests.get(ctx.url("/api/v1/auth/current"), cookies=jar, timeout=60)),
         (
@@ -313,12 +339,10 @@ CASES = {
     "nested ../ tar members": lambda c: upload_to_good(c, harness.tar_bytes({"bento.yaml": b"name: x\n", "src/../../evil.txt": b"pwned\n"})),
     "absolute tar members": lambda c: upload_to_good(c, harness.tar_bytes({"bento.yaml": b"name: x\n", "/tmp/evil.txt": b"pwned\n"})),
     "token in the query string": token_in_query,
-    "expired token": expired_token,
-    "revoked token": revoked_token,
-    "forged session cookie": lambda c: [
-        ("GET /api/v1/auth/current", requests.get(c.url("/api/v1/auth/current"), cookies={"yatai_session": "ys_" + "0" * 40}, timeout=60))
-    ],
-    "session from another server": None,  # needs tmp_path: see the test
+    "expired token": (with_token, expired_token),
+    "revoked token": (with_token, revoked_token),
+    "forged session cookie": (with_cookie, lambda c: "ys_" + "0" * 40),
+    "session from another server": (with_cookie, other_servers_session),
 }
 
 
@@ -334,11 +358,15 @@ def test_bad_input(shared, backend, case, tmp_path_factory):
     ctx = context(server)
     ctx.restore()
     pid = server.process.pid
+    run = CASES[case]
+    if isinstance(run, tuple):  # (run, prepare): what prepare makes is not the case's doing
+        run, prepare = run
+        made = prepare(ctx) if prepare is not other_servers_session else prepare(ctx, tmp_path_factory.mktemp("other"))
+        run = lambda c, run=run, made=made: run(c, made)  # noqa: E731
     before = ctx.snapshot()
     harness.reset_peak(pid)
     start_rss = harness.memory_mib(pid)["VmRSS"]
 
-    run = CASES[case] or (lambda c: session_from_another_server(c, tmp_path_factory.mktemp("other")))
     answers = run(ctx)
 
     peak = harness.memory_mib(pid)["VmHWM"]
