@@ -240,25 +240,30 @@ def raw_request(
             conn.putheader("Content-Length", str(declared_length))
         conn.endheaders()
         start = time.monotonic()
-        for chunk in chunks:
-            if conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
-                break  # the server answered (or closed) early
-            conn.send(chunk)
-            out.sent += len(chunk)
-            if progress is not None:
-                progress[0] = out.sent
-            if rate:
-                delay = start + out.sent / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-        if half_close and conn.sock is not None:
-            conn.sock.shutdown(socket.SHUT_WR)
+        try:
+            for chunk in chunks:
+                if conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+                    break  # the server answered (or closed) early
+                conn.send(chunk)
+                out.sent += len(chunk)
+                if progress is not None:
+                    progress[0] = out.sent
+                if rate:
+                    delay = start + out.sent / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+            if half_close and conn.sock is not None:
+                conn.sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            # The server stopped reading (it answered and closed): its answer may still be
+            # waiting in the socket, so read it before giving up.
+            out.error = f"sending stopped: {type(e).__name__}: {e}"
         resp = conn.getresponse()
         out.status = resp.status
         out.headers = {k.lower(): v for k, v in resp.getheaders()}
         out.body = resp.read()
     except (OSError, http.client.HTTPException) as e:
-        out.error = f"{type(e).__name__}: {e}"
+        out.error = "; ".join(filter(None, [out.error, f"{type(e).__name__}: {e}"]))
     finally:
         conn.close()
     return out
