@@ -12,10 +12,20 @@ A missing service fails the test with a message saying how to start it; nothing 
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
-import harness  # noqa: F401  (puts tests/e2e on sys.path)
+import harness  # (puts tests/e2e on sys.path)
 import servers
+
+# tests/e2e's conftest, loaded under another name: its ``backend`` fixture and its hook that
+# attaches the log of every server a failed test used are the same here.
+_spec = importlib.util.spec_from_file_location("e2e_conftest", harness.E2E / "conftest.py")
+_e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e2e)
+backend = _e2e.backend
+pytest_runtest_makereport = _e2e.pytest_runtest_makereport
 
 
 def _start(backend: str, strategy: str | None, workdir) -> servers.YataiServer:
@@ -23,12 +33,6 @@ def _start(backend: str, strategy: str | None, workdir) -> servers.YataiServer:
         return servers.start_server(backend, strategy, workdir)
     except (servers.MissingService, RuntimeError, AssertionError) as e:
         pytest.fail(f"cannot start yatai ({backend}, {strategy or 'default strategy'}):\n{e}", pytrace=False)
-
-
-@pytest.fixture(params=servers.BACKENDS)
-def backend(request) -> str:
-    """Storage backend pair: ``local`` (SQLite + directory) or ``pg_s3`` (PostgreSQL + S3)."""
-    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -72,14 +76,3 @@ def fresh(tmp_path, request):
     yield make
     for server in made:
         server.stop()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """Attach the log tail of every server a failed test used to its report."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call" and report.failed:
-        for server in getattr(item, "yatai_servers", []):
-            title = f"yatai server log ({server.backend}, {server.strategy or 'default'}, {server.endpoint})"
-            report.sections.append((title, server.log_tail(60)))

@@ -66,16 +66,7 @@ def _port(server: servers.YataiServer) -> int:
 def spawn(server: servers.YataiServer) -> None:
     """Start ``yatai serve`` again for ``server``: same storage, same port, same settings;
     its output is appended to the server's log. Waits until ``/healthz`` answers."""
-    argv = [
-        str(servers.yatai_bin()),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(_port(server)),
-        "--data-dir",
-        str(server.data_dir),
-    ]
+    argv = servers.serve_argv(_port(server), server.data_dir)
     with open(server.log_path, "ab") as log:
         log.write(f"\n===== restarted: {' '.join(argv)}\n".encode())
         log.flush()

@@ -152,19 +152,29 @@ def token_with(ctx: Context, name: str, **fields) -> tuple[str, str]:
     return resp.json()["uid"], resp.json()["token"]
 
 
-def with_token(ctx: Context, token: str) -> list:
-    h = {"X-YATAI-API-TOKEN": token, **harness.CLIENT_HEADERS}
+def as_caller(ctx: Context, headers: dict | None = None, cookies: dict | None = None) -> list:
+    """Read, create and upload with these credentials (each must be refused with 401)."""
+    h = {**harness.CLIENT_HEADERS, **(headers or {})}
     return [
-        ("GET /api/v1/auth/current", requests.get(ctx.url("/api/v1/auth/current"), headers=h, timeout=60)),
+        ("GET /api/v1/auth/current", requests.get(ctx.url("/api/v1/auth/current"), headers=h, cookies=cookies, timeout=60)),
         (
             "POST /api/v1/bento_repositories",
             requests.post(
-                ctx.url("/api/v1/bento_repositories"), json={"name": harness.unique("tok"), "description": ""},
-                headers=h, timeout=60,
+                ctx.url("/api/v1/bento_repositories"), json={"name": harness.unique("who"), "description": ""},
+                headers=h, cookies=cookies, timeout=60,
             ),
         ),
-        ("PUT upload", raw_with(ctx, h, ctx.archive)),
+        ("GET /api/v1/api_tokens", requests.get(ctx.url("/api/v1/api_tokens"), headers=h, cookies=cookies, timeout=60)),
+        ("PUT upload", raw_with(ctx, {**h, **({"Cookie": f"yatai_session={cookies['yatai_session']}"} if cookies else {})}, ctx.archive)),
     ]  # fmt: skip
+
+
+def with_token(ctx: Context, token: str) -> list:
+    return as_caller(ctx, headers={"X-YATAI-API-TOKEN": token})
+
+
+def with_cookie(ctx: Context, cookie: str) -> list:
+    return as_caller(ctx, cookies={"yatai_session": cookie})
 
 
 def raw_with(ctx: Context, headers: dict, data: bytes) -> harness.RawResponse:
@@ -230,21 +240,6 @@ def other_servers_session(ctx: Context, tmp_path) -> str:
         finally:
             other.stop()
     return _other_sessions["cookie"]
-
-
-def with_cookie(ctx: Context, cookie: str) -> list:
-    jar = {"yatai_session": cookie}
-    return [
-        ("GET /api/v1/auth/current", requests.get(ctx.url("/api/v1/auth/current"), cookies=jar, timeout=60)),
-        (
-            "POST /api/v1/bento_repositories",
-            requests.post(
-                ctx.url("/api/v1/bento_repositories"), json={"name": harness.unique("s"), "description": ""},
-                cookies=jar, timeout=60,
-            ),
-        ),
-        ("GET /api/v1/api_tokens", requests.get(ctx.url("/api/v1/api_tokens"), cookies=jar, timeout=60)),
-    ]  # fmt: skip
 
 
 def names_in_paths(ctx: Context) -> list:
