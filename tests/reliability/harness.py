@@ -346,7 +346,7 @@ def multipart_upload(
             return resp
         url = resp.json().get("presigned_upload_url")
         assert url, f"presign_multipart_upload_url gave no URL: {resp.text[:500]}"
-        put = requests.put(url, data=data[start : start + part_size], timeout=300)
+        put = put_part(server, url, data[start : start + part_size])
         if put.status_code != 200:
             return put
         parts.append({"part_number": number, "etag": put.headers.get("ETag", "")})
@@ -356,6 +356,18 @@ def multipart_upload(
     if resp.status_code != 200:
         return resp
     return requests.patch(f"{base}/finish_upload", json={"status": "success", "reason": ""}, headers=h, timeout=300)
+
+
+def put_part(server: servers.YataiServer, url: str, data: bytes, **kw) -> requests.Response:
+    """PUT one part to a presigned URL. A URL of the S3 server (not of Yatai) is tried up to three
+    times when the S3 server itself fails (moto answers 500 now and then under concurrent load):
+    that is the test S3 server's flakiness, not Yatai's behaviour, which the test is about."""
+    for attempt in range(3):
+        resp = requests.put(url, data=data, timeout=300, **kw)
+        if resp.status_code < 500 or url.startswith(server.endpoint):
+            return resp
+        time.sleep(0.5 * (attempt + 1))
+    return resp
 
 
 def download(server: servers.YataiServer, kind: str, tag: str, headers: dict | None = None, token: str | None = None):

@@ -82,17 +82,23 @@ def test_concurrent_pushes_of_one_tag(shared, backend, transfer):
         if r.status_code != 200:
             out["final"] = (r.status_code, r.content[:300])
             return out
-        url = requests.utils.urlparse(r.json()["presigned_upload_url"])
-        put = harness.raw_request(
-            f"{url.scheme}://{url.netloc}", "PUT", f"{url.path}?{url.query}", {}, harness.chunked(data, 64 << 10),
-            declared_length=len(data), rate=PUSH_RATE,
-        )  # fmt: skip
-        if put.status != 200:
-            out["final"] = (put.status, put.body[:300])
+        url = r.json()["presigned_upload_url"]
+        if url.startswith(server.endpoint):  # the server's own part URL: paced like the proxy uploads
+            u = requests.utils.urlparse(url)
+            put = harness.raw_request(
+                server.endpoint, "PUT", f"{u.path}?{u.query}", {}, harness.chunked(data, 64 << 10),
+                declared_length=len(data), rate=PUSH_RATE,
+            )  # fmt: skip
+            status, etag, body = put.status, put.headers.get("etag", ""), put.body
+        else:  # the S3 server's: its own speed overlaps the pushes enough (they wait at the barrier)
+            put = harness.put_part(server, url, data)
+            status, etag, body = put.status_code, put.headers.get("ETag", ""), put.content
+        if status != 200:
+            out["final"] = (status, body[:300])
             return out
         r = requests.patch(
             f"{base}/complete_multipart_upload",
-            json={"upload_id": upload_id, "parts": [{"part_number": 1, "etag": put.headers.get("etag", "")}]},
+            json={"upload_id": upload_id, "parts": [{"part_number": 1, "etag": etag}]},
             headers=h, timeout=120,
         )  # fmt: skip
         if r.status_code != 200:

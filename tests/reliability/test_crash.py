@@ -74,7 +74,7 @@ def slow_multipart_upload(server, tag: str, data: bytes, progress: list) -> harn
         assert r.status_code == 200, f"presign part {n} of {tag}: {r.status_code} {r.text[:300]}"
         return r.json()["presigned_upload_url"]
 
-    first = requests.put(part_url(1), data=data[:PART], timeout=120)
+    first = harness.put_part(server, part_url(1), data[:PART])
     assert first.status_code == 200, f"part 1 of {tag}: {first.status_code} {first.text[:300]}"
     url = requests.utils.urlparse(part_url(2))
     target = f"{url.scheme}://{url.netloc}"

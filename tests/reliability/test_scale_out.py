@@ -107,7 +107,7 @@ def test_transfers_across_replicas(replicas):
             f"{b.endpoint}{path}/presign_multipart_upload_url", json={"upload_id": upload_id, "part_number": n}, headers=harness.auth(b), timeout=60
         )
         assert r.status_code == 200, f"presign part {n} on B for an upload started on A: {r.status_code} {r.text[:300]}"
-        put = requests.put(r.json()["presigned_upload_url"], data=chunk, timeout=120)
+        put = harness.put_part(a, r.json()["presigned_upload_url"], chunk)
         assert put.status_code == 200, f"PUT part {n}: {put.status_code} {put.text[:300]}"
         parts.append({"part_number": n, "etag": put.headers.get("ETag", "")})
     r = requests.patch(f"{a.endpoint}{path}/complete_multipart_upload", json={"upload_id": upload_id, "parts": parts}, headers=harness.auth(a), timeout=120)
