@@ -63,9 +63,11 @@ def test_fuzz_openapi(shared, backend, tmp_path):
 
     junit = tmp_path / "junit.xml"
     argv = fuzz_command(st, server.endpoint, server.token, junit)
+    # Run in the test's own directory: schemathesis keeps a cache (.schemathesis/) where it runs.
     proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=1800, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    )
+        argv, capture_output=True, text=True, timeout=1800, cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )  # fmt: skip
     shown = " ".join("'X-YATAI-API-TOKEN: <admin token>'" if server.token in a else a for a in argv)
     out = proc.stdout[-8000:] + proc.stderr[-3000:]
     assert junit.is_file(), f"schemathesis wrote no report (exit {proc.returncode})\n$ {shown}\n{out}"
