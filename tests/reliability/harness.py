@@ -46,7 +46,7 @@ CLIENT_HEADERS = {"X-Bentoml-Version": "1.4.40"}
 
 #: How long a test waits for the server to clean up after a crash before it calls the
 #: leftovers permanent. The cleanup "on start and periodically" of issue 9 must fit in it.
-CLEANUP_WAIT = float(os.environ.get("YATAI_RELIABILITY_CLEANUP_WAIT", "60"))
+CLEANUP_WAIT = float(os.environ.get("YATAI_RELIABILITY_CLEANUP_WAIT", "30"))
 
 
 # -- processes -----------------------------------------------------------------------
@@ -56,6 +56,9 @@ def server_env(server: servers.YataiServer) -> dict[str, str]:
     env.update(server.settings)
     if server.strategy:
         env["TRANSMISSION_STRATEGY"] = server.strategy
+    # A restarted server tidies up after the crash within seconds, not minutes.
+    env.setdefault("YATAI_UPLOAD_STALE_AFTER", "3")
+    env.setdefault("YATAI_JANITOR_INTERVAL", "1")
     return env
 
 

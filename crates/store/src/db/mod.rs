@@ -183,6 +183,12 @@ pub fn db_error(e: sqlx::Error) -> Error {
         | sqlx::Error::Protocol(_) => {
             Error::Unavailable(format!("database unavailable: {}", one_line(&e)))
         }
+        // Data the database cannot take (a NUL byte in text, say): the request is at fault.
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
+            Error::invalid(
+                "the request holds characters or values the database cannot store (a NUL byte?)",
+            )
+        }
         // The server ended the connection (an administrator, a restart, a failover): the request
         // may be retried as soon as the pool has reconnected.
         sqlx::Error::Database(d)

@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
 use yatai_api_types::{CompleteMultipart, FinishUpload, PresignPart};
+use yatai_archive::GZIP_MAGIC;
 use yatai_domain::registry::{offers_presigned_urls, ClientGeneration, UploadStatus};
 use yatai_domain::Error;
 use yatai_service::registry::{uploads, versions};
-use yatai_store::archive::GZIP_MAGIC;
 use yatai_store::db::versions::Version;
 use yatai_store::objects::PresignOp;
 
