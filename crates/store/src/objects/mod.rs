@@ -317,8 +317,9 @@ impl ObjectStorage {
     pub async fn verify_local_presigned(&self, op: &str, p: &LocalPresigned) -> Result<(), Error> {
         match &self.local_signer {
             Some(signer) => signer.verify(op, p).await,
-            None => Err(Error::NotFound(
-                "this server does not sign its own transfer URLs (its archives are in S3)".into(),
+            // No URL of this server is valid then: refused like a forged one.
+            None => Err(Error::Forbidden(
+                "this URL was not signed by this server: its archives are in S3, and transfer URLs point there".into(),
             )),
         }
     }
