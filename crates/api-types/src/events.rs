@@ -18,6 +18,7 @@ pub struct EventSchema {
 
 /// Filters of the event list.
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     pub start: Option<i64>,
     pub count: Option<i64>,

@@ -96,6 +96,7 @@ pub struct CliLoginCode {
 
 /// The query of the CLI's token poll.
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CliLoginPoll {
     pub code: String,
 }
