@@ -7,6 +7,7 @@
 //! - [`render`]: the same objects for the BentoDeployments of a YAML file, without a cluster.
 
 pub mod config;
+pub mod controller;
 pub mod desired;
 pub mod envoy;
 pub mod metrics;
