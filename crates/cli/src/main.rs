@@ -205,7 +205,7 @@ fn main() -> ExitCode {
             }
             Command::DeploymentOperator(args) => match args.command {
                 Some(operator::DeploymentOperatorCommand::Render(r)) => operator::render(r),
-                None => operator::run(args.objects).await,
+                None => operator::run(args.objects, args.run).await,
             },
             Command::Convert(args) => operator::convert(args),
         }

@@ -16,6 +16,8 @@ pub struct DeploymentOperatorArgs {
     pub command: Option<DeploymentOperatorCommand>,
     #[command(flatten)]
     pub objects: ObjectArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +209,76 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(_objects: ObjectArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the operator's run loop is not wired in yet")
+/// Flags of the running operator (besides the object settings).
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz
+    #[arg(
+        long,
+        env = "YATAI_OPERATOR_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Elect one leader among replicas through a Lease (run several replicas for HA)
+    #[arg(long, env = "YATAI_OPERATOR_LEADER_ELECT", value_name = "BOOL", default_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease [default: the pod's namespace, else default]
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
+    pub lease_namespace: Option<String>,
+    /// Identity in the Lease [default: the host name]
+    #[arg(long, env = "POD_NAME", value_name = "ID")]
+    pub lease_identity: Option<String>,
+}
+
+pub async fn run(objects: ObjectArgs, run: RunArgs) -> anyhow::Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let config = objects.config()?;
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes API: run in a cluster (service account) or with a kubeconfig (KUBECONFIG)",
+    )?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics = tokio::spawn(yatai_deployment_operator::metrics::serve(
+        run.metrics_addr,
+        ready.clone(),
+    ));
+    tracing::info!(metrics = %run.metrics_addr, "deployment operator starting");
+    if run.leader_elect {
+        let identity = run
+            .lease_identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("yatai-{}", std::process::id()));
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(
+            client.clone(),
+            "yatai-deployment-operator",
+        )
+        .with_namespace(
+            run.lease_namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        )
+        .with_identity(identity.clone())
+        .with_field_manager(yatai_deployment_operator::controller::FIELD_MANAGER)
+        .build()
+        .await
+        .context("leader election")?;
+        let (mut leader, _task) = manager.watch().await;
+        tracing::info!(identity = %identity, "waiting to become the leader");
+        while !*leader.borrow_and_update() {
+            leader.changed().await.context("leader election stopped")?;
+        }
+        tracing::info!(identity = %identity, "leading");
+        tokio::select! {
+            _ = yatai_deployment_operator::controller::run(client, config, ready) => {}
+            _ = async { loop { if leader.changed().await.is_err() || !*leader.borrow() { break } } } => {
+                // Another replica may already act: stop at once rather than apply with stale views.
+                anyhow::bail!("lost the leader lease; exiting so that the pod restarts and campaigns again");
+            }
+        }
+    } else {
+        yatai_deployment_operator::controller::run(client, config, ready).await;
+    }
+    metrics.abort();
+    Ok(())
 }
