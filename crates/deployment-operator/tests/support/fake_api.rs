@@ -2,7 +2,8 @@
 //!
 //! Built on `tower-test`'s mock service, like controller-rs's scripted fixtures, but stateful: it keeps objects
 //! by URL, answers GET (item and list with a label selector), server-side apply PATCH (a simplified merge: maps
-//! merged, lists replaced, `managedFields` entry per field manager), merge PATCH (also for `/status`) and DELETE,
+//! merged, associative lists merged by key, other lists replaced, a `managedFields` entry per field manager;
+//! it does not remove fields a manager stops applying), merge PATCH (also for `/status`) and DELETE,
 //! and records every request. Faults (an HTTP status for the next N matching requests) script failures.
 
 #![allow(dead_code)]
@@ -100,8 +101,29 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The fake's apply: maps merged, everything else (lists included) replaced by the applied value.
+/// The key of an associative list (containers, env, ports, volumes, mounts, owner references), as server-side
+/// apply merges them item by item.
+fn list_key(items: &[Value]) -> Option<&'static str> {
+    ["name", "containerPort", "mountPath", "uid"]
+        .into_iter()
+        .find(|k| !items.is_empty() && items.iter().all(|i| i.get(*k).is_some()))
+}
+
+/// The fake's apply: maps merged, associative lists merged item by item (items only the live object has are
+/// kept, as the fields another manager or the API server's defaults own), other values replaced.
 fn apply_merge(target: &mut Value, applied: &Value) {
+    if let (Some(t), Some(a)) = (target.as_array_mut(), applied.as_array()) {
+        let all: Vec<Value> = t.iter().chain(a.iter()).cloned().collect();
+        if let Some(key) = list_key(&all) {
+            for item in a {
+                match t.iter_mut().find(|x| x.get(key) == item.get(key)) {
+                    Some(existing) => apply_merge(existing, item),
+                    None => t.push(item.clone()),
+                }
+            }
+            return;
+        }
+    }
     match (target.as_object_mut(), applied.as_object()) {
         (Some(t), Some(a)) => {
             for (k, v) in a {
