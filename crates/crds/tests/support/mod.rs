@@ -6,9 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+/// This crate's directory (the file is also used by the operator's tests, a sibling crate).
+fn crds_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds")
+}
+
 /// `../shared/reference/crds` beside the clone.
 pub fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/crds")
+    crds_dir().join("../../../shared/reference/crds")
 }
 
 /// Every document of a YAML file, as JSON values.
@@ -120,7 +125,7 @@ fn diff(l: &Value, r: &Value, path: String, out: &mut Vec<String>) {
 
 /// The example files (published by the original projects), with their names.
 pub fn examples() -> Vec<(String, Vec<Value>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
+    let dir = crds_dir().join("tests/fixtures/examples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
