@@ -116,7 +116,7 @@ pub struct ObjectArgs {
     #[arg(long, env = "INTERNAL_IMAGES_DEBUGGER", value_name = "IMAGE")]
     pub debugger_image: Option<String>,
     /// Run containers non-root with a restricted security context
-    #[arg(long, env = "ENABLE_RESTRICTED_SECURITY_CONTEXT", value_name = "BOOL", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "ENABLE_RESTRICTED_SECURITY_CONTEXT", value_name = "BOOL", default_value = "false", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub restricted_security_context: bool,
     /// YATAI_T_VERSION of pods made by a Yatai-connected original operator (for a takeover without restarts)
     #[arg(long, env = "YATAI_T_VERSION", value_name = "VERSION", requires_all = ["yatai_org_uid", "yatai_cluster_uid"])]
@@ -220,7 +220,7 @@ pub struct RunArgs {
     )]
     pub metrics_addr: std::net::SocketAddr,
     /// Elect one leader among replicas through a Lease (run several replicas for HA)
-    #[arg(long, env = "YATAI_OPERATOR_LEADER_ELECT", value_name = "BOOL", default_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "YATAI_OPERATOR_LEADER_ELECT", value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub leader_elect: bool,
     /// Namespace of the leader Lease [default: the pod's namespace, else default]
     #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
