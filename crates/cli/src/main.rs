@@ -71,7 +71,7 @@ enum Command {
     ///
     /// Watches BentoDeployments (and their Bentos and objects) in the cluster of the current kubeconfig or
     /// service account, and applies the desired objects with server-side apply. `render` prints them instead.
-    DeploymentOperator(operator::DeploymentOperatorArgs),
+    DeploymentOperator(Box<operator::DeploymentOperatorArgs>),
     /// Rewrite BentoDeployments of older versions (v1alpha1..v1alpha3) as v2alpha1.
     ///
     /// Prints the file with each older BentoDeployment converted, preceded by the BentoRequest its bento_tag

@@ -66,7 +66,7 @@ const ANNOTATION_PROXY_LIMITS_MEMORY: &str = "yatai.ai/proxy-sidecar-resources-l
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Object {
-    Deployment(Deployment),
+    Deployment(Box<Deployment>),
     Service(Service),
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     Ingress(Ingress),
@@ -149,13 +149,17 @@ pub fn desired(bd: &BentoDeployment, bento: &Bento, config: &Config) -> Result<D
             name: &runner.name,
             index,
         };
-        objects.push(Object::Deployment(deployment(bd, bento, config, c)?));
+        objects.push(Object::Deployment(Box::new(deployment(
+            bd, bento, config, c,
+        )?)));
         objects.push(Object::HorizontalPodAutoscaler(hpa(bd, bento, c)));
         objects.push(Object::Service(service(bd, bento, c)));
     }
     let api = Component::ApiServer;
     objects.push(Object::ConfigMap(envoy_config_map(bd)));
-    objects.push(Object::Deployment(deployment(bd, bento, config, api)?));
+    objects.push(Object::Deployment(Box::new(deployment(
+        bd, bento, config, api,
+    )?)));
     objects.push(Object::HorizontalPodAutoscaler(hpa(bd, bento, api)));
     objects.push(Object::Service(service(bd, bento, api)));
     if bd.spec.ingress_enabled() {

@@ -5,7 +5,6 @@
 //!   schemas we generate (`check-jsonschema`).
 
 #[path = "../../crds/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod crd_support;
 mod support;
 

@@ -35,10 +35,10 @@ pub const QPS_METRIC: &str = "http_request";
 /// A `BentoDeployment` of any served version.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnyBentoDeployment {
-    V1alpha1(v1alpha1::BentoDeployment),
-    V1alpha2(v1alpha2::BentoDeployment),
-    V1alpha3(v1alpha3::BentoDeployment),
-    V2alpha1(v2alpha1::BentoDeployment),
+    V1alpha1(Box<v1alpha1::BentoDeployment>),
+    V1alpha2(Box<v1alpha2::BentoDeployment>),
+    V1alpha3(Box<v1alpha3::BentoDeployment>),
+    V2alpha1(Box<v2alpha1::BentoDeployment>),
 }
 
 /// Why an object could not be read or converted.
@@ -118,12 +118,12 @@ impl AnyBentoDeployment {
     pub fn into_v2alpha1(self) -> Result<Converted, ConvertError> {
         match self {
             Self::V2alpha1(d) => Ok(Converted {
-                deployment: d,
+                deployment: *d,
                 bento_request: None,
             }),
-            Self::V1alpha3(d) => from_v1alpha3(d),
-            Self::V1alpha2(d) => from_v1alpha3(v1alpha2_to_v1alpha3(d)),
-            Self::V1alpha1(d) => from_v1alpha1(d),
+            Self::V1alpha3(d) => from_v1alpha3(*d),
+            Self::V1alpha2(d) => from_v1alpha3(v1alpha2_to_v1alpha3(*d)),
+            Self::V1alpha1(d) => from_v1alpha1(*d),
         }
     }
 }
