@@ -74,13 +74,7 @@ fn published_examples_round_trip() {
     for (file, docs) in examples() {
         for doc in docs {
             let kind = doc["kind"].as_str().unwrap().to_string();
-            let version = doc["apiVersion"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string();
+            let version = version_of(&doc);
             let back = through_rust_types(&kind, &version, doc.clone())
                 .unwrap_or_else(|e| panic!("{file}: {kind} {version} is refused: {e}"));
             let diffs = differences(&doc, &back);

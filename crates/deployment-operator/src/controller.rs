@@ -172,6 +172,7 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
         return Ok(Action::requeue(BENTO_WAIT));
     };
 
+    let found = format!("Bento {} found", bd.spec.bento);
     let mut config = ctx.config.clone();
     config.default_service_account = default_service_account(client, &ns).await?;
     let desired = match desired(bd, &bento, &config) {
@@ -184,12 +185,7 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
                 &bd_api,
                 bd,
                 &[
-                    (
-                        condition::BENTO_FOUND,
-                        "True",
-                        "BentoFound",
-                        &format!("Bento {} found", bd.spec.bento),
-                    ),
+                    (condition::BENTO_FOUND, "True", "BentoFound", &found),
                     (condition::AVAILABLE, "False", "InvalidSpec", &message),
                     (condition::PROGRESSING, "False", "InvalidSpec", &message),
                 ],
@@ -270,12 +266,7 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
         &bd_api,
         bd,
         &[
-            (
-                condition::BENTO_FOUND,
-                "True",
-                "BentoFound",
-                &format!("Bento {} found", bd.spec.bento),
-            ),
+            (condition::BENTO_FOUND, "True", "BentoFound", &found),
             (
                 condition::AVAILABLE,
                 available,

@@ -155,13 +155,7 @@ fn every_original_field_and_published_example_validates_against_our_crds() {
             if !["Bento", "BentoRequest", "BentoDeployment"].contains(&kind.as_str()) {
                 continue;
             }
-            let version = doc["apiVersion"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string();
+            let version = crd_support::version_of(&doc);
             let label = format!("{}-{i}", file.trim_end_matches(".yaml"));
             check_jsonschema(
                 dir.path(),

@@ -145,3 +145,14 @@ pub fn examples() -> Vec<(String, Vec<Value>)> {
         })
         .collect()
 }
+
+/// The version part of a document's `apiVersion` (`v1alpha1` of `resources.yatai.ai/v1alpha1`).
+pub fn version_of(doc: &Value) -> String {
+    doc["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
