@@ -372,3 +372,24 @@ async fn fake_api_bad_input_gets_a_condition_and_no_objects() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn fake_api_reconciles_are_counted_timed_and_their_errors_labelled() {
+    let (client, fake) = FakeApiServer::start();
+    fake.seed(bento("iris", &[]));
+    fake.seed(bento_deployment(json!({"bento": "iris"})));
+    let ctx = Context::new(client, config());
+    reconcile(&fake, &ctx).await.unwrap();
+    fake.fail(Method::GET, "/bentoes/iris", 500, 1);
+    reconcile(&fake, &ctx).await.unwrap_err();
+    let text = yatai_deployment_operator::metrics::handle().render();
+    for line in [
+        "yatai_deployment_operator_reconciles_total{result=\"ok\"}",
+        "yatai_deployment_operator_reconciles_total{result=\"error\"}",
+        "yatai_deployment_operator_reconcile_errors_total{kind=\"server_error\"}",
+        "yatai_deployment_operator_reconcile_duration_seconds_count",
+        "yatai_deployment_operator_objects_applied_total{kind=\"Deployment\"}",
+    ] {
+        assert!(text.contains(line), "{line} missing from /metrics:\n{text}");
+    }
+}
