@@ -1,6 +1,7 @@
 //! `yatai`: the one binary of Yatai in Rust — the registry server and its operations.
 
 mod config;
+mod operator;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -61,6 +62,21 @@ enum Command {
     /// target (this installation, with the storage settings of `serve`) must be empty or an
     /// earlier import of the same source.
     Import(ImportArgs),
+    /// Print the CustomResourceDefinitions (Bento, BentoRequest, BentoDeployment) as YAML.
+    ///
+    /// Generated from the Rust types the operators use; the output is ready for `kubectl apply -f -`.
+    /// BentoDeployment lists every version; only v2alpha1 is served (older YAML: `yatai convert`).
+    Crds,
+    /// Run the deployment operator: BentoDeployments become Deployments, Services, HPAs and Ingresses.
+    ///
+    /// Watches BentoDeployments (and their Bentos and objects) in the cluster of the current kubeconfig or
+    /// service account, and applies the desired objects with server-side apply. `render` prints them instead.
+    DeploymentOperator(Box<operator::DeploymentOperatorArgs>),
+    /// Rewrite BentoDeployments of older versions (v1alpha1..v1alpha3) as v2alpha1.
+    ///
+    /// Prints the file with each older BentoDeployment converted, preceded by the BentoRequest its bento_tag
+    /// becomes (named as the original conversion named it). Other documents are printed unchanged.
+    Convert(operator::ConvertArgs),
 }
 
 /// Arguments of `yatai import`.
@@ -160,6 +176,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => a.storage.config.clone(),
         Command::Restore(a) => a.storage.config.clone(),
         Command::Import(a) => a.storage.config.clone(),
+        Command::Crds | Command::DeploymentOperator(_) | Command::Convert(_) => None,
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -182,6 +199,15 @@ fn main() -> ExitCode {
             Command::Backup(args) => backup(args, &file).await,
             Command::Restore(args) => restore(args, &file).await,
             Command::Import(args) => import(args, &file).await,
+            Command::Crds => {
+                print!("{}", yatai_crds::crds_yaml());
+                Ok(())
+            }
+            Command::DeploymentOperator(args) => match args.command {
+                Some(operator::DeploymentOperatorCommand::Render(r)) => operator::render(r),
+                None => operator::run(args.objects, args.run).await,
+            },
+            Command::Convert(args) => operator::convert(args),
         }
     });
     match result {

@@ -1,0 +1,2 @@
+pub mod fake_api;
+pub mod validators;
