@@ -21,7 +21,7 @@ use super::format::{exact, human_size, relative};
 use super::{
     check_csrf, csrf_token, error_page, form_caller, message, page_caller, render, Layout,
 };
-use crate::api::{api_tokens, auth, events, members, setup};
+use crate::api::{api_tokens, events, members, setup};
 use crate::auth::secrets::secret_hash;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::ApiError;
@@ -204,7 +204,7 @@ pub async fn setup_submit(
         Ok(_) => {
             match yatai_service::sessions::login(&state, &f.name, &f.password, address).await {
                 Ok((_, secret)) => (
-                    jar.add(auth::session_cookie(&state, secret)),
+                    jar.add(crate::auth::session_cookie(&state, secret)),
                     Redirect::to("/"),
                 )
                     .into_response(),
@@ -319,7 +319,7 @@ pub async fn login_submit(
     }
     match yatai_service::sessions::login(&state, &f.name_or_email, &f.password, address).await {
         Ok((_, secret)) => (
-            jar.add(auth::session_cookie(&state, secret)),
+            jar.add(crate::auth::session_cookie(&state, secret)),
             Redirect::to(&safe_next(&f.next)),
         )
             .into_response(),
