@@ -22,7 +22,10 @@ fn api_references(source: &str) -> Vec<(usize, String)> {
             if t == "use" {
                 in_use = true;
             }
-            let prev = i.checked_sub(1).and_then(|p| tokens.get(p)).map(String::as_str);
+            let prev = i
+                .checked_sub(1)
+                .and_then(|p| tokens.get(p))
+                .map(String::as_str);
             let next = tokens.get(i + 1).map(String::as_str);
             if t == "api" && (in_use || prev == Some("::") || next == Some("::")) {
                 found.push((n + 1, raw.trim().to_string()));

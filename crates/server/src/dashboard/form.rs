@@ -2,7 +2,9 @@
 //! service names in `Error::Field` (never guessed from the message).
 
 use axum::http::StatusCode;
+use serde::Deserialize;
 use yatai_domain::Error;
+use yatai_service::users::NewAccount;
 
 use crate::error::ApiError;
 
@@ -66,8 +68,44 @@ pub struct Field {
     pub error: String,
 }
 
-/// The name fields of [`person_fields`].
+/// The names of the inputs of [`PersonForm`].
 pub const PERSON_FIELDS: [&str; 5] = ["name", "email", "password", "first_name", "last_name"];
+
+/// The inputs of a new account, as the setup and the new-user forms send them.
+#[derive(Debug, Deserialize)]
+pub struct PersonForm {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+}
+
+impl PersonForm {
+    /// The account the form asks for.
+    pub fn account(&self) -> NewAccount {
+        NewAccount {
+            name: self.name.clone(),
+            email: self.email.clone(),
+            password: self.password.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+        }
+    }
+
+    /// The form's inputs again, with what was typed (but the password) and the error.
+    pub fn fields(&self, error: &FormError) -> Vec<Field> {
+        let values = [
+            ("name", self.name.as_str()),
+            ("email", &self.email),
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+        ];
+        person_fields(&values, Some(error))
+    }
+}
 
 /// The inputs of a new account (setup, new user), filled with `values` (never the password) and
 /// the error next to its field.

@@ -12,7 +12,7 @@ use yatai_domain::Error;
 use yatai_service::{sessions, setup};
 
 use crate::auth::{session_cookie, session_cookie_removal, ClientAddr, SESSION_COOKIE};
-use crate::dashboard::form::{person_fields, Field, FormError, PERSON_FIELDS};
+use crate::dashboard::form::{person_fields, Field, FormError, PersonForm, PERSON_FIELDS};
 use crate::dashboard::page::{
     csrf_token, error_page, message, render, CheckedForm, Layout, NoFields,
 };
@@ -83,13 +83,8 @@ async fn setup_form(
 #[derive(Deserialize)]
 struct SetupForm {
     token: String,
-    name: String,
-    email: String,
-    password: String,
-    #[serde(default)]
-    first_name: String,
-    #[serde(default)]
-    last_name: String,
+    #[serde(flatten)]
+    person: PersonForm,
 }
 
 async fn setup_submit(
@@ -98,17 +93,11 @@ async fn setup_submit(
     jar: CookieJar,
     CheckedForm(f): CheckedForm<SetupForm>,
 ) -> Response {
-    let account = yatai_service::users::NewAccount {
-        name: f.name.clone(),
-        email: f.email.clone(),
-        password: f.password.clone(),
-        first_name: f.first_name.clone(),
-        last_name: f.last_name.clone(),
-    };
-    let error = match setup::complete(&state, &f.token, &account).await {
+    let person = &f.person;
+    let error = match setup::complete(&state, &f.token, &person.account()).await {
         Ok(_) => {
             // The new admin is logged in at once.
-            return match sessions::login(&state, &f.name, &f.password, address).await {
+            return match sessions::login(&state, &person.name, &person.password, address).await {
                 Ok((_, secret)) => {
                     (jar.add(session_cookie(&state, secret)), Redirect::to("/")).into_response()
                 }
@@ -121,16 +110,10 @@ async fn setup_submit(
         },
     };
     let (jar, csrf) = csrf_token(jar, state.settings.secure_cookies);
-    let values = [
-        ("name", f.name.as_str()),
-        ("email", f.email.as_str()),
-        ("first_name", f.first_name.as_str()),
-        ("last_name", f.last_name.as_str()),
-    ];
     let page = SetupPage {
         layout: Layout::anonymous(&csrf),
+        fields: f.person.fields(&error),
         token: f.token,
-        fields: person_fields(&values, Some(&error)),
     };
     (jar, (error.status, render(&page))).into_response()
 }

@@ -97,9 +97,8 @@ async fn after_change(
     match MembersPage::load(state, &page).await {
         Ok(mut view) => {
             view.username = username;
-            let status = error.status;
             view.error = error;
-            page.show_with(status, &view)
+            page.show_with(view.error.status, &view)
         }
         Err(e) => page.error(e),
     }

@@ -160,9 +160,8 @@ async fn create(
                     choice.2 = form.scopes.iter().any(|s| s == choice.0);
                 }
                 view.form = form;
-                let status = error.status;
                 view.error = error;
-                page.show_with(status, &view)
+                page.show_with(view.error.status, &view)
             }
             Err(e) => page.error(e),
         },

@@ -9,10 +9,10 @@ use axum::Router;
 use serde::Deserialize;
 use yatai_domain::paging::Page as Range;
 use yatai_domain::{Action, Error};
-use yatai_service::users::{self, NewAccount};
+use yatai_service::users;
 
 use super::members::ROLES;
-use crate::dashboard::form::{person_fields, Field, FormError, PERSON_FIELDS};
+use crate::dashboard::form::{person_fields, Field, FormError, PersonForm, PERSON_FIELDS};
 use crate::dashboard::format::exact;
 use crate::dashboard::page::{Layout, Page, Submission};
 use crate::AppState;
@@ -77,13 +77,8 @@ async fn list(State(state): State<AppState>, page: Page) -> Response {
 
 #[derive(Deserialize)]
 struct CreateUserForm {
-    name: String,
-    email: String,
-    password: String,
-    #[serde(default)]
-    first_name: String,
-    #[serde(default)]
-    last_name: String,
+    #[serde(flatten)]
+    person: PersonForm,
     #[serde(default)]
     role: String,
 }
@@ -92,13 +87,7 @@ async fn create(
     State(state): State<AppState>,
     Submission { page, form: f }: Submission<CreateUserForm>,
 ) -> Response {
-    let account = NewAccount {
-        name: f.name.clone(),
-        email: f.email.clone(),
-        password: f.password.clone(),
-        first_name: f.first_name.clone(),
-        last_name: f.last_name.clone(),
-    };
+    let account = f.person.account();
     let created = users::create(&state, &page.caller, &account, Some(&f.role)).await;
     let mut view = match UsersPage::load(&state, &page).await {
         Ok(v) => v,
@@ -113,16 +102,9 @@ async fn create(
             let fields: Vec<&str> = PERSON_FIELDS.iter().copied().chain(["role"]).collect();
             match FormError::of(e, &fields) {
                 Ok(error) => {
-                    let values = [
-                        ("name", f.name.as_str()),
-                        ("email", f.email.as_str()),
-                        ("first_name", f.first_name.as_str()),
-                        ("last_name", f.last_name.as_str()),
-                    ];
-                    view.fields = person_fields(&values, Some(&error));
-                    let status = error.status;
+                    view.fields = f.person.fields(&error);
                     view.error = error;
-                    page.show_with(status, &view)
+                    page.show_with(view.error.status, &view)
                 }
                 Err(e) => page.error(e),
             }
