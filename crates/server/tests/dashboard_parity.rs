@@ -633,15 +633,19 @@ async fn send(bench: &Bench, attempt: &Attempt, who: Who, through_api: bool) -> 
     } else {
         let (path, fields) = &attempt.form;
         let (status, location, html) = browser.form(path, fields).await;
+        let title = html
+            .split_once("<title>")
+            .and_then(|(_, t)| t.split_once("</title>"))
+            .map_or("", |(t, _)| t);
         (
             form_outcome(status, &location),
-            format!("{location} {html}"),
+            format!("{status} {location} {title}"),
         )
     };
     let mut complaint = String::new();
     if let Refused(_) = outcome {
         if bench.snapshot().await != before {
-            complaint = format!("refused, yet it wrote to the database or storage: {answer:.300}");
+            complaint = format!("refused, yet it wrote to the database or storage: {answer:.200}");
         }
     }
     (outcome, complaint)
