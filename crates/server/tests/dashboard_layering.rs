@@ -1,74 +1,113 @@
 //! The dashboard is an adapter over `yatai_service`, beside the API, never on top of it: no file
-//! of `src/dashboard/` may name the API's handler modules (`crate::api`). When the dashboard
-//! needs something the API has, it calls the service function the API calls, or the shared
-//! helper moves out of `api/` (as `crate::auth::session_cookie` and `crate::error` did).
+//! of `src/dashboard/` may name the API's handler modules (`crate::api`), nor call the store
+//! (its row types, which the services return, are fine). When the dashboard needs something the
+//! API has, it calls the service function the API calls, or the shared helper moves out of
+//! `api/` (as `crate::auth::session_cookie` and `crate::error` did).
 //!
 //! Why a test and not a lint: clippy's `disallowed-methods`/`disallowed-types` name items, not
-//! modules, and would have to list every handler (a new one would slip through), and moving the
-//! dashboard into its own crate would need the router split across crates. This scan covers every
-//! file, present and future, of the folder.
+//! modules, and would have to list every handler and store function (a new one would slip
+//! through), and moving the dashboard into its own crate would need the router split across
+//! crates. This scan covers every file, present and future, of the folder.
 
 use std::path::{Path, PathBuf};
 
-/// Where a source names a module called `api`: `(line, text)` of each place. Comments are
-/// ignored; `api` counts as a path segment (next to `::`) or as an item of a `use` group.
-fn api_references(source: &str) -> Vec<(usize, String)> {
-    let mut found = Vec::new();
-    let mut in_use = false;
+/// The tokens of a source with their line numbers: identifiers, `::`, single punctuation.
+/// Comments and string literals are left out.
+fn tokens(source: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     for (n, raw) in source.lines().enumerate() {
         let line = raw.split("//").next().unwrap_or("");
-        let tokens = tokens(line);
-        for (i, t) in tokens.iter().enumerate() {
-            if t == "use" {
-                in_use = true;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                let mut escaped = false;
+                for s in chars.by_ref() {
+                    if s == '"' && !escaped {
+                        break;
+                    }
+                    escaped = s == '\\' && !escaped;
+                }
+            } else if c.is_alphanumeric() || c == '_' {
+                let mut ident = c.to_string();
+                while let Some(&d) = chars.peek() {
+                    if !(d.is_alphanumeric() || d == '_') {
+                        break;
+                    }
+                    ident.push(d);
+                    chars.next();
+                }
+                out.push((n + 1, ident));
+            } else if c == ':' && chars.peek() == Some(&':') {
+                chars.next();
+                out.push((n + 1, "::".into()));
+            } else if !c.is_whitespace() {
+                out.push((n + 1, c.to_string()));
             }
-            let prev = i
-                .checked_sub(1)
-                .and_then(|p| tokens.get(p))
-                .map(String::as_str);
-            let next = tokens.get(i + 1).map(String::as_str);
-            if t == "api" && (in_use || prev == Some("::") || next == Some("::")) {
-                found.push((n + 1, raw.trim().to_string()));
-            }
-            if t == ";" {
-                in_use = false;
-            }
+        }
+    }
+    out
+}
+
+/// The lines where a source names a module called `api`: as a path segment (next to `::`) or
+/// as an item of a `use` group.
+fn api_references(source: &str) -> Vec<usize> {
+    let tokens = tokens(source);
+    let text = |i: usize| tokens.get(i).map(|(_, t)| t.as_str());
+    let mut found = Vec::new();
+    let mut in_use = false;
+    for (i, (line, t)) in tokens.iter().enumerate() {
+        in_use = (in_use || t == "use") && t != ";";
+        let prev = i.checked_sub(1).and_then(text);
+        if t == "api" && (in_use || prev == Some("::") || text(i + 1) == Some("::")) {
+            found.push(*line);
         }
     }
     found
 }
 
-/// Identifiers, `::`, and single punctuation; string literals are skipped.
-fn tokens(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '"' {
-            let mut escaped = false;
-            for s in chars.by_ref() {
-                if s == '"' && !escaped {
-                    break;
+/// The lines where a source uses something of `yatai_store` that is not a type (a function or
+/// a module to call functions of): only the services call the store.
+fn store_calls(source: &str) -> Vec<usize> {
+    let tokens = tokens(source);
+    let text = |i: usize| tokens.get(i).map(|(_, t)| t.as_str()).unwrap_or("");
+    let is_type = |t: &str| t.starts_with(|c: char| c.is_ascii_uppercase());
+    let mut found = Vec::new();
+    for (start, (line, t)) in tokens.iter().enumerate() {
+        if t != "yatai_store" {
+            continue;
+        }
+        let mut i = start;
+        let mut depth = 0;
+        loop {
+            match text(i + 1) {
+                "::" => i += 1,
+                "{" => {
+                    depth += 1;
+                    i += 1;
                 }
-                escaped = s == '\\' && !escaped;
-            }
-        } else if c.is_alphanumeric() || c == '_' {
-            let mut ident = c.to_string();
-            while let Some(&d) = chars.peek() {
-                if !(d.is_alphanumeric() || d == '_') {
-                    break;
+                "," if depth > 0 => i += 1,
+                "}" if depth > 0 => {
+                    depth -= 1;
+                    i += 1;
+                    if depth == 0 {
+                        break;
+                    }
                 }
-                ident.push(d);
-                chars.next();
+                next if next.starts_with(|c: char| c.is_alphanumeric() || c == '_') => {
+                    i += 1;
+                    let leaf = text(i + 1) != "::";
+                    if leaf && !is_type(next) {
+                        found.push(*line);
+                    }
+                    if leaf && depth == 0 {
+                        break;
+                    }
+                }
+                _ => break,
             }
-            out.push(ident);
-        } else if c == ':' && chars.peek() == Some(&':') {
-            chars.next();
-            out.push("::".into());
-        } else if !c.is_whitespace() {
-            out.push(c.to_string());
         }
     }
-    out
+    found
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -83,7 +122,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn the_scan_finds_every_way_of_naming_the_api() {
+fn the_scan_finds_every_way_of_naming_the_api_or_calling_the_store() {
     for bad in [
         "use crate::api::members;",
         "use crate::api::{auth, events};",
@@ -95,19 +134,34 @@ fn the_scan_finds_every_way_of_naming_the_api() {
     ] {
         assert!(!api_references(bad).is_empty(), "not caught: {bad}");
     }
+    for bad in [
+        "use yatai_store::db::labels;",
+        "use yatai_store::db::{labels, versions::Version};",
+        "use yatai_store::db::{\n    bento_models, cli_logins,\n};",
+        "let n = yatai_store::db::versions::count_in_repository(pool, &uid).await?;",
+        "use yatai_store::db::versions::{self, Version};",
+    ] {
+        assert!(!store_calls(bad).is_empty(), "not caught: {bad}");
+    }
     for fine in [
         "use crate::error::ApiError;",
         "let to = \"/api_tokens\"; // crate::api is not used",
         "Router::new().route(\"/api_tokens/authorize_cli\", post(authorize_cli))",
-        "let text = \"see crate::api::members\";",
+        "let text = \"see crate::api::members and yatai_store::db::labels\";",
         "api_tokens::list(state, caller, page)",
+        "use yatai_store::db::versions::Version;",
+        "use yatai_store::db::{events::Event, versions::{Version, VersionFilter}};",
+        "fn f(v: &yatai_store::db::versions::Version) {}",
     ] {
-        assert!(api_references(fine).is_empty(), "wrongly caught: {fine}");
+        assert!(
+            api_references(fine).is_empty() && store_calls(fine).is_empty(),
+            "wrongly caught: {fine}"
+        );
     }
 }
 
 #[test]
-fn the_dashboard_does_not_use_the_api_handlers() {
+fn the_dashboard_calls_only_the_services() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dashboard");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
@@ -119,13 +173,24 @@ fn the_dashboard_does_not_use_the_api_handlers() {
     let mut found = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).unwrap();
-        for (line, text) in api_references(&source) {
-            found.push(format!("{}:{line}: {text}", file.display()));
+        let lines: Vec<&str> = source.lines().collect();
+        let mut report = |what: &str, line: usize| {
+            found.push(format!(
+                "{}:{line}: {what}: {}",
+                file.display(),
+                lines[line - 1].trim()
+            ))
+        };
+        for line in api_references(&source) {
+            report("uses the API's handlers", line);
+        }
+        for line in store_calls(&source) {
+            report("calls the store", line);
         }
     }
     assert!(
         found.is_empty(),
-        "the dashboard uses the API's handler modules; call the yatai_service function instead:\n{}",
+        "the dashboard goes around the services; call the yatai_service function the API calls:\n{}",
         found.join("\n")
     );
 }
