@@ -3,6 +3,13 @@
 
 YATAI_CACHE="${YATAI_CACHE:-$HOME/.cache/yatai}"
 MOTO_PIN="moto[server]==5.2.5"
+# The API fuzzer of the reliability suite, with every package it pulls in pinned (a `pip freeze`
+# of a working venv), so that a fresh machine fuzzes with exactly what was tested.
+SCHEMATHESIS_PINS="schemathesis==4.32.5 anyio==4.16.0 certifi==2026.10.19.post1 charset-normalizer==3.5.3
+click==8.5.1 graphql-core==3.3.2 harfile==0.6.0 hypothesis==6.170.17 hypothesis-graphql==0.13.5 idna==3.20
+iniconfig==2.3.1 jsonschema_rs==0.60.3 markdown-it-py==4.3.0 MarkupSafe==3.0.4 mdurl==0.1.2 packaging==26.4
+pluggy==1.7.0 Pygments==2.21.0 pyrate-limiter==4.5.1 pytest==9.2.0 PyYAML==6.0.4 requests==2.34.2 rich==15.0.0
+sortedcontainers==2.4.0 typing_extensions==4.16.0 urllib3==2.8.0 Werkzeug==3.1.9"
 S3_PORT="${YATAI_TEST_S3_PORT:-5055}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -60,4 +67,12 @@ ensure_s3() {
     MOTO_PID=$!
     for _ in $(seq 1 60); do curl -fsS -o /dev/null "$YATAI_TEST_S3_ENDPOINT/moto-api/" 2>/dev/null && return; sleep 0.5; done
     die "the S3 server did not start; see $YATAI_CACHE/moto.log"
+}
+
+# schemathesis (the OpenAPI fuzzer) in a cached venv keyed by its pins; exports YATAI_TEST_SCHEMATHESIS.
+ensure_schemathesis() {
+    local venv
+    # shellcheck disable=SC2086 # one pin per word
+    venv=$(venv_for schemathesis $SCHEMATHESIS_PINS)
+    export YATAI_TEST_SCHEMATHESIS="$venv/bin/st"
 }

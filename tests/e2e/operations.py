@@ -134,16 +134,7 @@ def serve(
     port = servers.free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "server.log"
-    argv = [
-        str(servers.yatai_bin()),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(installation.data_dir),
-    ]
+    argv = servers.serve_argv(port, installation.data_dir)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             argv,

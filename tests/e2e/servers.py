@@ -323,6 +323,12 @@ class YataiServer:
             cleanup()
 
 
+def serve_argv(port: int, data_dir: Path, binary: Path | None = None) -> list[str]:
+    """``yatai serve`` on 127.0.0.1:``port`` with ``data_dir`` (the binary checked by :func:`yatai_bin`)."""
+    binary = binary or yatai_bin()
+    return [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+
+
 def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServer:
     """Start the binary, wait for ``/healthz`` and bootstrap it (api.md recipe)."""
     binary = yatai_bin()
@@ -337,7 +343,7 @@ def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServ
     if strategy:
         env["TRANSMISSION_STRATEGY"] = strategy
     log_path = workdir / "server.log"
-    argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = serve_argv(port, data_dir, binary)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = YataiServer(

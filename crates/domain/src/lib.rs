@@ -53,6 +53,7 @@ macro_rules! wire_enum {
 
 pub mod access;
 pub mod error;
+pub mod manifest;
 pub mod names;
 pub mod paging;
 pub mod registry;

@@ -22,15 +22,23 @@
 //! Every record keeps its Yatai 1.x `uid`, and rows are inserted with `ON CONFLICT DO NOTHING`,
 //! so a second run changes nothing and an interrupted run resumes: a version row is written only
 //! after its archive was copied. Deleted records (`deleted_at` set) are not imported.
+//!
+//! Each table is one `Step`: a SELECT whose columns carry our column names, typed by the
+//! target's own catalog and written by the same binder as `yatai restore` (`schema`); a row is
+//! "already here" when its primary key is.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures::TryStreamExt;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{AnyConnection, PgPool, Row};
+use yatai_domain::registry::{Kind, UploadStatus};
+use yatai_domain::Scope;
+use yatai_store::db::api_tokens::join_scopes;
 use yatai_store::{Db, ObjectStorage};
 
+use crate::schema::{self, quote, Column, ColumnType, Table, Value};
 use crate::util::{human_bytes, Progress};
 
 /// The setting that marks an installation as the target of an import (its value names the
@@ -107,11 +115,6 @@ pub async fn connect_legacy(url: &str) -> anyhow::Result<PgPool> {
         })
 }
 
-/// Microseconds since the epoch of a `timestamptz` column, as SQL.
-fn micros(col: &str) -> String {
-    format!("(EXTRACT(EPOCH FROM {col}) * 1000000)::bigint")
-}
-
 /// Imports everything from the Yatai 1.x database `legacy` and its bucket `legacy_objects`
 /// into `db` + `objects` (whose schema must be migrated).
 pub async fn import(
@@ -127,8 +130,22 @@ pub async fn import(
     check_legacy_schema(legacy).await?;
     check_target(db, source_name).await?;
     let dry = options.dry_run;
-    let mut s = ImportSummary::default();
     let pool = db.pool();
+    let catalog = {
+        let mut conn = pool.acquire().await?;
+        schema::tables(&mut conn, db.backend()).await?
+    };
+    let mut run = Run {
+        legacy,
+        legacy_objects,
+        objects,
+        catalog,
+        dry,
+        progress,
+        summary: ImportSummary::default(),
+    };
+
+    // Identities and repositories, in one transaction.
     let mut tx = pool.begin().await?;
     if !dry {
         sqlx::query(
@@ -139,373 +156,184 @@ pub async fn import(
         .execute(&mut *tx)
         .await?;
     }
-
-    // Users.
-    let rows = sqlx::query(&format!(
-        "SELECT uid, name, COALESCE(email, name || '@users.imported.invalid'), first_name, last_name, password, \
-         (CASE WHEN perm::text = 'admin' THEN 1 ELSE 0 END)::int8, {}, {} FROM \"user\" WHERE deleted_at IS NULL ORDER BY id",
-        micros("created_at"),
-        micros("updated_at")
-    ))
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x users")?;
-    for r in &rows {
-        let uid: String = r.get(0);
-        let inserted = insert(
-            &mut tx,
-            dry,
-            "users",
-            "uid",
-            &uid,
-            "INSERT INTO users (uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-            vec![
-                uid.clone().into(),
-                r.get::<String, _>(1).into(),
-                r.get::<String, _>(2).into(),
-                r.get::<String, _>(3).into(),
-                r.get::<String, _>(4).into(),
-                r.get::<String, _>(5).into(),
-                r.get::<i64, _>(6).into(),
-                r.get::<i64, _>(7).into(),
-                r.get::<Option<i64>, _>(8).into(),
-            ],
-        )
-        .await?;
-        s.add("users", inserted);
-    }
-
-    // Organizations.
-    let rows = sqlx::query(&format!(
-        "SELECT o.uid, o.name, COALESCE(o.description, ''), u.uid, {}, {} FROM organization o \
-         LEFT JOIN \"user\" u ON u.id = o.creator_id AND u.deleted_at IS NULL WHERE o.deleted_at IS NULL ORDER BY o.id",
-        micros("o.created_at"),
-        micros("o.updated_at")
-    ))
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x organizations")?;
-    for r in &rows {
-        let uid: String = r.get(0);
-        let inserted = insert(
-            &mut tx,
-            dry,
-            "organizations",
-            "uid",
-            &uid,
-            "INSERT INTO organizations (uid, name, description, creator_uid, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            vec![
-                uid.clone().into(),
-                r.get::<String, _>(1).into(),
-                r.get::<String, _>(2).into(),
-                r.get::<Option<String>, _>(3).into(),
-                r.get::<i64, _>(4).into(),
-                r.get::<Option<i64>, _>(5).into(),
-            ],
-        )
-        .await?;
-        s.add("organizations", inserted);
-    }
-
-    // Members: direct ones and, through user groups, the group's members (strongest role first).
-    let rows = sqlx::query(&format!(
-        "SELECT o.uid, u.uid, m.role::text, {}, {} FROM organization_member m \
-         JOIN organization o ON o.id = m.organization_id AND o.deleted_at IS NULL \
-         LEFT JOIN user_group_user_relation g ON g.user_group_id = m.user_group_id AND g.deleted_at IS NULL \
-         JOIN \"user\" u ON u.id = COALESCE(m.user_id, g.user_id) AND u.deleted_at IS NULL \
-         WHERE m.deleted_at IS NULL \
-         ORDER BY CASE m.role::text WHEN 'admin' THEN 0 WHEN 'developer' THEN 1 ELSE 2 END, m.id",
-        micros("m.created_at"),
-        micros("m.updated_at")
-    ))
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x members")?;
-    for r in &rows {
-        let (org, user): (String, String) = (r.get(0), r.get(1));
-        let inserted = insert_where(
-            &mut tx,
-            dry,
-            "SELECT 1 FROM members WHERE organization_uid = $1 AND user_uid = $2",
-            vec![org.clone().into(), user.clone().into()],
-            "INSERT INTO members (organization_uid, user_uid, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            vec![
-                org.into(),
-                user.into(),
-                r.get::<String, _>(2).into(),
-                r.get::<i64, _>(3).into(),
-                r.get::<Option<i64>, _>(4).into(),
-            ],
-        )
-        .await?;
-        s.add("members", inserted);
-    }
-
-    // API tokens: stored here as the SHA-256 of the token, so the same token keeps working.
-    let rows = sqlx::query(&format!(
-        "SELECT t.uid, t.name, COALESCE(t.description, ''), o.uid, u.uid, COALESCE(t.scopes, '[]'), t.token, {}, {}, {}, {} \
-         FROM api_token t JOIN organization o ON o.id = t.organization_id AND o.deleted_at IS NULL \
-         JOIN \"user\" u ON u.id = t.user_id AND u.deleted_at IS NULL WHERE t.deleted_at IS NULL ORDER BY t.id",
-        micros("t.expired_at"),
-        micros("t.last_used_at"),
-        micros("t.created_at"),
-        micros("t.updated_at")
-    ))
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x API tokens")?;
-    for r in &rows {
-        let uid: String = r.get(0);
-        let scopes = legacy_scopes(&r.get::<String, _>(5));
-        let token: String = r.get(6);
-        let inserted = insert(
-            &mut tx,
-            dry,
-            "api_tokens",
-            "uid",
-            &uid,
-            "INSERT INTO api_tokens (uid, name, description, organization_uid, user_uid, scopes, token_hash, expired_at, last_used_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
-            vec![
-                uid.clone().into(),
-                r.get::<String, _>(1).into(),
-                r.get::<String, _>(2).into(),
-                r.get::<String, _>(3).into(),
-                r.get::<String, _>(4).into(),
-                scopes.into(),
-                sha256_hex(&token).into(),
-                r.get::<Option<i64>, _>(7).into(),
-                r.get::<Option<i64>, _>(8).into(),
-                r.get::<i64, _>(9).into(),
-                r.get::<Option<i64>, _>(10).into(),
-            ],
-        )
-        .await?;
-        s.add("api_tokens", inserted);
-    }
-
-    // Repositories.
-    for kind in ["bento", "model"] {
-        let rows = sqlx::query(&format!(
-            "SELECT r.uid, o.uid, r.name, COALESCE(r.description, ''), u.uid, {}, {} FROM {kind}_repository r \
-             JOIN organization o ON o.id = r.organization_id AND o.deleted_at IS NULL \
-             LEFT JOIN \"user\" u ON u.id = r.creator_id AND u.deleted_at IS NULL WHERE r.deleted_at IS NULL ORDER BY r.id",
-            micros("r.created_at"),
-            micros("r.updated_at")
-        ))
-        .fetch_all(legacy)
-        .await
-        .with_context(|| format!("cannot read the Yatai 1.x {kind} repositories"))?;
-        for r in &rows {
-            let uid: String = r.get(0);
-            let inserted = insert(
-                &mut tx,
-                dry,
-                "repositories",
-                "uid",
-                &uid,
-                "INSERT INTO repositories (uid, organization_uid, kind, name, description, creator_uid, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                vec![
-                    uid.clone().into(),
-                    r.get::<String, _>(1).into(),
-                    kind.to_string().into(),
-                    r.get::<String, _>(2).into(),
-                    r.get::<String, _>(3).into(),
-                    r.get::<Option<String>, _>(4).into(),
-                    r.get::<i64, _>(5).into(),
-                    r.get::<Option<i64>, _>(6).into(),
-                ],
-            )
-            .await?;
-            s.add("repositories", inserted);
-        }
+    for step in identity_steps() {
+        run.step(&mut tx, &step).await?;
     }
     if !dry {
         tx.commit().await?;
     }
 
-    // Versions, one at a time: the archive first, then the row (so an interruption resumes).
-    for kind in ["bento", "model"] {
-        let rows = sqlx::query(&format!(
-            "SELECT v.uid, r.uid, v.version, COALESCE(v.description, ''), COALESCE(v.manifest::text, '{{}}'), \
-             {}, v.upload_status::text, COALESCE(v.upload_finished_reason, ''), {}, {}, v.image_build_status::text, \
-             u.uid, {}, {}, o.name, o.uid, r.name \
-             FROM {kind} v JOIN {kind}_repository r ON r.id = v.{kind}_repository_id AND r.deleted_at IS NULL \
-             JOIN organization o ON o.id = r.organization_id AND o.deleted_at IS NULL \
-             LEFT JOIN \"user\" u ON u.id = v.creator_id AND u.deleted_at IS NULL WHERE v.deleted_at IS NULL ORDER BY v.id",
-            micros("COALESCE(v.build_at, v.created_at)"),
-            micros("v.upload_started_at"),
-            micros("v.upload_finished_at"),
-            micros("v.created_at"),
-            micros("v.updated_at"),
-        ))
-        .fetch_all(legacy)
-        .await
-        .with_context(|| format!("cannot read the Yatai 1.x {kind}s"))?;
-        let total = rows.len();
-        for (i, r) in rows.iter().enumerate() {
-            let uid: String = r.get(0);
-            let exists = sqlx::query("SELECT 1 FROM versions WHERE uid = $1")
-                .bind(&uid)
-                .fetch_optional(pool)
-                .await?
-                .is_some();
-            if exists {
-                s.add("versions", false);
-                continue;
-            }
-            let (org_name, org_uid, repo): (String, String, String) =
-                (r.get(14), r.get(15), r.get(16));
-            let version: String = r.get(2);
-            let mut status: String = r.get(6);
-            let mut reason: String = r.get(7);
-            let mut archive: (Option<String>, Option<i64>, Option<String>) = (None, None, None);
-            if status == "success" {
-                let legacy_key = format!("{kind}s/{org_name}/{repo}/{version}.tar.gz");
-                let key = format!("{kind}s/{org_uid}/{repo}/{version}/{uid}");
-                let source = legacy_objects.ok_or_else(|| {
-                    anyhow!("the Yatai 1.x installation holds archives: give its bucket with --from-yatai-s3-endpoint / --from-yatai-s3-bucket-name (and its credentials)")
-                })?;
-                match source
-                    .size(&legacy_key)
-                    .await
-                    .map_err(|e| anyhow!("cannot read the Yatai 1.x bucket: {e}"))?
-                {
-                    None => {
-                        s.archives_missing.push(format!("{kind} {repo}:{version}"));
-                        progress(format!(
-                            "warning: the archive of {kind} {repo}:{version} ({legacy_key}) is not in the Yatai 1.x bucket; imported as a failed upload"
-                        ));
-                        status = "failed".into();
-                        reason = format!("the archive was missing from the Yatai 1.x bucket at import ({legacy_key})");
-                    }
-                    Some(size) if dry => {
-                        s.archives_copied += 1;
-                        s.archive_bytes += size;
-                    }
-                    Some(size) => {
-                        let reader = source.get(&legacy_key, None).await.map_err(|e| {
-                            anyhow!("cannot read {legacy_key} from the Yatai 1.x bucket: {e}")
-                        })?;
-                        let stored = objects
-                            .put_stream(&key, reader.stream.map_err(|e| e.to_string()))
-                            .await
-                            .map_err(|e| anyhow!("cannot copy {legacy_key}: {e}"))?;
-                        if stored.size != size {
-                            let _ = objects.delete(&key).await;
-                            bail!("the copy of {legacy_key} has {} bytes, the source {size}: nothing of this version was imported; run the import again", stored.size);
-                        }
-                        s.archives_copied += 1;
-                        s.archive_bytes += size;
-                        archive = (Some(key), Some(size as i64), Some(stored.sha256));
-                        progress(format!(
-                            "{kind}s {}/{total}: copied {repo}:{version} ({})",
-                            i + 1,
-                            human_bytes(size)
-                        ));
-                    }
-                }
-            }
-            let manifest: String = r.get(4);
-            let inserted = insert_where(
-                pool,
-                dry,
-                "SELECT 1 FROM versions WHERE uid = $1",
-                vec![uid.clone().into()],
-                "INSERT INTO versions (uid, repository_uid, kind, version, description, manifest, build_at, upload_status, \
-                 upload_finished_reason, upload_started_at, upload_finished_at, image_build_status, object_key, archive_size, \
-                 archive_sha256, creator_uid, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING",
-                vec![
-                    uid.clone().into(),
-                    r.get::<String, _>(1).into(),
-                    kind.to_string().into(),
-                    version.clone().into(),
-                    r.get::<String, _>(3).into(),
-                    manifest.clone().into(),
-                    r.get::<i64, _>(5).into(),
-                    status.into(),
-                    reason.into(),
-                    r.get::<Option<i64>, _>(8).into(),
-                    r.get::<Option<i64>, _>(9).into(),
-                    r.get::<String, _>(10).into(),
-                    archive.0.into(),
-                    archive.1.into(),
-                    archive.2.into(),
-                    r.get::<Option<String>, _>(11).into(),
-                    r.get::<i64, _>(12).into(),
-                    r.get::<Option<i64>, _>(13).into(),
-                ],
-            )
-            .await?;
-            s.add("versions", inserted);
-        }
+    // Versions, one at a time and each committed alone: the archive first, then the row (so an
+    // interruption resumes).
+    let mut conn = pool.acquire().await?;
+    for step in version_steps() {
+        run.step(&mut conn, &step).await?;
     }
+    drop(conn);
 
-    // Bento -> model relations, labels and events.
+    // Bento -> model relations, labels and events, in one transaction.
     let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "SELECT b.uid, o.uid, mr.name, m.version FROM bento_model_rel rel \
-         JOIN bento b ON b.id = rel.bento_id AND b.deleted_at IS NULL \
-         JOIN bento_repository br ON br.id = b.bento_repository_id AND br.deleted_at IS NULL \
-         JOIN model m ON m.id = rel.model_id AND m.deleted_at IS NULL \
-         JOIN model_repository mr ON mr.id = m.model_repository_id \
-         JOIN organization o ON o.id = mr.organization_id WHERE rel.deleted_at IS NULL ORDER BY rel.id",
-    )
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x bento-model relations")?;
-    for r in &rows {
-        let vals: Vec<Bind> = (0..4).map(|i| r.get::<String, _>(i).into()).collect();
-        let inserted = insert_where(
-            &mut tx,
-            dry,
-            "SELECT 1 FROM bento_models WHERE bento_uid = $1 AND organization_uid = $2 AND model_name = $3 AND model_version = $4",
-            vals.clone(),
-            "INSERT INTO bento_models (bento_uid, organization_uid, model_name, model_version) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            vals,
-        )
-        .await?;
-        s.add("bento_models", inserted);
+    for step in relation_steps() {
+        run.step(&mut tx, &step).await?;
     }
-    let resource_uid = "CASE l.resource_type::text \
+    if !dry {
+        tx.commit().await?;
+    }
+    let mut s = run.summary;
+    s.elapsed = started.elapsed();
+    Ok(s)
+}
+
+/// One Yatai 1.x table (or a part of one) and the table of ours it fills.
+struct Step {
+    /// Our table; the summary counts its rows under this name.
+    table: &'static str,
+    /// The Yatai 1.x records, for messages ("bento repositories").
+    what: String,
+    /// Reads the Yatai 1.x rows, each column named after the column of `table` it fills (and
+    /// typed by that column); columns named `_...` are only read by `treat`.
+    select: String,
+    treat: Treat,
+}
+
+/// What happens to a row between reading and writing it, beyond the SELECT.
+#[derive(Debug, Clone, Copy)]
+enum Treat {
+    Nothing,
+    /// Yatai 1.x stores the token itself (`_token`) and its scopes as a JSON list: ours keeps
+    /// the SHA-256 of the token (so the same token keeps working) and its known scopes.
+    ApiToken,
+    /// The archive is copied before the row is written (and a missing one makes the version a
+    /// failed upload).
+    Version(Kind),
+    /// A label of a resource that was not imported (a deleted version) stays behind.
+    Label,
+}
+
+/// Microseconds since the epoch of a `timestamptz` column, as SQL.
+fn micros(col: &str) -> String {
+    format!("(EXTRACT(EPOCH FROM {col}) * 1000000)::bigint")
+}
+
+/// The `created_at, updated_at` columns of the legacy table aliased `t`.
+fn stamps(t: &str) -> String {
+    format!(
+        "{} AS created_at, {} AS updated_at",
+        micros(&format!("{t}.created_at")),
+        micros(&format!("{t}.updated_at"))
+    )
+}
+
+/// Users, organizations, members, API tokens and repositories.
+fn identity_steps() -> Vec<Step> {
+    let mut steps = vec![
+        Step {
+            table: "users",
+            what: "users".into(),
+            select: format!(
+                "SELECT u.uid, u.name, COALESCE(u.email, u.name || '@users.imported.invalid') AS email, u.first_name, \
+                 u.last_name, u.password AS password_hash, \
+                 (CASE WHEN u.perm::text = 'admin' THEN 1 ELSE 0 END)::int8 AS is_site_admin, {} \
+                 FROM \"user\" u WHERE u.deleted_at IS NULL ORDER BY u.id",
+                stamps("u")
+            ),
+            treat: Treat::Nothing,
+        },
+        Step {
+            table: "organizations",
+            what: "organizations".into(),
+            select: format!(
+                "SELECT o.uid, o.name, COALESCE(o.description, '') AS description, u.uid AS creator_uid, {} \
+                 FROM organization o LEFT JOIN \"user\" u ON u.id = o.creator_id AND u.deleted_at IS NULL \
+                 WHERE o.deleted_at IS NULL ORDER BY o.id",
+                stamps("o")
+            ),
+            treat: Treat::Nothing,
+        },
+        // Direct members and, through user groups, the group's members (strongest role first).
+        Step {
+            table: "members",
+            what: "members".into(),
+            select: format!(
+                "SELECT o.uid AS organization_uid, u.uid AS user_uid, m.role::text AS role, {} FROM organization_member m \
+                 JOIN organization o ON o.id = m.organization_id AND o.deleted_at IS NULL \
+                 LEFT JOIN user_group_user_relation g ON g.user_group_id = m.user_group_id AND g.deleted_at IS NULL \
+                 JOIN \"user\" u ON u.id = COALESCE(m.user_id, g.user_id) AND u.deleted_at IS NULL \
+                 WHERE m.deleted_at IS NULL \
+                 ORDER BY CASE m.role::text WHEN 'admin' THEN 0 WHEN 'developer' THEN 1 ELSE 2 END, m.id",
+                stamps("m")
+            ),
+            treat: Treat::Nothing,
+        },
+        Step {
+            table: "api_tokens",
+            what: "API tokens".into(),
+            select: format!(
+                "SELECT t.uid, t.name, COALESCE(t.description, '') AS description, o.uid AS organization_uid, \
+                 u.uid AS user_uid, COALESCE(t.scopes, '[]') AS scopes, t.token AS _token, {} AS expired_at, \
+                 {} AS last_used_at, {} \
+                 FROM api_token t JOIN organization o ON o.id = t.organization_id AND o.deleted_at IS NULL \
+                 JOIN \"user\" u ON u.id = t.user_id AND u.deleted_at IS NULL WHERE t.deleted_at IS NULL ORDER BY t.id",
+                micros("t.expired_at"),
+                micros("t.last_used_at"),
+                stamps("t")
+            ),
+            treat: Treat::ApiToken,
+        },
+    ];
+    steps.extend(KINDS.map(|kind| kind.as_str()).map(|kind| Step {
+        table: "repositories",
+        what: format!("{kind} repositories"),
+        select: format!(
+            "SELECT r.uid, o.uid AS organization_uid, '{kind}'::text AS kind, r.name, \
+             COALESCE(r.description, '') AS description, u.uid AS creator_uid, {} FROM {kind}_repository r \
+             JOIN organization o ON o.id = r.organization_id AND o.deleted_at IS NULL \
+             LEFT JOIN \"user\" u ON u.id = r.creator_id AND u.deleted_at IS NULL WHERE r.deleted_at IS NULL ORDER BY r.id",
+            stamps("r")
+        ),
+        treat: Treat::Nothing,
+    }));
+    steps
+}
+
+/// Bentos and models.
+const KINDS: [Kind; 2] = [Kind::Bento, Kind::Model];
+
+/// Bentos and models (each with its archive).
+fn version_steps() -> Vec<Step> {
+    KINDS
+        .map(|k| (k, k.as_str()))
+        .map(|(k, kind)| Step {
+            table: "versions",
+            what: format!("{kind}s"),
+            select: format!(
+                "SELECT v.uid, r.uid AS repository_uid, '{kind}'::text AS kind, v.version, \
+                 COALESCE(v.description, '') AS description, COALESCE(v.manifest::text, '{{}}') AS manifest, \
+                 {} AS build_at, v.upload_status::text AS upload_status, \
+                 COALESCE(v.upload_finished_reason, '') AS upload_finished_reason, {} AS upload_started_at, \
+                 {} AS upload_finished_at, v.image_build_status::text AS image_build_status, u.uid AS creator_uid, {}, \
+                 o.name AS _org_name, o.uid AS _org_uid, r.name AS _repo_name \
+                 FROM {kind} v JOIN {kind}_repository r ON r.id = v.{kind}_repository_id AND r.deleted_at IS NULL \
+                 JOIN organization o ON o.id = r.organization_id AND o.deleted_at IS NULL \
+                 LEFT JOIN \"user\" u ON u.id = v.creator_id AND u.deleted_at IS NULL WHERE v.deleted_at IS NULL ORDER BY v.id",
+                micros("COALESCE(v.build_at, v.created_at)"),
+                micros("v.upload_started_at"),
+                micros("v.upload_finished_at"),
+                stamps("v"),
+            ),
+            treat: Treat::Version(k),
+        })
+        .into()
+}
+
+/// Bento -> model relations, labels and events.
+fn relation_steps() -> Vec<Step> {
+    let label_resource = "CASE l.resource_type::text \
         WHEN 'bento' THEN (SELECT uid FROM bento WHERE id = l.resource_id) \
         WHEN 'model' THEN (SELECT uid FROM model WHERE id = l.resource_id) \
         WHEN 'bento_repository' THEN (SELECT uid FROM bento_repository WHERE id = l.resource_id) \
         WHEN 'model_repository' THEN (SELECT uid FROM model_repository WHERE id = l.resource_id) END";
-    let rows = sqlx::query(&format!(
-        "SELECT x.resource_uid, x.org_uid, x.key, x.value FROM (SELECT {resource_uid} AS resource_uid, o.uid AS org_uid, l.key, l.value, l.id \
-         FROM label l JOIN organization o ON o.id = l.organization_id AND o.deleted_at IS NULL WHERE l.deleted_at IS NULL) x \
-         WHERE x.resource_uid IS NOT NULL ORDER BY x.id"
-    ))
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x labels")?;
-    for r in &rows {
-        let (res, org): (String, String) = (r.get(0), r.get(1));
-        let key: String = r.get(2);
-        let known = sqlx::query("SELECT 1 FROM versions WHERE uid = $1 UNION ALL SELECT 1 FROM repositories WHERE uid = $1")
-            .bind(&res)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !known && !dry {
-            continue;
-        }
-        let inserted = insert_where(
-            &mut tx,
-            dry,
-            "SELECT 1 FROM labels WHERE resource_uid = $1 AND label_key = $2",
-            vec![res.clone().into(), key.clone().into()],
-            "INSERT INTO labels (resource_uid, organization_uid, label_key, label_value) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            vec![res.into(), org.into(), key.into(), r.get::<String, _>(3).into()],
-        )
-        .await?;
-        s.add("labels", inserted);
-    }
-    let resource_name = "CASE e.resource_type::text \
+    let event_resource = "CASE e.resource_type::text \
         WHEN 'bento' THEN (SELECT r.name || ':' || b.version FROM bento b JOIN bento_repository r ON r.id = b.bento_repository_id WHERE b.id = e.resource_id) \
         WHEN 'model' THEN (SELECT r.name || ':' || m.version FROM model m JOIN model_repository r ON r.id = m.model_repository_id WHERE m.id = e.resource_id) \
         WHEN 'bento_repository' THEN (SELECT name FROM bento_repository WHERE id = e.resource_id) \
@@ -513,174 +341,341 @@ pub async fn import(
         WHEN 'organization' THEN (SELECT name FROM organization WHERE id = e.resource_id) \
         WHEN 'user' THEN (SELECT name FROM \"user\" WHERE id = e.resource_id) \
         WHEN 'api_token' THEN (SELECT name FROM api_token WHERE id = e.resource_id) END";
-    let rows = sqlx::query(&format!(
-        "SELECT e.uid, o.uid, u.uid, COALESCE(u.name, ''), COALESCE(e.api_token_name, ''), e.resource_type::text, \
-         COALESCE({resource_name}, e.name), e.operation_name, e.status::text, {} FROM event e \
-         JOIN organization o ON o.id = e.organization_id AND o.deleted_at IS NULL \
-         LEFT JOIN \"user\" u ON u.id = e.creator_id WHERE e.deleted_at IS NULL ORDER BY e.id",
-        micros("e.created_at")
-    ))
-    .fetch_all(legacy)
-    .await
-    .context("cannot read the Yatai 1.x events")?;
-    for r in &rows {
-        let uid: String = r.get(0);
-        let inserted = insert(
-            &mut tx,
-            dry,
-            "events",
-            "uid",
-            &uid,
-            "INSERT INTO events (uid, organization_uid, user_uid, user_name, api_token_name, resource_type, resource_name, operation_name, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-            vec![
-                uid.clone().into(),
-                r.get::<String, _>(1).into(),
-                r.get::<Option<String>, _>(2).into(),
-                r.get::<String, _>(3).into(),
-                r.get::<String, _>(4).into(),
-                r.get::<String, _>(5).into(),
-                r.get::<String, _>(6).into(),
-                r.get::<String, _>(7).into(),
-                r.get::<String, _>(8).into(),
-                r.get::<i64, _>(9).into(),
-            ],
-        )
-        .await?;
-        s.add("events", inserted);
-    }
-    if !dry {
-        tx.commit().await?;
-    }
-    s.elapsed = started.elapsed();
-    Ok(s)
+    vec![
+        Step {
+            table: "bento_models",
+            what: "bento-model relations".into(),
+            select: "SELECT b.uid AS bento_uid, o.uid AS organization_uid, mr.name AS model_name, m.version AS model_version \
+                 FROM bento_model_rel rel \
+                 JOIN bento b ON b.id = rel.bento_id AND b.deleted_at IS NULL \
+                 JOIN bento_repository br ON br.id = b.bento_repository_id AND br.deleted_at IS NULL \
+                 JOIN model m ON m.id = rel.model_id AND m.deleted_at IS NULL \
+                 JOIN model_repository mr ON mr.id = m.model_repository_id \
+                 JOIN organization o ON o.id = mr.organization_id WHERE rel.deleted_at IS NULL ORDER BY rel.id"
+                .into(),
+            treat: Treat::Nothing,
+        },
+        Step {
+            table: "labels",
+            what: "labels".into(),
+            select: format!(
+                "SELECT x.resource_uid, x.organization_uid, x.label_key, x.label_value FROM \
+                 (SELECT {label_resource} AS resource_uid, o.uid AS organization_uid, l.key AS label_key, \
+                 l.value AS label_value, l.id FROM label l \
+                 JOIN organization o ON o.id = l.organization_id AND o.deleted_at IS NULL WHERE l.deleted_at IS NULL) x \
+                 WHERE x.resource_uid IS NOT NULL ORDER BY x.id"
+            ),
+            treat: Treat::Label,
+        },
+        Step {
+            table: "events",
+            what: "events".into(),
+            select: format!(
+                "SELECT e.uid, o.uid AS organization_uid, u.uid AS user_uid, COALESCE(u.name, '') AS user_name, \
+                 COALESCE(e.api_token_name, '') AS api_token_name, e.resource_type::text AS resource_type, \
+                 COALESCE({event_resource}, e.name) AS resource_name, e.operation_name, e.status::text AS status, \
+                 {} AS created_at FROM event e \
+                 JOIN organization o ON o.id = e.organization_id AND o.deleted_at IS NULL \
+                 LEFT JOIN \"user\" u ON u.id = e.creator_id WHERE e.deleted_at IS NULL ORDER BY e.id",
+                micros("e.created_at")
+            ),
+            treat: Treat::Nothing,
+        },
+    ]
 }
 
-/// A value to bind.
-#[derive(Debug, Clone)]
-enum Bind {
-    Int(Option<i64>),
-    Text(Option<String>),
+/// A row on its way from Yatai 1.x to here: the columns it fills, typed by our catalog, and
+/// their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    columns: Vec<Column>,
+    values: Vec<Value>,
 }
 
-impl From<i64> for Bind {
-    fn from(v: i64) -> Self {
-        Bind::Int(Some(v))
+impl Record {
+    /// Reads a legacy row: every column must be one of `table`'s (or a `_...` one, read as text).
+    fn read(table: &Table, row: &PgRow) -> anyhow::Result<Record> {
+        let columns = row
+            .columns()
+            .iter()
+            .map(|c| {
+                let name = sqlx::Column::name(c);
+                let ty = if name.starts_with('_') {
+                    ColumnType::Text
+                } else {
+                    table
+                        .columns
+                        .iter()
+                        .find(|t| t.name == name)
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "the import fills {}.{name}, which this schema does not have",
+                                table.name
+                            )
+                        })?
+                        .ty
+                };
+                Ok(Column {
+                    name: name.to_string(),
+                    ty,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let values = schema::row_values(&table.name, &columns, row)?;
+        Ok(Record { columns, values })
     }
-}
-impl From<Option<i64>> for Bind {
-    fn from(v: Option<i64>) -> Self {
-        Bind::Int(v)
+
+    fn get(&self, name: &str) -> anyhow::Result<&Value> {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| anyhow!("the import reads no column {name}"))
     }
-}
-impl From<String> for Bind {
-    fn from(v: String) -> Self {
-        Bind::Text(Some(v))
+
+    /// A text column that is never null.
+    fn text(&self, name: &str) -> anyhow::Result<&str> {
+        match self.get(name)? {
+            Value::Text(Some(s)) => Ok(s),
+            other => bail!("column {name} holds {other:?}, not text"),
+        }
     }
-}
-impl From<Option<String>> for Bind {
-    fn from(v: Option<String>) -> Self {
-        Bind::Text(v)
+
+    /// Sets a column, adding it when the SELECT did not read it.
+    fn set(&mut self, name: &str, value: Value) {
+        match self.columns.iter().position(|c| c.name == name) {
+            Some(i) => self.values[i] = value,
+            None => {
+                let ty = match value {
+                    Value::Int(_) => ColumnType::Int,
+                    Value::Text(_) => ColumnType::Text,
+                };
+                self.columns.push(Column {
+                    name: name.to_string(),
+                    ty,
+                });
+                self.values.push(value);
+            }
+        }
+    }
+
+    /// The columns and values written (without the `_...` ones).
+    fn written(self) -> (Vec<Column>, Vec<Value>) {
+        self.columns
+            .into_iter()
+            .zip(self.values)
+            .filter(|(c, _)| !c.name.starts_with('_'))
+            .unzip()
     }
 }
 
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    values: Vec<Bind>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for v in values {
-        q = match v {
-            Bind::Int(i) => q.bind(i),
-            Bind::Text(s) => q.bind(s),
+/// What an import run works with.
+struct Run<'a> {
+    legacy: &'a PgPool,
+    legacy_objects: Option<&'a ObjectStorage>,
+    objects: &'a ObjectStorage,
+    /// Our tables, from the target's own catalog.
+    catalog: Vec<Table>,
+    dry: bool,
+    progress: Progress,
+    summary: ImportSummary,
+}
+
+impl Run<'_> {
+    /// Reads the legacy rows of `step` and writes each one that is not here yet.
+    async fn step(&mut self, conn: &mut AnyConnection, step: &Step) -> anyhow::Result<()> {
+        let table = self
+            .catalog
+            .iter()
+            .find(|t| t.name == step.table)
+            .cloned()
+            .ok_or_else(|| anyhow!("the target database has no table {}", step.table))?;
+        let rows = sqlx::query(&step.select)
+            .fetch_all(self.legacy)
+            .await
+            .with_context(|| format!("cannot read the Yatai 1.x {}", step.what))?;
+        let total = rows.len();
+        for (i, row) in rows.iter().enumerate() {
+            let mut record = Record::read(&table, row)?;
+            if let Treat::Label = step.treat {
+                if !self.dry && !resource_imported(conn, record.text("resource_uid")?).await? {
+                    continue;
+                }
+            }
+            if exists(conn, &table, &record).await? {
+                self.summary.add(step.table, false);
+                continue;
+            }
+            match step.treat {
+                Treat::Nothing | Treat::Label => {}
+                Treat::ApiToken => {
+                    let scopes = legacy_scopes(record.text("scopes")?);
+                    let hash = yatai_store::db::secret_hash(record.text("_token")?);
+                    record.set("scopes", Value::Text(Some(scopes)));
+                    record.set("token_hash", Value::Text(Some(hash)));
+                }
+                Treat::Version(kind) => {
+                    self.copy_archive(kind, &mut record, (i + 1, total)).await?
+                }
+            }
+            let inserted = self.insert(conn, &table, record).await?;
+            self.summary.add(step.table, inserted);
+        }
+        Ok(())
+    }
+
+    /// Writes a row unless it exists (in a dry run, only looks); whether it is (or would be) new.
+    async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        table: &Table,
+        record: Record,
+    ) -> anyhow::Result<bool> {
+        if self.dry {
+            return Ok(true);
+        }
+        let (columns, values) = record.written();
+        let sql = format!(
+            "{} ON CONFLICT DO NOTHING",
+            schema::insert_sql(&table.name, &columns, 1)
+        );
+        let done = schema::bind_values(sqlx::query(&sql), values)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("cannot import a row (INSERT INTO {})", table.name))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Copies the archive of an uploaded version (`n` of `total`) and records it in `record`;
+    /// a version whose archive is not in the source bucket becomes a failed upload.
+    async fn copy_archive(
+        &mut self,
+        kind: Kind,
+        record: &mut Record,
+        (n, total): (usize, usize),
+    ) -> anyhow::Result<()> {
+        if record.text("upload_status")? != UploadStatus::Success.as_str() {
+            return Ok(());
+        }
+        let uid = record.text("uid")?;
+        let version = record.text("version")?;
+        let repo = record.text("_repo_name")?;
+        let legacy_key = format!(
+            "{}/{}/{repo}/{version}.tar.gz",
+            kind.object_prefix(),
+            record.text("_org_name")?
+        );
+        let key = object_key(kind, record.text("_org_uid")?, repo, version, uid);
+        let source = self.legacy_objects.ok_or_else(|| {
+            anyhow!("the Yatai 1.x installation holds archives: give its bucket with --from-yatai-s3-endpoint / --from-yatai-s3-bucket-name (and its credentials)")
+        })?;
+        let size = source
+            .size(&legacy_key)
+            .await
+            .map_err(|e| anyhow!("cannot read the Yatai 1.x bucket: {e}"))?;
+        let s = &mut self.summary;
+        let Some(size) = size else {
+            let kind = kind.as_str();
+            s.archives_missing.push(format!("{kind} {repo}:{version}"));
+            (self.progress)(format!(
+                "warning: the archive of {kind} {repo}:{version} ({legacy_key}) is not in the Yatai 1.x bucket; imported as a failed upload"
+            ));
+            let reason = format!(
+                "the archive was missing from the Yatai 1.x bucket at import ({legacy_key})"
+            );
+            record.set("upload_status", text(UploadStatus::Failed.as_str()));
+            record.set("upload_finished_reason", text(&reason));
+            return Ok(());
         };
+        s.archives_copied += 1;
+        s.archive_bytes += size;
+        if self.dry {
+            return Ok(());
+        }
+        let reader = source
+            .get(&legacy_key, None)
+            .await
+            .map_err(|e| anyhow!("cannot read {legacy_key} from the Yatai 1.x bucket: {e}"))?;
+        let stored = self
+            .objects
+            .put_stream(&key, reader.stream.map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| anyhow!("cannot copy {legacy_key}: {e}"))?;
+        if stored.size != size {
+            let _ = self.objects.delete(&key).await;
+            bail!("the copy of {legacy_key} has {} bytes, the source {size}: nothing of this version was imported; run the import again", stored.size);
+        }
+        (self.progress)(format!(
+            "{}s {n}/{total}: copied {repo}:{version} ({})",
+            kind.as_str(),
+            human_bytes(size)
+        ));
+        record.set("object_key", text(&key));
+        record.set("archive_size", Value::Int(Some(size as i64)));
+        record.set("archive_sha256", Value::Text(Some(stored.sha256)));
+        Ok(())
     }
-    q
 }
 
-/// Inserts a row keyed by `uid` unless it exists; in a dry run only looks. Returns whether
-/// the row is (or would be) new.
-async fn insert<'c, E>(
-    ex: E,
-    dry: bool,
-    table: &str,
-    key_column: &str,
-    key: &str,
-    sql: &str,
-    values: Vec<Bind>,
-) -> anyhow::Result<bool>
-where
-    E: sqlx::Acquire<'c, Database = sqlx::Any>,
-{
-    insert_where(
-        ex,
-        dry,
-        &format!("SELECT 1 FROM {table} WHERE {key_column} = $1"),
-        vec![key.to_string().into()],
-        sql,
-        values,
-    )
-    .await
+fn text(s: &str) -> Value {
+    Value::Text(Some(s.to_string()))
 }
 
-async fn insert_where<'c, E>(
-    ex: E,
-    dry: bool,
-    exists_sql: &str,
-    exists_values: Vec<Bind>,
-    sql: &str,
-    values: Vec<Bind>,
-) -> anyhow::Result<bool>
-where
-    E: sqlx::Acquire<'c, Database = sqlx::Any>,
-{
-    let mut conn = ex.acquire().await?;
-    let exists = bind_all(sqlx::query(exists_sql), exists_values)
+/// Where the archive of version `uid` is kept here.
+// The import uses the version's uid as the unique part of the key, so that a rerun writes the
+// same key.
+fn object_key(kind: Kind, organization_uid: &str, repo: &str, version: &str, uid: &str) -> String {
+    yatai_store::objects::ArchiveKey::new(kind, organization_uid, repo, version, uid).into_string()
+}
+
+/// Whether a row with `record`'s primary key is here.
+async fn exists(conn: &mut AnyConnection, table: &Table, record: &Record) -> anyhow::Result<bool> {
+    if table.primary_key.is_empty() {
+        bail!("table {} has no primary key to import by", table.name);
+    }
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {}",
+        quote(&table.name),
+        table
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ${}", quote(c), i + 1))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    );
+    let key = table
+        .primary_key
+        .iter()
+        .map(|c| record.get(c).cloned())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(schema::bind_values(sqlx::query(&sql), key)
         .fetch_optional(&mut *conn)
         .await?
-        .is_some();
-    if exists {
-        return Ok(false);
-    }
-    if dry {
-        return Ok(true);
-    }
-    let done = bind_all(sqlx::query(sql), values)
-        .execute(&mut *conn)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot import a row ({})",
-                sql.split('(').next().unwrap_or(sql).trim()
-            )
-        })?;
-    Ok(done.rows_affected() == 1)
+        .is_some())
 }
 
-/// Yatai 1.x keeps scopes as a JSON list; here they are a comma-separated list of the known ones.
+/// Whether the version or repository `uid` was imported.
+async fn resource_imported(conn: &mut AnyConnection, uid: &str) -> anyhow::Result<bool> {
+    Ok(sqlx::query(
+        "SELECT 1 FROM versions WHERE uid = $1 UNION ALL SELECT 1 FROM repositories WHERE uid = $1",
+    )
+    .bind(uid)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
+}
+
+/// Yatai 1.x keeps scopes as a JSON list (or, in old rows, comma separated): here they are the
+/// stored list of the scopes this Yatai knows.
 fn legacy_scopes(raw: &str) -> String {
     let list: Vec<String> = serde_json::from_str(raw).unwrap_or_else(|_| {
         raw.split(',')
             .map(|s| s.trim().trim_matches('"').to_string())
             .collect()
     });
-    list.into_iter()
-        .filter(|s| {
-            matches!(
-                s.as_str(),
-                "api"
-                    | "read_organization"
-                    | "write_organization"
-                    | "read_cluster"
-                    | "write_cluster"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+    let known: Vec<Scope> = list.iter().filter_map(|s| s.parse().ok()).collect();
+    join_scopes(&known)
 }
 
 /// Checks that the source looks like Yatai 1.x.
@@ -720,11 +715,7 @@ async fn check_target(db: &Db, source_name: &str) -> anyhow::Result<()> {
             } else {
                 bail!(
                     "the target installation is not empty ({}): import into a new installation",
-                    contents
-                        .iter()
-                        .map(|(t, n)| format!("{n} {t}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::restore::describe_contents(&contents)
                 )
             }
         }
@@ -749,15 +740,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scopes_become_the_comma_separated_known_ones() {
+    fn scopes_become_the_stored_list_of_the_known_ones() {
         assert_eq!(
             legacy_scopes(r#"["api","read_organization","unknown"]"#),
             "api,read_organization"
         );
         assert_eq!(legacy_scopes("api,write_cluster"), "api,write_cluster");
+        assert_eq!(legacy_scopes(r#""api", "nope""#), "api");
+        assert_eq!(legacy_scopes("[]"), "");
         assert_eq!(
             source_name("postgres://u:secret@db:5433/yatai"),
             "db:5433/yatai"
         );
+    }
+
+    #[test]
+    fn a_record_writes_what_was_set_and_not_what_was_only_read() {
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+        };
+        let mut r = Record {
+            columns: vec![
+                col("uid", ColumnType::Text),
+                col("scopes", ColumnType::Text),
+                col("_token", ColumnType::Text),
+            ],
+            values: vec![text("t1"), text("[]"), text("secret")],
+        };
+        assert_eq!(r.text("_token").unwrap(), "secret");
+        assert!(r.text("missing").is_err());
+        r.set("scopes", text("api"));
+        r.set("archive_size", Value::Int(Some(7)));
+        let (columns, values) = r.written();
+        assert_eq!(
+            columns,
+            [
+                col("uid", ColumnType::Text),
+                col("scopes", ColumnType::Text),
+                col("archive_size", ColumnType::Int)
+            ]
+        );
+        assert_eq!(values, [text("t1"), text("api"), Value::Int(Some(7))]);
     }
 }

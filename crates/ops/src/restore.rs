@@ -200,7 +200,8 @@ pub async fn target_contents(db: &Db) -> anyhow::Result<Vec<(String, i64)>> {
     Ok(out)
 }
 
-fn describe_contents(contents: &[(String, i64)]) -> String {
+/// `3 users, 1 organizations` for people.
+pub(crate) fn describe_contents(contents: &[(String, i64)]) -> String {
     contents
         .iter()
         .map(|(t, n)| format!("{n} {t}"))
@@ -504,15 +505,6 @@ async fn insert_rows(
 ) -> anyhow::Result<()> {
     let columns = &entry.table.columns;
     let per_batch = (8000 / columns.len().max(1)).clamp(1, 500);
-    let head = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        quote(&entry.table.name),
-        columns
-            .iter()
-            .map(|c| quote(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     let file = tokio::fs::File::open(path).await?;
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(file));
     let mut batch: Vec<Vec<Value>> = Vec::with_capacity(per_batch);
@@ -523,31 +515,8 @@ async fn insert_rows(
                 .push(json_to_values(columns, line).map_err(|e| anyhow!("{}: {e}", entry.path()))?);
         }
         if batch.len() >= per_batch || (line.is_none() && !batch.is_empty()) {
-            let mut sql = head.clone();
-            let mut n = 0;
-            for (r, _) in batch.iter().enumerate() {
-                if r > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for c in 0..columns.len() {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    n += 1;
-                    sql.push_str(&format!("${n}"));
-                }
-                sql.push(')');
-            }
-            let mut q = sqlx::query(&sql);
-            for row in batch.drain(..) {
-                for v in row {
-                    q = match v {
-                        Value::Int(i) => q.bind(i),
-                        Value::Text(s) => q.bind(s),
-                    };
-                }
-            }
+            let sql = schema::insert_sql(&entry.table.name, columns, batch.len());
+            let q = schema::bind_values(sqlx::query(&sql), batch.drain(..).flatten());
             q.execute(&mut **tx)
                 .await
                 .with_context(|| format!("cannot insert the rows of table {}", entry.table.name))?;

@@ -10,12 +10,12 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use yatai_store::objects::PresignOp;
 use yatai_store::objects::S3Config;
 use yatai_store::{ObjectStorage, ObjectStorageConfig};
 
 use crate::sigv4;
+use crate::util::sha256_hex;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -322,7 +322,7 @@ async fn probe_objects(
 ) -> anyhow::Result<()> {
     let mut data = vec![0u8; PROBE_SIZE];
     rand::thread_rng().fill_bytes(&mut data);
-    let sha = hex::encode(Sha256::digest(&data));
+    let sha = sha256_hex(&data);
     let stored = storage
         .put_stream(
             key,

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row};
 use yatai_store::DbBackend;
 
 /// The migrations' own bookkeeping table, never backed up as data.
@@ -206,20 +207,14 @@ pub fn quote(ident: &str) -> String {
 
 /// A row as one JSON object, column name -> number, string or null.
 pub fn row_to_json(table: &Table, row: &AnyRow) -> anyhow::Result<serde_json::Value> {
-    let mut map = serde_json::Map::with_capacity(table.columns.len());
-    for (i, col) in table.columns.iter().enumerate() {
-        let value = match col.ty {
-            ColumnType::Int => row
-                .try_get::<Option<i64>, _>(i)
-                .map_err(|e| anyhow!("{}.{}: {e}", table.name, col.name))?
-                .map(serde_json::Value::from),
-            ColumnType::Text => row
-                .try_get::<Option<String>, _>(i)
-                .map_err(|e| anyhow!("{}.{}: {e}", table.name, col.name))?
-                .map(serde_json::Value::from),
-        }
-        .unwrap_or(serde_json::Value::Null);
-        map.insert(col.name.clone(), value);
+    let values = row_values(&table.name, &table.columns, row)?;
+    let mut map = serde_json::Map::with_capacity(values.len());
+    for (col, value) in table.columns.iter().zip(values) {
+        let value = match value {
+            Value::Int(i) => i.map(serde_json::Value::from),
+            Value::Text(s) => s.map(serde_json::Value::from),
+        };
+        map.insert(col.name.clone(), value.unwrap_or(serde_json::Value::Null));
     }
     Ok(serde_json::Value::Object(map))
 }
@@ -229,6 +224,72 @@ pub fn row_to_json(table: &Table, row: &AnyRow) -> anyhow::Result<serde_json::Va
 pub enum Value {
     Int(Option<i64>),
     Text(Option<String>),
+}
+
+/// Reads column `i` of `row` as `columns[i]`'s type: the one way a row becomes values, whether
+/// it comes from our own database (backup) or from a Yatai 1.x one (import, whose rows are
+/// PostgreSQL rows rather than `AnyRow`s).
+pub fn row_values<R>(table: &str, columns: &[Column], row: &R) -> anyhow::Result<Vec<Value>>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            match col.ty {
+                ColumnType::Int => row.try_get::<Option<i64>, _>(i).map(Value::Int),
+                ColumnType::Text => row.try_get::<Option<String>, _>(i).map(Value::Text),
+            }
+            .map_err(|e| anyhow!("{table}.{}: {e}", col.name))
+        })
+        .collect()
+}
+
+/// Binds `values` in order: the one place a row's values meet a statement.
+pub fn bind_values<'q>(
+    mut query: Query<'q, Any, AnyArguments<'q>>,
+    values: impl IntoIterator<Item = Value>,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for v in values {
+        query = match v {
+            Value::Int(i) => query.bind(i),
+            Value::Text(s) => query.bind(s),
+        };
+    }
+    query
+}
+
+/// `INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4)` for `rows` rows of `columns`.
+pub fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        quote(table),
+        columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns.len() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            sql.push_str(&format!("${n}"));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Parses one JSON line of a table file into values in the order of `columns`; every column
@@ -298,6 +359,24 @@ mod tests {
             ["users", "organizations", "repositories", "versions"]
         );
         assert!(sort_by_dependencies(vec![t("a", &["b"]), t("b", &["a"])]).is_err());
+    }
+
+    #[test]
+    fn inserts_name_every_column_and_number_every_value() {
+        let cols = [
+            Column {
+                name: "uid".into(),
+                ty: ColumnType::Text,
+            },
+            Column {
+                name: "size".into(),
+                ty: ColumnType::Int,
+            },
+        ];
+        assert_eq!(
+            insert_sql("versions", &cols, 2),
+            r#"INSERT INTO "versions" ("uid", "size") VALUES ($1, $2), ($3, $4)"#
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Raw requests let the check see the status, the `Date` header and the XML error code.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+
+use crate::util::sha256_hex;
 
 /// Hex SHA-256 of the empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -34,7 +36,7 @@ pub fn sign(
 ) -> Signed {
     let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
     let date = &amz_date[..8];
-    let content_sha256 = hex::encode(Sha256::digest(body));
+    let content_sha256 = sha256_hex(body);
     let canonical_uri = path
         .split('/')
         .map(uri_encode)
@@ -59,7 +61,7 @@ pub fn sign(
     let scope = format!("{date}/{region}/s3/aws4_request");
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        sha256_hex(&canonical_request)
     );
     let k_date = hmac(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());

@@ -1,5 +1,5 @@
-//! Small streaming helpers shared by backup and restore: readers that hash, count and check
-//! lengths, the archive file (plain or gzip), and progress lines.
+//! Small helpers shared by the operations: readers that hash, count and check lengths, the
+//! SHA-256 of a value, the archive file (plain or gzip), and progress lines.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -15,6 +15,11 @@ pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
 /// A progress sink that drops everything.
 pub fn quiet() -> Progress {
     Arc::new(|_| {})
+}
+
+/// Lower-case hex SHA-256 of `bytes` (the form archives, tokens and signatures are compared in).
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Reads through, hashing and counting.

@@ -221,3 +221,68 @@ async fn a_missing_archive_is_reported_and_a_foreign_target_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_records_and_their_labels_stay_behind_and_archives_are_keyed_here() {
+    let legacy = legacy().await;
+    // A deleted bento (uploaded, but its archive is gone with it) with a label of its own.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&legacy.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO bento (uid, version, bento_repository_id, upload_status, creator_id, deleted_at) \
+         SELECT 'deletedbento0000000000000', 'b0', r.id, 'success', 1, now() FROM bento_repository r WHERE r.name = 'iris'; \
+         INSERT INTO label (uid, resource_type, resource_id, key, value, creator_id, organization_id) \
+         SELECT 'deletedlabel0000000000000', 'bento', b.id, 'stage', 'old', 1, 1 FROM bento b WHERE b.version = 'b0';",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+
+    let target = Installation::production().await;
+    let s = run(&legacy, &target, false).await;
+    assert_counts(&s);
+    let tables = dump_database(&target.database_url).await;
+    let text = |row: &std::collections::BTreeMap<String, Cell>, col: &str| match &row[col] {
+        Cell::Text(s) => s.clone(),
+        other => panic!("{col} is {other:?}"),
+    };
+    assert!(
+        tables["versions"]
+            .iter()
+            .all(|v| text(v, "version") != "b0"),
+        "the deleted bento is not imported"
+    );
+    assert!(
+        tables["labels"]
+            .iter()
+            .all(|l| text(l, "label_value") != "old"),
+        "nor its label"
+    );
+
+    // Each archive is kept under <kind>s/<organization uid>/<repo>/<version>/<version uid>,
+    // with its size and SHA-256; the token is kept as its SHA-256.
+    let org = text(&tables["organizations"][0], "uid");
+    for (kind, repo, version, bytes) in &legacy.archives {
+        let v = tables["versions"]
+            .iter()
+            .find(|v| text(v, "version") == *version)
+            .unwrap();
+        assert_eq!(
+            text(v, "object_key"),
+            format!("{kind}s/{org}/{repo}/{version}/{}", text(v, "uid"))
+        );
+        assert_eq!(v["archive_size"], Cell::Int(bytes.len() as i64));
+        assert_eq!(text(v, "archive_sha256"), sha256_hex(bytes));
+    }
+    assert_eq!(
+        text(&tables["api_tokens"][0], "token_hash"),
+        sha256_hex(LEGACY_TOKEN.as_bytes())
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

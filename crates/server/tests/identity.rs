@@ -724,3 +724,25 @@ backend_test!(
         assert_eq!(app.count_rows("users").await, 1);
     }
 );
+
+/// The whole OpenAPI document, registry included, as a reviewed snapshot: a change of the API's
+/// shape shows up in review (`cargo insta review`), and nothing changes it unnoticed.
+#[test]
+fn the_openapi_document_is_the_reviewed_one() {
+    let doc = serde_json::to_value(yatai_server::api::openapi()).unwrap();
+    let registry_ops = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.contains("_repositories"))
+        .count();
+    assert!(registry_ops > 10, "the registry routes are documented");
+    let upload = &doc["paths"]["/api/v1/bento_repositories/{name}/bentos/{version}/upload"]["put"];
+    assert_eq!(
+        upload["parameters"].as_array().unwrap().len(),
+        2,
+        "path parameters: {upload}"
+    );
+    assert!(upload["requestBody"]["content"]["application/octet-stream"].is_object());
+    insta::assert_json_snapshot!("openapi", doc);
+}

@@ -6,7 +6,7 @@ use argon2::password_hash::{
 };
 use argon2::Argon2;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -137,7 +137,7 @@ pub fn new_secret(prefix: &str) -> String {
 
 /// The stored form of a high-entropy secret (API token, session): its SHA-256 in hex.
 pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    yatai_store::db::secret_hash(secret)
 }
 
 /// Compares two secrets in time independent of where they differ.

@@ -1,7 +1,6 @@
 //! Yatai's storage: the metadata database (SQLite or PostgreSQL, one schema and one set of
 //! queries) and the object storage for archives (a local directory or an S3 bucket).
 
-pub mod archive;
 pub mod db;
 pub mod objects;
 

@@ -2,14 +2,13 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Deserializer};
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::{CreateApiTokenSchema, UpdateApiTokenSchema};
 use yatai_domain::paging::Page;
 use yatai_domain::Error;
 use yatai_service::tokens;
 
-use super::schemas::{ApiTokenSchema, ListSchema, PageQuery};
+use super::schemas::{self, ApiTokenSchema, ListSchema, PageQuery};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
@@ -20,42 +19,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_token, update_token, delete_token))
 }
 
-/// The body of a token creation.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateApiTokenSchema {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub scopes: Vec<String>,
-    /// RFC 3339 time after which the token stops working; null for never.
-    #[serde(default)]
-    pub expired_at: Option<String>,
-}
-
-/// The body of a token update; absent fields stay as they are.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct UpdateApiTokenSchema {
-    pub description: Option<String>,
-    pub scopes: Option<Vec<String>>,
-    /// Present and null clears the expiry.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub expired_at: Option<Option<String>>,
-}
-
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-impl CreateApiTokenSchema {
-    /// The token the body asks for.
-    pub fn new_token(&self) -> tokens::NewToken {
-        tokens::NewToken {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            scopes: self.scopes.clone(),
-            expired_at: self.expired_at.clone(),
-        }
+/// The token a creation asks for.
+fn new_token(body: &CreateApiTokenSchema) -> tokens::NewToken {
+    tokens::NewToken {
+        name: body.name.clone(),
+        description: body.description.clone(),
+        scopes: body.scopes.clone(),
+        expired_at: body.expired_at.clone(),
     }
 }
 
@@ -68,9 +38,9 @@ pub async fn list(
     let (list, total) = tokens::list(state, caller, page).await?;
     let items = list
         .iter()
-        .map(|t| ApiTokenSchema::new(t, caller.user(), &caller.organization, None))
+        .map(|t| schemas::api_token(t, caller.user(), &caller.organization, None))
         .collect();
-    Ok(ListSchema::page(page, total, items))
+    Ok(schemas::page(page, total, items))
 }
 
 /// Lists the caller's API tokens in the current organization.
@@ -80,7 +50,9 @@ async fn list_tokens(
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListSchema<ApiTokenSchema>>> {
-    Ok(Json(list(&state, &caller, q.page()?).await?))
+    Ok(Json(
+        list(&state, &caller, Page::new(q.start, q.count, 100)?).await?,
+    ))
 }
 
 /// Creates an API token; the response holds the secret in `token`, shown only this once.
@@ -90,8 +62,8 @@ async fn create_token(
     caller: Caller,
     ApiJson(body): ApiJson<CreateApiTokenSchema>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
-    let (token, secret) = tokens::create(&state, &caller, &body.new_token()).await?;
-    Ok(Json(ApiTokenSchema::new(
+    let (token, secret) = tokens::create(&state, &caller, &new_token(&body)).await?;
+    Ok(Json(schemas::api_token(
         &token,
         caller.user(),
         &caller.organization,
@@ -107,7 +79,7 @@ async fn get_token(
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
     let token = tokens::get(&state, &caller, &uid).await?;
-    Ok(Json(ApiTokenSchema::new(
+    Ok(Json(schemas::api_token(
         &token,
         caller.user(),
         &caller.organization,
@@ -129,7 +101,7 @@ async fn update_token(
         expired_at: body.expired_at,
     };
     let updated = tokens::update(&state, &caller, &uid, &changes).await?;
-    Ok(Json(ApiTokenSchema::new(
+    Ok(Json(schemas::api_token(
         &updated,
         caller.user(),
         &caller.organization,
@@ -145,7 +117,7 @@ async fn delete_token(
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Json<ApiTokenSchema>> {
     let token = tokens::revoke(&state, &caller, &uid).await?;
-    Ok(Json(ApiTokenSchema::new(
+    Ok(Json(schemas::api_token(
         &token,
         caller.user(),
         &caller.organization,

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::Json;
 use axum_extra::extract::CookieJar;
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::{
+    CliLoginCode, CliLoginPoll, CliLoginToken, LoginSchema, ResetPasswordSchema,
+};
 use yatai_service::sessions;
 
-use super::schemas::UserSchema;
+use super::schemas::{self, UserSchema};
 use crate::auth::{session_cookie, session_cookie_removal, ClientAddr, Identity, SESSION_COOKIE};
 use crate::error::{ApiJson, ApiResult};
 use crate::AppState;
@@ -21,24 +22,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_password))
         .routes(routes!(cli_login_code))
         .routes(routes!(cli_login_token))
-}
-
-/// A CLI browser-login code.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct CliLoginCode {
-    pub code: String,
-}
-
-/// The query of the CLI's token poll.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct CliLoginPoll {
-    pub code: String,
-}
-
-/// The token handed to the CLI.
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct CliLoginToken {
-    pub token: String,
 }
 
 /// Starts a browser login of the BentoML CLI: a code to confirm at `/api_tokens?code=CODE`.
@@ -61,20 +44,6 @@ async fn cli_login_token(
     }))
 }
 
-/// The body of a login.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct LoginSchema {
-    pub name_or_email: String,
-    pub password: String,
-}
-
-/// The body of a password change.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ResetPasswordSchema {
-    pub current_password: String,
-    pub new_password: String,
-}
-
 /// Logs in with a password; sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginSchema,
     responses((status = 200, body = UserSchema), (status = 401, description = "wrong name or password"), (status = 429, description = "too many failed logins, or too many at once: wait Retry-After seconds")))]
@@ -88,7 +57,7 @@ async fn login(
         sessions::login(&state, &body.name_or_email, &body.password, address).await?;
     Ok((
         jar.add(session_cookie(&state, secret)),
-        Json((&user).into()),
+        Json(schemas::user(&user)),
     ))
 }
 
@@ -110,7 +79,7 @@ async fn logout(
 /// The authenticated user.
 #[utoipa::path(get, path = "/api/v1/auth/current", tag = "auth", responses((status = 200, body = UserSchema), (status = 401, description = "not authenticated")))]
 async fn current(identity: Identity) -> Json<UserSchema> {
-    Json((&identity.user).into())
+    Json(schemas::user(&identity.user))
 }
 
 /// Changes the caller's password and ends their other sessions.
@@ -127,5 +96,5 @@ async fn reset_password(
         &body.new_password,
     )
     .await?;
-    Ok(Json((&user).into()))
+    Ok(Json(schemas::user(&user)))
 }

@@ -2,13 +2,13 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::EventQuery;
 use yatai_domain::paging::Page;
 use yatai_domain::time::to_rfc3339;
 use yatai_domain::Error;
 
-use super::schemas::{EventSchema, ListSchema};
+use super::schemas::{self, EventSchema, ListSchema};
 use crate::auth::Caller;
 use crate::error::{ApiQuery, ApiResult};
 use crate::AppState;
@@ -21,23 +21,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 use yatai_service::events;
 pub use yatai_service::events::record;
-
-/// Filters of the event list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct EventQuery {
-    pub start: Option<i64>,
-    pub count: Option<i64>,
-    /// e.g. `bento`, `model`, `bento_repository`.
-    pub resource_type: Option<String>,
-    /// e.g. `create`, `push`, `pull`, `delete`, `update`.
-    pub operation_name: Option<String>,
-    /// The user who acted.
-    pub user: Option<String>,
-    /// RFC 3339: only events at or after.
-    pub since: Option<String>,
-    /// RFC 3339: only events before.
-    pub until: Option<String>,
-}
 
 /// Lists the events of the caller's organization, newest first, as the API shows them.
 pub async fn list(
@@ -67,7 +50,7 @@ pub async fn list(
             api_token_name: e.api_token_name,
         })
         .collect();
-    Ok(ListSchema::page(page, total, items))
+    Ok(schemas::page(page, total, items))
 }
 
 /// Lists the events of the current organization, newest first, with filters.

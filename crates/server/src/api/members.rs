@@ -2,33 +2,19 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::{AddMembersSchema, RemoveMemberSchema};
 use yatai_domain::paging::Page;
 use yatai_domain::Error;
 use yatai_service::members;
 
-use super::schemas::{ListSchema, MemberSchema, OrganizationSchema, PageQuery, ResourceSchema};
+use super::schemas::{self, ListSchema, MemberSchema, PageQuery};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiQuery, ApiResult};
 use crate::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_members, add_members, remove_member))
-}
-
-/// The body of `POST /api/v1/members`: add users (or change their role).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct AddMembersSchema {
-    pub usernames: Vec<String>,
-    pub role: String,
-}
-
-/// The body of `DELETE /api/v1/members`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RemoveMemberSchema {
-    pub username: String,
 }
 
 /// A page of the members of the caller's organization, as the API shows them.
@@ -38,11 +24,11 @@ pub async fn list(
     page: Page,
 ) -> Result<ListSchema<MemberSchema>, Error> {
     let (rows, total) = members::list(state, caller, page).await?;
-    let org = OrganizationSchema::from(&caller.organization);
+    let org = schemas::organization(&caller.organization);
     let items = rows
         .iter()
         .map(|(m, user)| MemberSchema {
-            resource: ResourceSchema::new(
+            resource: schemas::resource(
                 "organization_member",
                 &format!("{}-{}", m.organization_uid, m.user_uid),
                 &user.name,
@@ -50,11 +36,11 @@ pub async fn list(
                 m.updated_at,
             ),
             role: m.role.to_string(),
-            user: user.into(),
+            user: schemas::user(user),
             organization: org.clone(),
         })
         .collect();
-    Ok(ListSchema::page(page, total, items))
+    Ok(schemas::page(page, total, items))
 }
 
 /// Lists the members of the current organization.
@@ -64,7 +50,9 @@ async fn list_members(
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListSchema<MemberSchema>>> {
-    Ok(Json(list(&state, &caller, q.page()?).await?))
+    Ok(Json(
+        list(&state, &caller, Page::new(q.start, q.count, 100)?).await?,
+    ))
 }
 
 /// Adds users to the current organization with a role, or changes their role (admins).

@@ -4,9 +4,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::{InfoSchema, ServerVersion};
 
 use crate::AppState;
 
@@ -20,29 +19,12 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The server's version.
-#[derive(Serialize, ToSchema)]
-pub struct VersionSchema {
-    pub version: &'static str,
-    pub git_commit: &'static str,
-    pub build_date: &'static str,
-}
-
-/// Facts about this installation.
-#[derive(Serialize, ToSchema)]
-pub struct InfoSchema {
-    pub is_saas: bool,
-    pub saas_domain_suffix: &'static str,
-    pub database: &'static str,
-    pub object_storage: String,
-}
-
-/// The server's version.
-#[utoipa::path(get, path = "/api/v1/version", tag = "meta", responses((status = 200, body = VersionSchema)))]
-async fn version() -> Json<VersionSchema> {
-    Json(VersionSchema {
-        version: env!("CARGO_PKG_VERSION"),
-        git_commit: option_env!("YATAI_GIT_COMMIT").unwrap_or(""),
-        build_date: option_env!("YATAI_BUILD_DATE").unwrap_or(""),
+#[utoipa::path(get, path = "/api/v1/version", tag = "meta", responses((status = 200, body = ServerVersion)))]
+async fn version() -> Json<ServerVersion> {
+    Json(ServerVersion {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: option_env!("YATAI_GIT_COMMIT").unwrap_or("").to_string(),
+        build_date: option_env!("YATAI_BUILD_DATE").unwrap_or("").to_string(),
     })
 }
 
@@ -51,10 +33,10 @@ async fn version() -> Json<VersionSchema> {
 async fn info(State(state): State<AppState>) -> Json<InfoSchema> {
     Json(InfoSchema {
         is_saas: false,
-        saas_domain_suffix: "",
+        saas_domain_suffix: String::new(),
         database: match state.db.backend() {
-            yatai_store::DbBackend::Sqlite => "sqlite",
-            yatai_store::DbBackend::Postgres => "postgresql",
+            yatai_store::DbBackend::Sqlite => "sqlite".to_string(),
+            yatai_store::DbBackend::Postgres => "postgresql".to_string(),
         },
         // Which kind only: the endpoint and bucket are the operator's business, not every caller's.
         object_storage: if state.objects.is_local() {

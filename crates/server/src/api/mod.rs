@@ -49,9 +49,31 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(presigned::routes())
 }
 
-/// Adds the registry routes (generic handlers mounted by a route table) to the OpenAPI document.
+/// Adds the registry routes (generic handlers mounted by a route table) to the OpenAPI document:
+/// path and query parameters, bodies and answers with their schemas, and the error answers.
 fn document_registry(doc: &mut utoipa::openapi::OpenApi, routes: &[registry::RegistryRoute]) {
-    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use registry::Payload;
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder};
+    use utoipa::IntoParams;
+
+    let mut deps = registry::SchemaDeps::new();
+    let error = {
+        use utoipa::{PartialSchema, ToSchema};
+        deps.push((
+            yatai_api_types::ErrorBody::name().into_owned(),
+            yatai_api_types::ErrorBody::schema(),
+        ));
+        Ref::from_schema_name(yatai_api_types::ErrorBody::name())
+    };
+    let binary = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .build()
+    };
     for r in routes {
         let method = match r.method.as_str() {
             "GET" => HttpMethod::Get,
@@ -60,12 +82,117 @@ fn document_registry(doc: &mut utoipa::openapi::OpenApi, routes: &[registry::Reg
             "PATCH" => HttpMethod::Patch,
             _ => HttpMethod::Delete,
         };
-        let op = OperationBuilder::new()
+        let mut params: Vec<_> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build()
+            })
+            .collect();
+        if r.lists {
+            params.extend(yatai_api_types::ListQuery::into_params(|| {
+                Some(ParameterIn::Query)
+            }));
+        }
+        let mut op = OperationBuilder::new()
             .summary(Some(r.summary))
             .tag(r.tag)
-            .build();
+            .parameters(Some(params));
+        match r.body {
+            Payload::Nothing => {}
+            Payload::Json(schema) => {
+                op = op.request_body(Some(
+                    RequestBodyBuilder::new()
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(schema(&mut deps)))
+                                .build(),
+                        )
+                        .required(Some(Required::True))
+                        .build(),
+                ));
+            }
+            Payload::Archive => {
+                op = op.request_body(Some(
+                    RequestBodyBuilder::new()
+                        .content(
+                            "application/octet-stream",
+                            ContentBuilder::new().schema(Some(binary())).build(),
+                        )
+                        .required(Some(Required::True))
+                        .build(),
+                ));
+            }
+        }
+        let mut responses = ResponsesBuilder::new();
+        match r.answer {
+            Payload::Nothing => {
+                responses = responses.response("200", ResponseBuilder::new().description("done"));
+            }
+            Payload::Json(schema) => {
+                responses = responses.response(
+                    "200",
+                    ResponseBuilder::new().description("the answer").content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(schema(&mut deps)))
+                            .build(),
+                    ),
+                );
+            }
+            Payload::Archive => {
+                for (code, what) in [
+                    ("200", "the archive"),
+                    ("206", "the requested range of the archive"),
+                ] {
+                    responses = responses.response(
+                        code,
+                        ResponseBuilder::new().description(what).content(
+                            "application/octet-stream",
+                            ContentBuilder::new().schema(Some(binary())).build(),
+                        ),
+                    );
+                }
+                responses = responses.response(
+                    "416",
+                    ResponseBuilder::new().description("the range starts past the end"),
+                );
+            }
+        }
+        for (code, what) in [
+            ("400", "bad input"),
+            ("401", "no or invalid credentials"),
+            ("403", "not allowed"),
+            ("404", "no such repository or version"),
+            (
+                "409",
+                "a state that forbids it (not uploaded, a push in progress, ...)",
+            ),
+            ("429", "too many requests: wait Retry-After seconds"),
+            ("503", "a dependency is unavailable"),
+        ] {
+            responses = responses.response(
+                code,
+                ResponseBuilder::new().description(what).content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(error.clone())).build(),
+                ),
+            );
+        }
+        let op = op.responses(responses.build()).build();
         doc.paths
             .add_path_operation(r.path.clone(), vec![method], op);
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in deps {
+        components.schemas.entry(name).or_insert(schema);
     }
 }
 

@@ -2,13 +2,12 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::{CreateOrganizationSchema, UpdateOrganizationSchema};
 use yatai_domain::Action;
 use yatai_service::organizations;
 
-use super::schemas::{ListSchema, OrganizationSchema};
+use super::schemas::{self, ListSchema, OrganizationSchema};
 use crate::auth::{Caller, Identity};
 use crate::error::{ApiJson, ApiPath, ApiResult};
 use crate::AppState;
@@ -20,20 +19,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_current_org, update_current_org))
 }
 
-/// The body of an organization creation.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateOrganizationSchema {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// The body of an organization update.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct UpdateOrganizationSchema {
-    pub description: Option<String>,
-}
-
 /// The organizations the caller belongs to (a token sees only its own).
 #[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, body = ListSchema<OrganizationSchema>)))]
 async fn list_orgs(
@@ -42,7 +27,7 @@ async fn list_orgs(
 ) -> ApiResult<Json<ListSchema<OrganizationSchema>>> {
     let orgs = organizations::list(&state, &identity).await?;
     Ok(Json(ListSchema::all(
-        orgs.iter().map(OrganizationSchema::from).collect(),
+        orgs.iter().map(schemas::organization).collect(),
     )))
 }
 
@@ -54,7 +39,7 @@ async fn create_org(
     ApiJson(body): ApiJson<CreateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
     let org = organizations::create(&state, &identity, &body.name, &body.description).await?;
-    Ok(Json((&org).into()))
+    Ok(Json(schemas::organization(&org)))
 }
 
 /// An organization the caller belongs to.
@@ -64,9 +49,9 @@ async fn get_org(
     identity: Identity,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<OrganizationSchema>> {
-    Ok(Json(
-        (&organizations::get(&state, &identity, &name).await?).into(),
-    ))
+    Ok(Json(schemas::organization(
+        &organizations::get(&state, &identity, &name).await?,
+    )))
 }
 
 /// Changes an organization's description (its admins).
@@ -78,14 +63,14 @@ async fn update_org(
     ApiJson(body): ApiJson<UpdateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
     let org = organizations::update(&state, &identity, &name, body.description.as_deref()).await?;
-    Ok(Json((&org).into()))
+    Ok(Json(schemas::organization(&org)))
 }
 
 /// The organization the request acts in (the token's, or the session's chosen one).
 #[utoipa::path(get, path = "/api/v1/current_org", tag = "organizations", responses((status = 200, body = OrganizationSchema)))]
 async fn get_current_org(caller: Caller) -> ApiResult<Json<OrganizationSchema>> {
     caller.authorize(Action::ReadRegistry)?;
-    Ok(Json((&caller.organization).into()))
+    Ok(Json(schemas::organization(&caller.organization)))
 }
 
 /// Changes the current organization's description (its admins).
@@ -96,5 +81,5 @@ async fn update_current_org(
     ApiJson(body): ApiJson<UpdateOrganizationSchema>,
 ) -> ApiResult<Json<OrganizationSchema>> {
     let org = organizations::update_current(&state, &caller, body.description.as_deref()).await?;
-    Ok(Json((&org).into()))
+    Ok(Json(schemas::organization(&org)))
 }

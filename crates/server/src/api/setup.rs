@@ -2,11 +2,10 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::SetupSchema;
 
-use super::schemas::UserSchema;
+use super::schemas::{self, UserSchema};
 use crate::error::{ApiJson, ApiResult};
 use crate::AppState;
 
@@ -14,31 +13,16 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(setup))
 }
 
-/// The body of `POST /api/v1/setup`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct SetupSchema {
-    pub token: String,
-    pub name: String,
-    pub email: String,
-    pub password: String,
-    #[serde(default)]
-    pub first_name: String,
-    #[serde(default)]
-    pub last_name: String,
-}
-
 pub use yatai_service::setup::{is_completed, DEFAULT_ORGANIZATION};
 
-impl SetupSchema {
-    /// The first admin's account.
-    pub fn account(&self) -> yatai_service::users::NewAccount {
-        yatai_service::users::NewAccount {
-            name: self.name.clone(),
-            email: self.email.clone(),
-            password: self.password.clone(),
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-        }
+/// The first admin's account.
+fn account(body: &SetupSchema) -> yatai_service::users::NewAccount {
+    yatai_service::users::NewAccount {
+        name: body.name.clone(),
+        email: body.email.clone(),
+        password: body.password.clone(),
+        first_name: body.first_name.clone(),
+        last_name: body.last_name.clone(),
     }
 }
 
@@ -49,6 +33,6 @@ async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SetupSchema>,
 ) -> ApiResult<Json<UserSchema>> {
-    let user = yatai_service::setup::complete(&state, &body.token, &body.account()).await?;
-    Ok(Json((&user).into()))
+    let user = yatai_service::setup::complete(&state, &body.token, &account(&body)).await?;
+    Ok(Json(schemas::user(&user)))
 }

@@ -20,7 +20,13 @@ pub enum RangeAnswer {
 
 /// Reads a `Range` header value against an object of `size` bytes.
 pub fn parse_range(value: &str, size: u64) -> RangeAnswer {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    // The range unit is case-insensitive (RFC 9110 §14.1).
+    let value = value.trim();
+    let Some(spec) = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &value[6..])
+    else {
         return RangeAnswer::Whole;
     };
     if spec.contains(',') {

@@ -2,12 +2,12 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use yatai_api_types::{CreateUserSchema, SetPasswordSchema};
+use yatai_domain::paging::Page;
 use yatai_service::users;
 
-use super::schemas::{ListSchema, PageQuery, UserSchema};
+use super::schemas::{self, ListSchema, PageQuery, UserSchema};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
@@ -19,37 +19,14 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(set_password))
 }
 
-/// The body of a user creation.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateUserSchema {
-    pub name: String,
-    pub email: String,
-    pub password: String,
-    #[serde(default)]
-    pub first_name: String,
-    #[serde(default)]
-    pub last_name: String,
-    /// The new user's role in the caller's organization (default: developer).
-    #[serde(default)]
-    pub role: Option<String>,
-}
-
-/// The body of an admin's password reset.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct SetPasswordSchema {
-    pub new_password: String,
-}
-
-impl CreateUserSchema {
-    /// The account the body asks for.
-    pub fn account(&self) -> users::NewAccount {
-        users::NewAccount {
-            name: self.name.clone(),
-            email: self.email.clone(),
-            password: self.password.clone(),
-            first_name: self.first_name.clone(),
-            last_name: self.last_name.clone(),
-        }
+/// The account a user creation asks for.
+fn account(body: &CreateUserSchema) -> users::NewAccount {
+    users::NewAccount {
+        name: body.name.clone(),
+        email: body.email.clone(),
+        password: body.password.clone(),
+        first_name: body.first_name.clone(),
+        last_name: body.last_name.clone(),
     }
 }
 
@@ -60,12 +37,12 @@ async fn list_users(
     caller: Caller,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListSchema<UserSchema>>> {
-    let page = q.page()?;
+    let page = Page::new(q.start, q.count, 100)?;
     let (list, total) = users::list(&state, &caller, page).await?;
-    Ok(Json(ListSchema::page(
+    Ok(Json(schemas::page(
         page,
         total,
-        list.iter().map(UserSchema::from).collect(),
+        list.iter().map(schemas::user).collect(),
     )))
 }
 
@@ -76,8 +53,8 @@ async fn create_user(
     caller: Caller,
     ApiJson(body): ApiJson<CreateUserSchema>,
 ) -> ApiResult<Json<UserSchema>> {
-    let user = users::create(&state, &caller, &body.account(), body.role.as_deref()).await?;
-    Ok(Json((&user).into()))
+    let user = users::create(&state, &caller, &account(&body), body.role.as_deref()).await?;
+    Ok(Json(schemas::user(&user)))
 }
 
 /// A user of the caller's organization.
@@ -87,7 +64,9 @@ async fn get_user(
     caller: Caller,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<UserSchema>> {
-    Ok(Json((&users::get(&state, &caller, &name).await?).into()))
+    Ok(Json(schemas::user(
+        &users::get(&state, &caller, &name).await?,
+    )))
 }
 
 /// Sets a new password for a user of the caller's organization (admins); ends their sessions.
@@ -99,5 +78,5 @@ async fn set_password(
     ApiJson(body): ApiJson<SetPasswordSchema>,
 ) -> ApiResult<Json<UserSchema>> {
     let user = users::reset_password(&state, &caller, &name, &body.new_password).await?;
-    Ok(Json((&user).into()))
+    Ok(Json(schemas::user(&user)))
 }

@@ -47,12 +47,7 @@ pub async fn load_version(
     Ok((repo, v))
 }
 
-/// A fresh object key for one archive of a version: every upload writes its own object, so a
-/// failed or concurrent upload never touches the archive being served.
+/// A fresh object key for one archive of a version (see [`yatai_store::objects::ArchiveKey`]).
 pub fn new_object_key(kind: Kind, organization_uid: &str, repo: &str, version: &str) -> String {
-    format!(
-        "{}/{organization_uid}/{repo}/{version}/{}",
-        kind.object_prefix(),
-        yatai_store::new_uid()
-    )
+    yatai_store::objects::ArchiveKey::fresh(kind, organization_uid, repo, version).into_string()
 }

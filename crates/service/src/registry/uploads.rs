@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
+use yatai_archive::ArchiveFacts;
 use yatai_domain::registry::{
     bento_model_tags, offers_presigned_urls, ClientGeneration, Kind, Transfer, UploadState,
     UploadStatus, PUSH_CLAIM_SECS,
 };
 use yatai_domain::time::now_micros;
 use yatai_domain::{Action, Error};
-use yatai_store::archive::{self, ArchiveFacts};
 use yatai_store::db::uploads::{self, NewUpload, Upload};
 use yatai_store::db::versions::{self, Version};
 use yatai_store::db::{bento_models, db_error};
@@ -266,7 +266,7 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Error>>(4);
-    let inspector = tokio::spawn(archive::inspect_stream(rx));
+    let inspector = tokio::spawn(yatai_archive::inspect_stream(rx));
     let teed = body.then(move |chunk| {
         let mut tx = tx.clone();
         async move {
@@ -523,7 +523,7 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
             continue; // its bytes have not arrived (yet)
         }
         let reader = svc.objects.get(&u.object_key, None).await?;
-        match archive::inspect_stream(reader.stream).await? {
+        match yatai_archive::inspect_stream(reader.stream).await? {
             Ok(facts) => return commit(svc, caller, t, &u, &facts).await,
             Err(reason) => {
                 fail(svc, &u, &reason).await?;

@@ -16,6 +16,8 @@ use crate::{events, Caller, Services};
 
 /// The longest value of a label.
 pub const MAX_LABEL_VALUE_CHARS: usize = 1024;
+/// The most labels one version carries.
+pub const MAX_LABELS: usize = 100;
 
 /// A new version as the clients send it.
 #[derive(Debug, Clone)]
@@ -38,6 +40,12 @@ pub struct VersionChanges {
 
 /// Checks labels: valid keys, no key twice, bounded values.
 pub fn check_labels(list: &[(String, String)]) -> Result<(), Error> {
+    if list.len() > MAX_LABELS {
+        return Err(Error::field(
+            "labels",
+            format!("at most {MAX_LABELS} labels, not {}", list.len()),
+        ));
+    }
     let mut seen: Vec<&str> = Vec::new();
     for (key, value) in list {
         names::validate_label_key(key).map_err(|e| Error::field("labels", e))?;

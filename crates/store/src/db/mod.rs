@@ -161,6 +161,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The stored form of a high-entropy secret (API token, session, CLI login code): its SHA-256 in
+/// hex. The server and the import of Yatai 1.x tokens both store secrets this way.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
 /// Maps a database error to the domain error: unique violations are conflicts, the rest internal.
 pub fn db_error(e: sqlx::Error) -> Error {
     match &e {
@@ -175,6 +182,12 @@ pub fn db_error(e: sqlx::Error) -> Error {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_) => {
             Error::Unavailable(format!("database unavailable: {}", one_line(&e)))
+        }
+        // Data the database cannot take (a NUL byte in text, say): the request is at fault.
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => {
+            Error::invalid(
+                "the request holds characters or values the database cannot store (a NUL byte?)",
+            )
         }
         // The server ended the connection (an administrator, a restart, a failover): the request
         // may be retried as soon as the pool has reconnected.

@@ -6,8 +6,11 @@
 //! "presign" (S3 with SigV4, the local one with the server's own signed URLs), and both can list
 //! what a crash left behind (see [`sweep`]).
 
+mod keys;
 mod presign;
 mod sweep;
+
+pub use keys::ArchiveKey;
 
 pub use presign::{LocalPresigned, PresignOp, LOCAL_PATH as LOCAL_PRESIGN_PATH};
 pub use sweep::IncompleteUpload;
@@ -314,8 +317,9 @@ impl ObjectStorage {
     pub async fn verify_local_presigned(&self, op: &str, p: &LocalPresigned) -> Result<(), Error> {
         match &self.local_signer {
             Some(signer) => signer.verify(op, p).await,
-            None => Err(Error::NotFound(
-                "this server does not sign its own transfer URLs (its archives are in S3)".into(),
+            // No URL of this server is valid then: refused like a forged one.
+            None => Err(Error::Forbidden(
+                "this URL was not signed by this server: its archives are in S3, and transfer URLs point there".into(),
             )),
         }
     }
@@ -419,7 +423,19 @@ impl ObjectStorage {
                     .collect();
                 s3.complete_multipart(&Path::from(key), &upload_id.to_string(), ids)
                     .await
-                    .map_err(storage_error)?;
+                    .map_err(|e| {
+                        // S3's answers about the parts themselves are the client's mistakes.
+                        let text = one_line(&e);
+                        match ["InvalidPartOrder", "InvalidPart", "NoSuchUpload", "EntityTooSmall"]
+                            .iter()
+                            .find(|code| text.contains(*code))
+                        {
+                            Some(code) => Error::invalid(format!(
+                                "the parts do not make up this upload (S3 says {code}): upload every part, then list each part number with the ETag its upload answered"
+                            )),
+                            None => storage_error(e),
+                        }
+                    })?;
             }
             None => {
                 let mut streams = Vec::new();
@@ -523,14 +539,51 @@ pub fn storage_error(e: object_store::Error) -> Error {
             tracing::warn!(key = %path, "object not found in storage");
             Error::NotFound("the archive is missing from object storage".into())
         }
-        other => Error::Internal(format!("object storage error: {}", one_line(&other))),
+        other => fault(other),
     }
 }
 
 /// Maps an error of a write: "not found" there means the bucket or directory is gone, a fault of
 /// the storage rather than a missing archive.
 fn write_error(e: object_store::Error) -> Error {
+    fault(e)
+}
+
+/// A fault of object storage: unreachable (503, worth a retry) or anything else (500).
+fn fault(e: object_store::Error) -> Error {
+    if is_unreachable(&e) {
+        return Error::Unavailable(format!("object storage is unreachable: {}", one_line(&e)));
+    }
     Error::Internal(format!("object storage error: {}", one_line(&e)))
+}
+
+/// Whether an error comes from not reaching the storage at all (refused or reset connections,
+/// timeouts), rather than from an answer.
+fn is_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            if r.is_connect() || r.is_timeout() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::TimedOut
+                    | K::BrokenPipe
+                    | K::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {

@@ -11,7 +11,7 @@ mod versions;
 use axum::http::{HeaderMap, Method};
 use axum::routing::MethodRouter;
 use axum::Router;
-use serde::Deserialize;
+pub use yatai_api_types::ListQuery;
 use yatai_domain::registry::{ClientGeneration, Kind};
 use yatai_domain::Error;
 use yatai_store::db::repositories::Repository;
@@ -49,13 +49,71 @@ impl RegistryKind for Models {
     const VERSIONS: &'static str = "models";
 }
 
-/// One route of the registry: method, path, summary (for the OpenAPI document) and handler.
+/// The schemas a route's document needs besides its own, collected while it is built.
+pub type SchemaDeps = Vec<(
+    String,
+    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+)>;
+
+/// What a registry route reads or answers, for the OpenAPI document.
+#[derive(Clone, Copy)]
+pub enum Payload {
+    /// No body (requests) or an empty JSON object (answers).
+    Nothing,
+    /// JSON of a schema: registers the schema's parts and returns its reference or inline form.
+    Json(fn(&mut SchemaDeps) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>),
+    /// An archive, `application/octet-stream` (upload bodies, downloads with Range).
+    Archive,
+}
+
+/// A JSON payload of a named schema (referenced).
+pub fn json<T: utoipa::ToSchema>() -> Payload {
+    Payload::Json(|deps| {
+        T::schemas(deps);
+        deps.push((T::name().into_owned(), T::schema()));
+        utoipa::openapi::Ref::from_schema_name(T::name()).into()
+    })
+}
+
+/// A JSON payload of a generic schema (inlined: its name alone would not tell its parameter).
+pub fn json_inline<T: utoipa::ToSchema>() -> Payload {
+    Payload::Json(|deps| {
+        T::schemas(deps);
+        T::schema()
+    })
+}
+
+/// One route of the registry: method, path, summary, what it reads and answers (for the OpenAPI
+/// document), and its handler.
 pub struct RegistryRoute {
     pub method: Method,
     pub path: String,
     pub summary: &'static str,
     pub tag: &'static str,
     pub handler: MethodRouter<AppState>,
+    /// The request body.
+    pub body: Payload,
+    /// The answer.
+    pub answer: Payload,
+    /// Whether it takes the list query (`start`, `count`, `search`, `q`).
+    pub lists: bool,
+}
+
+impl RegistryRoute {
+    fn body(mut self, body: Payload) -> Self {
+        self.body = body;
+        self
+    }
+
+    fn answers(mut self, answer: Payload) -> Self {
+        self.answer = answer;
+        self
+    }
+
+    fn lists(mut self) -> Self {
+        self.lists = true;
+        self
+    }
 }
 
 fn route(
@@ -71,14 +129,23 @@ fn route(
         summary,
         tag,
         handler,
+        body: Payload::Nothing,
+        answer: Payload::Nothing,
+        lists: false,
     }
 }
 
 fn kind_routes<K: RegistryKind>() -> Vec<RegistryRoute> {
+    use yatai_api_types::{
+        CompleteMultipart, CreateRepository, CreateVersion, FinishUpload, ListSchema, PresignPart,
+        RepositorySchema, UpdateRepository, UpdateVersion, VersionSchema,
+    };
     let (r, v) = (K::REPOSITORIES, K::VERSIONS);
     let repo = format!("/api/v1/{r}/{{name}}");
     let version = format!("{repo}/{v}/{{version}}");
     let tag = K::VERSIONS;
+    let one_version = json::<VersionSchema>();
+    let one_repo = json::<RepositorySchema>();
     use axum::routing::{delete, get, patch, post, put};
     vec![
         route(
@@ -87,161 +154,199 @@ fn kind_routes<K: RegistryKind>() -> Vec<RegistryRoute> {
             "List repositories (start, count, search, q with label:K=V and sort:FIELD-asc|desc)",
             tag,
             get(repositories::list::<K>),
-        ),
+        )
+        .lists()
+        .answers(json_inline::<ListSchema<RepositorySchema>>()),
         route(
             Method::POST,
             format!("/api/v1/{r}"),
             "Create a repository (returns the existing one if the name is taken)",
             tag,
             post(repositories::create::<K>),
-        ),
+        )
+        .body(json::<CreateRepository>())
+        .answers(one_repo),
         route(
             Method::GET,
             repo.clone(),
             "Get a repository with its latest version",
             tag,
             get(repositories::get::<K>),
-        ),
+        )
+        .answers(one_repo),
         route(
             Method::PATCH,
             repo.clone(),
             "Change a repository's description",
             tag,
             patch(repositories::update::<K>),
-        ),
+        )
+        .body(json::<UpdateRepository>())
+        .answers(one_repo),
         route(
             Method::DELETE,
             repo.clone(),
             "Delete an empty repository",
             tag,
             delete(repositories::delete::<K>),
-        ),
+        )
+        .answers(one_repo),
         route(
             Method::GET,
             format!("{repo}/{v}"),
             "List the versions of a repository, newest first",
             tag,
             get(versions::list_in_repository::<K>),
-        ),
+        )
+        .lists()
+        .answers(json_inline::<ListSchema<VersionSchema>>()),
         route(
             Method::POST,
             format!("{repo}/{v}"),
             "Create a version with its manifest and labels (upload status pending)",
             tag,
             post(versions::create::<K>),
-        ),
+        )
+        .body(json::<CreateVersion>())
+        .answers(one_version),
         route(
             Method::GET,
             version.clone(),
             "Get a version",
             tag,
             get(versions::get::<K>),
-        ),
+        )
+        .answers(one_version),
         route(
             Method::PATCH,
             version.clone(),
             "Change a version's description, manifest or labels",
             tag,
             patch(versions::update::<K>),
-        ),
+        )
+        .body(json::<UpdateVersion>())
+        .answers(one_version),
         route(
             Method::DELETE,
             version.clone(),
             "Delete a version and its archive",
             tag,
             delete(versions::delete::<K>),
-        ),
+        )
+        .answers(one_version),
         route(
             Method::PATCH,
             format!("{version}/start_upload"),
             "Mark the upload as started",
             tag,
             patch(transfer::start_upload::<K>),
-        ),
+        )
+        .answers(one_version),
         route(
             Method::PUT,
             format!("{version}/upload"),
             "Proxy upload: the body is the archive, streamed to storage",
             tag,
             put(transfer::upload::<K>),
-        ),
+        )
+        .body(Payload::Archive)
+        .answers(one_version),
         route(
             Method::PATCH,
             format!("{version}/presign_upload_url"),
             "Get a presigned URL for one PUT of the archive",
             tag,
             patch(transfer::presign_upload_url::<K>),
-        ),
+        )
+        .answers(one_version),
         route(
             Method::PATCH,
             format!("{version}/start_multipart_upload"),
             "Start a presigned multipart upload (returns upload_id)",
             tag,
             patch(transfer::start_multipart_upload::<K>),
-        ),
+        )
+        .answers(one_version),
         route(
             Method::PATCH,
             format!("{version}/presign_multipart_upload_url"),
             "Get a presigned URL for one part",
             tag,
             patch(transfer::presign_multipart_upload_url::<K>),
-        ),
+        )
+        .body(json::<PresignPart>())
+        .answers(one_version),
         route(
             Method::PATCH,
             format!("{version}/complete_multipart_upload"),
             "Assemble the uploaded parts",
             tag,
             patch(transfer::complete_multipart_upload::<K>),
-        ),
+        )
+        .body(json::<CompleteMultipart>())
+        .answers(one_version),
         route(
             Method::PATCH,
             format!("{version}/finish_upload"),
             "Finish an upload: success (checked) or failed with a reason",
             tag,
             patch(transfer::finish_upload::<K>),
-        ),
+        )
+        .body(json::<FinishUpload>())
+        .answers(one_version),
         route(
             Method::GET,
             format!("{version}/download"),
             "Proxy download of the archive (supports Range)",
             tag,
             get(transfer::download::<K>),
-        ),
+        )
+        .answers(Payload::Archive),
         route(
             Method::PATCH,
             format!("{version}/presign_download_url"),
             "Get a presigned URL to download the archive",
             tag,
             patch(transfer::presign_download_url::<K>),
-        ),
+        )
+        .answers(one_version),
         route(
             Method::GET,
             format!("/api/v1/{v}"),
             "List the versions of every repository of the organization",
             tag,
             get(versions::list_all::<K>),
-        ),
+        )
+        .lists()
+        .answers(json_inline::<ListSchema<VersionSchema>>()),
     ]
 }
 
 /// Every registry route, for both kinds, plus the relations between bentos and models.
 pub fn routes() -> Vec<RegistryRoute> {
+    let many_versions = json_inline::<Vec<yatai_api_types::VersionSchema>>();
     let mut all = kind_routes::<Bentos>();
     all.extend(kind_routes::<Models>());
-    all.push(route(
-        Method::GET,
-        "/api/v1/bento_repositories/{name}/bentos/{version}/models".into(),
-        "The models a bento uses (those pushed)",
-        "bentos",
-        axum::routing::get(versions::models_of_bento),
-    ));
-    all.push(route(
-        Method::GET,
-        "/api/v1/model_repositories/{name}/models/{version}/bentos".into(),
-        "The bentos that use a model",
-        "models",
-        axum::routing::get(versions::bentos_of_model),
-    ));
+    all.push(
+        route(
+            Method::GET,
+            "/api/v1/bento_repositories/{name}/bentos/{version}/models".into(),
+            "The models a bento uses (those pushed)",
+            "bentos",
+            axum::routing::get(versions::models_of_bento),
+        )
+        .answers(many_versions),
+    );
+    all.push(
+        route(
+            Method::GET,
+            "/api/v1/model_repositories/{name}/models/{version}/bentos".into(),
+            "The bentos that use a model",
+            "models",
+            axum::routing::get(versions::bentos_of_model),
+        )
+        .answers(many_versions),
+    );
     all
 }
 
@@ -281,29 +386,7 @@ pub async fn load_version<K: RegistryKind>(
     yatai_service::registry::load_version(state, caller, K::KIND, name, version).await
 }
 
-/// Query of list endpoints: paging, a search text, and Yatai's `q` mini-language
-/// (`label:KEY=VALUE`, `sort:FIELD-asc|desc`, `status:success`, other words search).
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Index of the first item (default 0).
-    pub start: Option<i64>,
-    /// How many items (default 20, at most 1000).
-    pub count: Option<i64>,
-    /// Words to find in names and versions.
-    pub search: Option<String>,
-    /// `label:KEY=VALUE`, `sort:FIELD-asc|desc`, `status:STATUS` and words, separated by spaces.
-    pub q: Option<String>,
-}
-
-impl ListQuery {
-    /// Parses and checks the query (the service's rule).
-    pub fn parse(&self) -> Result<ListSpec, Error> {
-        ListSpec::parse(
-            self.start,
-            self.count,
-            self.search.as_deref(),
-            self.q.as_deref(),
-        )
-    }
+/// Parses and checks a list query (the service's rule).
+pub fn parse_list(q: &ListQuery) -> Result<ListSpec, Error> {
+    ListSpec::parse(q.start, q.count, q.search.as_deref(), q.q.as_deref())
 }

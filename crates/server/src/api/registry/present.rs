@@ -9,7 +9,7 @@ use yatai_store::db::repositories::Repository;
 use yatai_store::db::versions::{self, Version};
 use yatai_store::db::{labels, repositories, users};
 
-use crate::api::schemas::{LabelItem, RepositorySchema, ResourceSchema, UserSchema, VersionSchema};
+use crate::api::schemas::{self, LabelItem, RepositorySchema, UserSchema, VersionSchema};
 use crate::AppState;
 
 /// Builds response shapes, looking up creators and labels once per batch.
@@ -34,7 +34,7 @@ impl<'a> Presenter<'a> {
         if !self.users.contains_key(uid) {
             let user = users::find_by_uid(self.state.db.pool(), uid).await?;
             self.users
-                .insert(uid.clone(), user.as_ref().map(UserSchema::from));
+                .insert(uid.clone(), user.as_ref().map(schemas::user));
         }
         Ok(self.users[uid].clone())
     }
@@ -100,7 +100,7 @@ impl<'a> Presenter<'a> {
         .get("size_bytes")
         .and_then(|s| s.as_u64())
         .unwrap_or(0);
-        let mut resource = ResourceSchema::new(
+        let mut resource = schemas::resource(
             kind.as_str(),
             &v.uid,
             &v.version,
@@ -116,6 +116,8 @@ impl<'a> Presenter<'a> {
             version: v.version.clone(),
             description: v.description.clone(),
             image_build_status: v.image_build_status.to_string(),
+            image_reference: None,
+            image_build_reason: None,
             upload_status: v.upload_status.as_str().to_string(),
             upload_finished_reason: v.upload_finished_reason.clone(),
             upload_started_at: v.upload_started_at.map(to_rfc3339),
@@ -128,7 +130,8 @@ impl<'a> Presenter<'a> {
                 v.status(),
                 manifest_size,
                 is_get,
-            ),
+            )
+            .map(str::to_string),
             upload_id: String::new(),
             manifest,
             build_at: to_rfc3339(v.build_at),
@@ -144,7 +147,7 @@ impl<'a> Presenter<'a> {
     async fn repository_shell(&mut self, r: &Repository) -> Result<RepositorySchema, Error> {
         let kind = r.kind;
         Ok(RepositorySchema {
-            resource: ResourceSchema::new(
+            resource: schemas::resource(
                 kind.repository_type(),
                 &r.uid,
                 &r.name,

@@ -3,28 +3,14 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::Deserialize;
+use yatai_api_types::{CreateRepository, UpdateRepository};
 use yatai_service::registry::repositories;
 
 use super::{client_generation, load_repository, ListQuery, Presenter, RegistryKind};
-use crate::api::schemas::{ListSchema, RepositorySchema};
+use crate::api::schemas::{self, ListSchema, RepositorySchema};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
-
-/// The body of a repository creation.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CreateRepository {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// The body of a repository update.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct UpdateRepository {
-    pub description: Option<String>,
-}
 
 pub async fn list<K: RegistryKind>(
     State(state): State<AppState>,
@@ -32,12 +18,12 @@ pub async fn list<K: RegistryKind>(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListSchema<RepositorySchema>>> {
-    let spec = q.parse()?;
+    let spec = super::parse_list(&q)?;
     let (rows, total) = repositories::list(&state, &caller, K::KIND, &spec).await?;
     let items = Presenter::new(&state, client_generation(&headers))
         .repositories(&rows)
         .await?;
-    Ok(Json(ListSchema::page(spec.page(), total, items)))
+    Ok(Json(schemas::page(spec.page(), total, items)))
 }
 
 pub async fn create<K: RegistryKind>(

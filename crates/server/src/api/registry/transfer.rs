@@ -7,11 +7,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
+use yatai_api_types::{CompleteMultipart, FinishUpload, PresignPart};
+use yatai_archive::GZIP_MAGIC;
 use yatai_domain::registry::{offers_presigned_urls, ClientGeneration, UploadStatus};
 use yatai_domain::Error;
 use yatai_service::registry::{uploads, versions};
-use yatai_store::archive::GZIP_MAGIC;
 use yatai_store::db::versions::Version;
 use yatai_store::objects::PresignOp;
 
@@ -104,13 +104,6 @@ pub async fn start_multipart_upload<K: RegistryKind>(
     respond(&state, &headers, &v, |s| s.upload_id = upload_id).await
 }
 
-/// The body of `presign_multipart_upload_url`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct PresignPart {
-    pub upload_id: String,
-    pub part_number: u16,
-}
-
 pub async fn presign_multipart_upload_url<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,20 +126,6 @@ pub async fn presign_multipart_upload_url<K: RegistryKind>(
         s.upload_id = body.upload_id;
     })
     .await
-}
-
-/// One uploaded part.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CompletedPart {
-    pub part_number: u16,
-    pub etag: String,
-}
-
-/// The body of `complete_multipart_upload`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CompleteMultipart {
-    pub upload_id: String,
-    pub parts: Vec<CompletedPart>,
 }
 
 pub async fn complete_multipart_upload<K: RegistryKind>(
@@ -172,14 +151,6 @@ pub async fn complete_multipart_upload<K: RegistryKind>(
     )
     .await?;
     respond(&state, &headers, &v, |_| {}).await
-}
-
-/// The body of `finish_upload`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct FinishUpload {
-    pub status: String,
-    #[serde(default)]
-    pub reason: String,
 }
 
 pub async fn finish_upload<K: RegistryKind>(

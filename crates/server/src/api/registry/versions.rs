@@ -3,40 +3,15 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::Deserialize;
+use yatai_api_types::{CreateVersion, UpdateVersion};
 use yatai_domain::registry::Kind;
 use yatai_service::registry::versions::{self, NewVersionInput, VersionChanges};
 
 use super::{client_generation, load_version, Bentos, ListQuery, Models, Presenter, RegistryKind};
-use crate::api::schemas::{LabelItem, ListSchema, VersionSchema};
+use crate::api::schemas::{self, LabelItem, ListSchema, VersionSchema};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
-
-/// The body of a version creation, as the clients send it.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CreateVersion {
-    pub version: String,
-    #[serde(default)]
-    pub description: String,
-    /// The manifest as the client builds it; stored and returned unchanged.
-    #[schema(value_type = Object)]
-    pub manifest: serde_json::Value,
-    /// `%Y-%m-%d %H:%M:%S.%f` (UTC) or RFC 3339.
-    #[serde(default)]
-    pub build_at: Option<String>,
-    #[serde(default)]
-    pub labels: Option<Vec<LabelItem>>,
-}
-
-/// The body of a version update; absent fields stay.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct UpdateVersion {
-    pub description: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub manifest: Option<serde_json::Value>,
-    pub labels: Option<Vec<LabelItem>>,
-}
 
 fn label_pairs(list: &[LabelItem]) -> Vec<(String, String)> {
     list.iter()
@@ -126,12 +101,12 @@ async fn list_versions<K: RegistryKind>(
     q: &ListQuery,
     repository: Option<&str>,
 ) -> ApiResult<Json<ListSchema<VersionSchema>>> {
-    let spec = q.parse()?;
+    let spec = super::parse_list(&q)?;
     let (rows, total) = versions::list(state, caller, K::KIND, repository, &spec).await?;
     let items = Presenter::new(state, client_generation(headers))
         .versions(&rows, true, true)
         .await?;
-    Ok(Json(ListSchema::page(spec.page(), total, items)))
+    Ok(Json(schemas::page(spec.page(), total, items)))
 }
 
 pub async fn list_in_repository<K: RegistryKind>(

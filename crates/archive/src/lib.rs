@@ -1,5 +1,8 @@
-//! Checks that an uploaded archive is whole: a tar (optionally gzip-compressed) that ends with
-//! its end-of-archive marker, with every entry complete. Records its size and SHA-256.
+//! Bento and model archives as the BentoML clients send them: a tar (optionally gzip-compressed).
+//!
+//! An uploaded archive is checked while it streams in: it must be whole (every entry complete,
+//! the end-of-archive marker present) and safe to unpack (no member, and no link, that points
+//! outside the archive's directory). Its size and SHA-256 are recorded on the way.
 
 use std::io::{self, Read};
 
@@ -66,6 +69,50 @@ where
         .map_err(|e| Error::Internal(format!("archive check failed: {e}")))
 }
 
+/// Refuses a member that would land outside the directory it is unpacked into: an absolute
+/// path, a `..` that climbs out, or a link whose target does.
+fn check_member<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<()> {
+    let path = entry.path()?.into_owned();
+    let unsafe_member = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let Some(depth) = inside_depth(&path, 0) else {
+        return Err(unsafe_member(format!(
+            "the member {:?} would be unpacked outside the archive's directory",
+            path.display().to_string()
+        )));
+    };
+    if let Some(target) = entry.link_name()? {
+        let kind = entry.header().entry_type();
+        // A symlink resolves from the member's directory; a hard link from the archive's root.
+        let start = if kind.is_symlink() {
+            depth.saturating_sub(1)
+        } else {
+            0
+        };
+        if inside_depth(&target, start).is_none() {
+            return Err(unsafe_member(format!(
+                "the link {:?} points outside the archive's directory",
+                path.display().to_string()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How deep `path` lies below the archive's directory when it starts `depth` levels down, or
+/// `None` when it is absolute or climbs out.
+fn inside_depth(path: &std::path::Path, mut depth: usize) -> Option<usize> {
+    use std::path::Component;
+    for c in path.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => depth = depth.checked_sub(1)?,
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(depth)
+}
+
 /// Walks every tar entry to its end and checks the end-of-archive marker; returns the entry count.
 fn check_tar(reader: impl Read) -> io::Result<u64> {
     let mut tail = Tail {
@@ -78,6 +125,7 @@ fn check_tar(reader: impl Read) -> io::Result<u64> {
         let mut archive = tar::Archive::new(&mut tail);
         for entry in archive.entries()? {
             let mut entry = entry?;
+            check_member(&entry)?;
             let declared = entry.header().entry_size()?;
             let copied = io::copy(&mut entry, &mut io::sink())?;
             if copied != declared {
@@ -195,6 +243,45 @@ mod tests {
             (facts.size, facts.gzip, facts.entries),
             (g.len() as u64, true, 2)
         );
+    }
+
+    #[test]
+    fn members_outside_the_directory_are_refused() {
+        fn one(path: &str, link: Option<(&str, tar::EntryType)>) -> Vec<u8> {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            // Raw names: the tar crate's own setters refuse `..` and absolute paths.
+            h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_mode(0o644);
+            match link {
+                Some((target, kind)) => {
+                    h.set_entry_type(kind);
+                    h.set_size(0);
+                    h.as_gnu_mut().unwrap().linkname[..target.len()]
+                        .copy_from_slice(target.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, &[][..]).unwrap();
+                }
+                None => {
+                    h.set_size(1);
+                    h.set_cksum();
+                    b.append(&h, &b"x"[..]).unwrap();
+                }
+            }
+            b.into_inner().unwrap()
+        }
+        for bad in ["../evil.txt", "src/../../evil.txt", "/tmp/evil.txt"] {
+            let err = inspect(&one(bad, None)[..]).unwrap_err();
+            assert!(err.contains("outside"), "{bad}: {err}");
+        }
+        for ok in ["./a/b.txt", "a/../b.txt", "a/./b"] {
+            assert!(inspect(&one(ok, None)[..]).is_ok(), "{ok}");
+        }
+        let sym = tar::EntryType::Symlink;
+        assert!(inspect(&one("a/link", Some(("../b", sym)))[..]).is_ok());
+        assert!(inspect(&one("a/link", Some(("../../etc/passwd", sym)))[..]).is_err());
+        assert!(inspect(&one("link", Some(("/etc/passwd", sym)))[..]).is_err());
+        assert!(inspect(&one("a/hard", Some(("../x", tar::EntryType::Link)))[..]).is_err());
     }
 
     #[test]
