@@ -38,6 +38,11 @@ impl ApiError {
             Error::Field { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
         }
     }
+
+    /// What the user is told: the message, or only that something failed on our side.
+    pub fn public_message(&self) -> String {
+        public_message(&self.0)
+    }
 }
 
 /// What a client is told of a fault on our side: the detail (database and storage endpoints,

@@ -94,6 +94,17 @@ pub async fn start_cli_login(svc: &Services) -> Result<String, Error> {
     Ok(code)
 }
 
+/// Fails with 404 unless `code` is a CLI browser-login code still waiting for a user to confirm
+/// it (the page that asks for the confirmation checks it before showing the button).
+pub async fn check_cli_login(svc: &Services, code: &str) -> Result<(), Error> {
+    if !cli_logins::is_pending(svc.db.pool(), &secret_hash(code)).await? {
+        return Err(Error::NotFound(
+            "this CLI login code is unknown, expired or used already: run `bentoml cloud login` again".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The CLI's poll: the token once a logged-in user authorized the code (handed out once).
 pub async fn collect_cli_login(svc: &Services, code: &str) -> Result<String, Error> {
     cli_logins::take_token(svc.db.pool(), &secret_hash(code))

@@ -22,10 +22,13 @@ pub async fn is_completed(svc: &Services) -> Result<bool, Error> {
         || users::count(pool).await? > 0)
 }
 
-/// Runs setup: checks the token and the account, then creates the first admin and the default
-/// organization in one transaction. Setup is closed afterwards, for good.
-pub async fn complete(svc: &Services, token: &str, account: &NewAccount) -> Result<User, Error> {
-    let closed = || Error::Conflict("setup has already been completed; log in instead".into());
+fn closed() -> Error {
+    Error::Conflict("setup has already been completed; log in instead".into())
+}
+
+/// Checks that setup is still open (409 otherwise) and that `token` is the initialization token
+/// (403 otherwise): what the setup form checks before it is shown, and setup itself.
+pub async fn check_open(svc: &Services, token: &str) -> Result<(), Error> {
     if is_completed(svc).await? {
         return Err(closed());
     }
@@ -34,6 +37,13 @@ pub async fn complete(svc: &Services, token: &str, account: &NewAccount) -> Resu
     {
         return Err(Error::Forbidden("invalid initialization token: use the one printed by `yatai serve` or set in YATAI_INITIALIZATION_TOKEN".into()));
     }
+    Ok(())
+}
+
+/// Runs setup: checks the token and the account, then creates the first admin and the default
+/// organization in one transaction. Setup is closed afterwards, for good.
+pub async fn complete(svc: &Services, token: &str, account: &NewAccount) -> Result<User, Error> {
+    check_open(svc, token).await?;
     account.validate()?;
     let password_hash = hash_password(account.password.clone()).await?;
 

@@ -180,12 +180,8 @@ pub async fn authorize_cli_login(
     caller: &Caller,
     code: &str,
 ) -> Result<ApiToken, Error> {
+    crate::sessions::check_cli_login(svc, code).await?;
     let code_hash = secret_hash(code);
-    if !cli_logins::is_pending(svc.db.pool(), &code_hash).await? {
-        return Err(Error::NotFound(
-            "this CLI login code is unknown, expired or used already: run `bentoml cloud login` again".into(),
-        ));
-    }
     let new = NewToken {
         name: format!("cli-login-{}", &new_secret("")[..8]),
         description: "created by a browser login of the BentoML CLI".into(),

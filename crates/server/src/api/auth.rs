@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::Json;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use yatai_api_types::{
@@ -11,7 +10,7 @@ use yatai_api_types::{
 use yatai_service::sessions;
 
 use super::schemas::{self, UserSchema};
-use crate::auth::{ClientAddr, Identity, SESSION_COOKIE};
+use crate::auth::{session_cookie, session_cookie_removal, ClientAddr, Identity, SESSION_COOKIE};
 use crate::error::{ApiJson, ApiResult};
 use crate::AppState;
 
@@ -45,19 +44,6 @@ async fn cli_login_token(
     }))
 }
 
-/// The session cookie for `secret` (HttpOnly, SameSite=Lax, Secure over HTTPS).
-pub fn session_cookie(state: &AppState, secret: String) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, secret))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(state.settings.secure_cookies)
-        .max_age(time::Duration::seconds(
-            state.settings.session_ttl.as_secs() as i64,
-        ))
-        .build()
-}
-
 /// Logs in with a password; sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginSchema,
     responses((status = 200, body = UserSchema), (status = 401, description = "wrong name or password"), (status = 429, description = "too many failed logins, or too many at once: wait Retry-After seconds")))]
@@ -85,7 +71,7 @@ async fn logout(
         sessions::logout(&state, c.value()).await?;
     }
     Ok((
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        jar.remove(session_cookie_removal()),
         Json(serde_json::json!({})),
     ))
 }

@@ -4,7 +4,7 @@
 use yatai_domain::registry::Kind;
 use yatai_domain::{names, Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository, RepositoryFilter};
-use yatai_store::db::versions;
+use yatai_store::db::versions::{self, Version};
 
 use super::load_repository;
 use super::query::ListSpec;
@@ -61,6 +61,25 @@ pub async fn list(
         spec.page(),
     )
     .await
+}
+
+/// The latest version and the number of versions of each repository of a batch, in its order.
+pub async fn latest_versions(
+    svc: &Services,
+    list: &[Repository],
+) -> Result<Vec<(Option<Version>, i64)>, Error> {
+    let pool = svc.db.pool();
+    let uids: Vec<String> = list.iter().map(|r| r.uid.clone()).collect();
+    let mut latest = versions::latest_of(pool, &uids).await?;
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let newest = latest
+            .iter()
+            .position(|v| v.repository_uid == r.uid)
+            .map(|i| latest.swap_remove(i));
+        out.push((newest, versions::count_in_repository(pool, &r.uid).await?));
+    }
+    Ok(out)
 }
 
 /// Changes a repository's description.

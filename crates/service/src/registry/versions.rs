@@ -1,9 +1,12 @@
 //! Versions of bentos and models: create with manifest and labels, read, list, change, delete,
 //! the models a bento uses, and what may be pulled.
 
+use std::collections::HashMap;
+
 use yatai_domain::registry::{bento_model_tags, parse_build_at, Kind, UploadStatus};
 use yatai_domain::{names, time::now_micros, Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository};
+use yatai_store::db::users::{self, User};
 use yatai_store::db::versions::{self, NewVersion, Version};
 use yatai_store::db::{bento_models, db_error, labels, uploads as upload_rows};
 
@@ -322,6 +325,23 @@ pub async fn repositories_of(svc: &Services, list: &[Version]) -> Result<Vec<Rep
     uids.sort();
     uids.dedup();
     repos::find_many(svc.db.pool(), &uids).await
+}
+
+/// The labels of a batch of versions, by version uid.
+pub async fn labels_of(
+    svc: &Services,
+    list: &[Version],
+) -> Result<HashMap<String, Vec<(String, String)>>, Error> {
+    let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
+    labels::of(svc.db.pool(), &uids).await
+}
+
+/// The users who created a batch of versions (each once).
+pub async fn creators_of(svc: &Services, list: &[Version]) -> Result<Vec<User>, Error> {
+    let mut uids: Vec<String> = list.iter().filter_map(|v| v.creator_uid.clone()).collect();
+    uids.sort();
+    uids.dedup();
+    users::find_many(svc.db.pool(), &uids).await
 }
 
 /// The key of the archive a version serves, or a clear refusal when it cannot be pulled. A
