@@ -101,7 +101,7 @@ async fn list_versions<K: RegistryKind>(
     q: &ListQuery,
     repository: Option<&str>,
 ) -> ApiResult<Json<ListSchema<VersionSchema>>> {
-    let spec = super::parse_list(&q)?;
+    let spec = super::parse_list(q)?;
     let (rows, total) = versions::list(state, caller, K::KIND, repository, &spec).await?;
     let items = Presenter::new(state, client_generation(headers))
         .versions(&rows, true, true)
