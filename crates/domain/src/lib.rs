@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod error;
+pub mod manifest;
 pub mod names;
 pub mod registry;
 pub mod time;
