@@ -1,6 +1,7 @@
 //! `yatai`: the one binary of Yatai in Rust — the registry server and its operations.
 
 mod config;
+mod image;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -61,6 +62,9 @@ enum Command {
     /// target (this installation, with the storage settings of `serve`) must be empty or an
     /// earlier import of the same source.
     Import(ImportArgs),
+    /// Container images of bentos.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// Arguments of `yatai import`.
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => a.storage.config.clone(),
         Command::Restore(a) => a.storage.config.clone(),
         Command::Import(a) => a.storage.config.clone(),
+        Command::Image(_) => None,
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -182,6 +187,7 @@ fn main() -> ExitCode {
             Command::Backup(args) => backup(args, &file).await,
             Command::Restore(args) => restore(args, &file).await,
             Command::Import(args) => import(args, &file).await,
+            Command::Image(cmd) => image::run(cmd).await,
         }
     });
     match result {

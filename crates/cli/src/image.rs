@@ -1,0 +1,171 @@
+//! `yatai image build`: a bento becomes an image in a registry, in this process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use yatai_image_builder::{BuildOptions, Installer, RegistryConfig, Source};
+
+/// `yatai image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the OCI image of a bento and push it, without a Docker daemon.
+    ///
+    /// The bento comes from a Yatai server (--endpoint and --api-token: streamed, progress
+    /// shown, and its image build status reported) or from --download-url (http(s), s3:// with
+    /// the S3_* or AWS_* settings, file:// or a path). The image is the base image (by digest),
+    /// a layer with the bento's locked Python requirements installed from wheels for the base's
+    /// Python and platform (nothing runs inside the image), and a layer with the bento (and its
+    /// models) at /home/bentoml/bento; it serves the bento on port 3000 as user bentoml (uid
+    /// 1034), like the images BentoML and Yatai build. The dependency layer is cached by the
+    /// hash of (requirements, base digest, platform), on disk (--cache-dir) and in the registry
+    /// itself, so a new version with the same requirements installs and uploads nothing.
+    /// The same inputs give the same image digest. The tag (Yatai's scheme,
+    /// yatai.NAME.VERSION) is written last: a failed build leaves no tag. Prints the image
+    /// reference and its digest last.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InstallerArg {
+    /// uv when it is on PATH, else pip
+    Auto,
+    Uv,
+    Pip,
+}
+
+/// Arguments of `yatai image build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The bento, NAME:VERSION
+    #[arg(value_name = "BENTO_TAG")]
+    bento_tag: String,
+    /// URL of the Yatai server holding the bento
+    #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL", conflicts_with = "download_url")]
+    endpoint: Option<String>,
+    /// API token for --endpoint
+    #[arg(long, env = "YATAI_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Get the bento archive from this URL instead (http(s)://, s3://BUCKET/KEY, file:// or a path)
+    #[arg(long, value_name = "URL")]
+    download_url: Option<String>,
+    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
+    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
+    base_image: Option<String>,
+    /// Registry to push to (host[:port][/path])
+    #[arg(long = "docker-registry-server", env = "DOCKER_REGISTRY_SERVER", value_name = "SERVER")]
+    server: Option<String>,
+    /// The same registry as reached from inside the cluster (reported, not pushed to)
+    #[arg(long = "docker-registry-in-cluster-server", env = "DOCKER_REGISTRY_IN_CLUSTER_SERVER", value_name = "SERVER")]
+    in_cluster_server: Option<String>,
+    /// Registry user name
+    #[arg(long = "docker-registry-username", env = "DOCKER_REGISTRY_USERNAME", value_name = "USER")]
+    username: Option<String>,
+    /// Registry password (a bearer token when no user name is given)
+    #[arg(long = "docker-registry-password", env = "DOCKER_REGISTRY_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// https (true) or plain http (false) [default: true]
+    #[arg(long = "docker-registry-secure", env = "DOCKER_REGISTRY_SECURE", value_name = "BOOL")]
+    secure: Option<String>,
+    /// Repository of the bento images [default: yatai-bentos]
+    #[arg(long = "docker-registry-bento-repository-name", env = "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", value_name = "NAME")]
+    repository: Option<String>,
+    /// Another registry (e.g. the base image's) to reach over plain http; repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// What installs the wheels
+    #[arg(long, value_enum, default_value_t = InstallerArg::Auto)]
+    installer: InstallerArg,
+    /// Local cache of dependency layers [default: ~/.cache/yatai/image-builder]
+    #[arg(long, env = "YATAI_IMAGE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Use no local cache (a fresh builder, as a build pod is)
+    #[arg(long)]
+    no_cache: bool,
+    /// Neither read nor write the copy of the dependency cache kept in the registry
+    #[arg(long)]
+    no_registry_cache: bool,
+    /// Python major.minor to install for, when the base has several
+    #[arg(long, value_name = "X.Y")]
+    python_version: Option<String>,
+    /// Give up after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    timeout: u64,
+    /// Do not report the image build status to the Yatai server
+    #[arg(long)]
+    no_report_status: bool,
+}
+
+pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Build(args) => build(args).await,
+    }
+}
+
+async fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let flags = [
+        ("DOCKER_REGISTRY_SERVER", args.server.clone()),
+        ("DOCKER_REGISTRY_IN_CLUSTER_SERVER", args.in_cluster_server.clone()),
+        ("DOCKER_REGISTRY_USERNAME", args.username.clone()),
+        ("DOCKER_REGISTRY_PASSWORD", args.password.clone()),
+        ("DOCKER_REGISTRY_SECURE", args.secure.clone()),
+        ("DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", args.repository.clone()),
+    ];
+    let registry = RegistryConfig::from_lookup(|k| {
+        flags.iter().find(|(n, _)| *n == k).and_then(|(_, v)| v.clone())
+    })
+    .map_err(anyhow::Error::msg)?;
+    let source = match (&args.endpoint, &args.download_url) {
+        (Some(endpoint), None) => Source::Server(
+            yatai_client::Client::new(endpoint, args.api_token.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (None, Some(url)) => Source::Url(url.clone()),
+        _ => anyhow::bail!(
+            "say where the bento comes from: --endpoint URL --api-token TOKEN (a Yatai server), or --download-url URL"
+        ),
+    };
+    let installer = match args.installer {
+        InstallerArg::Auto => Installer::detect(),
+        InstallerArg::Uv => Installer::Uv,
+        InstallerArg::Pip => Installer::Pip,
+    };
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        Some(match args.cache_dir {
+            Some(d) => d,
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .context("HOME is not set: give --cache-dir or --no-cache")?
+                .join(".cache/yatai/image-builder"),
+        })
+    };
+    let opts = BuildOptions {
+        bento_tag: args.bento_tag.clone(),
+        source,
+        base_image: args.base_image.clone(),
+        registry,
+        insecure_registries: args.insecure.clone(),
+        installer,
+        cache_dir,
+        registry_cache: !args.no_registry_cache,
+        python_version: args.python_version.clone(),
+        timeout: Some(Duration::from_secs(args.timeout)),
+        work_dir: None,
+    };
+    let report: Arc<yatai_image_builder::Reporter> = Arc::new(|line: &str| eprintln!("{line}"));
+    let out = if args.no_report_status {
+        yatai_image_builder::build(&opts, report).await
+    } else {
+        yatai_image_builder::build_and_report(&opts, report).await
+    }?;
+    if out.in_cluster_image != out.image {
+        println!("in-cluster image: {}", out.in_cluster_image);
+    }
+    println!("image: {}", out.image);
+    println!("digest: {}", out.digest);
+    Ok(())
+}
