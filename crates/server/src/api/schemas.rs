@@ -168,6 +168,12 @@ pub struct VersionSchema {
     pub version: String,
     pub description: String,
     pub image_build_status: String,
+    /// The image of the last successful build (bentos).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_reference: Option<String>,
+    /// Why the last image build failed (bentos).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_build_reason: Option<String>,
     pub upload_status: String,
     pub upload_finished_reason: String,
     pub upload_started_at: Option<String>,
