@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the small Python base image the image-builder tests and the benchmark use, from
-# Debian's packages (no image can be pulled from outside here): a minbase bookworm with python3,
-# as an OCI image layout. Cached OUTSIDE the clone, keyed by this script's hash:
+# Debian's packages (no image can be pulled from outside here): a minbase bookworm with python3 and
+# pip (what python:3.X-slim offers a Dockerfile), as an OCI image layout. Cached OUTSIDE the clone, keyed by this script's hash:
 #
 #   dir=$(scripts/base-image.sh)     # prints the layout directory; the image is oci:$dir:python
 #
@@ -28,8 +28,8 @@ if [ -f "$dir/.complete" ]; then echo "$dir"; exit 0; fi
 
 work="$(mktemp -d "$CACHE/base-image/build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-log "debootstrap bookworm (minbase + python3) from $MIRROR"
-debootstrap --variant=minbase --include=python3 bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+log "debootstrap bookworm (minbase + python3, pip) from $MIRROR"
+debootstrap --variant=minbase --include=python3,python3-pip bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
 # What an image does not need: package caches, logs, machine identity.
 rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"* \
@@ -47,7 +47,7 @@ umoci repack --image "$work/oci:python" --no-history "$work/bundle"
 umoci config --image "$work/oci:python" --no-history \
     --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     --config.env "LANG=C.UTF-8" --config.env "PYTHON_VERSION=$pyver" \
-    --config.cmd python3 --config.label "org.opencontainers.image.description=debootstrap bookworm minbase + python3"
+    --config.cmd python3 --config.label "org.opencontainers.image.description=debootstrap bookworm minbase + python3 + pip"
 umoci gc --layout "$work/oci"
 
 rm -rf "$dir"

@@ -202,9 +202,9 @@ def test_bentoml14_bento_becomes_an_image_that_serves(server_for, make_client, o
 def test_bentoml10_runners_bento_becomes_an_image_that_serves(make_client, oci_registry, base_image, tmp_path):
     client = make_client("bentoml10")
     tag, _ = make_echo_bento(client, tmp_path, "img-echo10")
-    # From a download URL this time (a file, as `bentoml export` writes it): no server needed,
+    # From a download URL this time (a file, as `bentoml export TAG FILE.tar.gz` writes it): no server needed,
     # the 1.0 bento carries its models.
-    archive = tmp_path / "echo10.bento"
+    archive = tmp_path / "echo10.tar.gz"
     client.run("export", tag, str(archive))
     repo = unique_repo("b10")
     built = images.parse_built(images.yatai_build(

@@ -10,20 +10,28 @@ use yatai_domain::manifest::BentoManifest;
 use crate::BuildError;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const XZ_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
 
 /// Extracts the archive at `archive` into `dest` (which must exist and be empty). Refuses
 /// anything that is not a tar, members that would land outside `dest`, and special files.
 pub fn extract(archive: &Path, dest: &Path, what: &str) -> Result<(), BuildError> {
     let bad = |detail: String| BuildError::BadArchive(format!("{what}: {detail}"));
     let mut file = File::open(archive).map_err(|e| bad(format!("cannot open it: {e}")))?;
-    let mut magic = [0u8; 2];
+    let mut magic = [0u8; 6];
     let n = file.read(&mut magic).map_err(|e| bad(e.to_string()))?;
     drop(file);
+    if n == 6 && magic == XZ_MAGIC {
+        return Err(bad(
+            "it is xz-compressed (what `bentoml export TAG FILE.bento` writes); export it as \
+             FILE.tar.gz or FILE.tar, or build from the Yatai server it was pushed to"
+                .into(),
+        ));
+    }
     let file = BufReader::with_capacity(
         1 << 20,
         File::open(archive).map_err(|e| bad(e.to_string()))?,
     );
-    let reader: Box<dyn Read> = if n == 2 && magic == GZIP_MAGIC {
+    let reader: Box<dyn Read> = if n >= 2 && magic[..2] == GZIP_MAGIC {
         Box::new(flate2::read::GzDecoder::new(file))
     } else {
         Box::new(file)
