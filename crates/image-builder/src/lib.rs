@@ -189,6 +189,13 @@ pub async fn build_and_report(opts: &BuildOptions, report: Arc<Reporter>) -> Res
     result
 }
 
+/// Whether `image` (a reference with tag or digest) is in its registry.
+pub async fn image_exists(registry: &RegistryConfig, insecure: &[String], image: &str) -> Result<bool, BuildError> {
+    let r = parse_ref(image, "the image")?;
+    let reg = Registry::new(registry, insecure);
+    Ok(reg.manifest_raw(&r).await?.is_some())
+}
+
 fn split(tag: &str) -> Result<(&str, &str), BuildError> {
     yatai_client::split_tag(tag).map_err(|e| BuildError::Config(e.to_string()))
 }

@@ -92,7 +92,12 @@ impl Registry {
             .pull_manifest_raw(
                 r,
                 &self.auth_for(r),
-                &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE],
+                &[
+                    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+                    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+                    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+                    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+                ],
             )
             .await
         {
