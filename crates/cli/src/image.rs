@@ -36,24 +36,9 @@ enum InstallerArg {
     Pip,
 }
 
-/// Arguments of `yatai image build`.
+/// The `DOCKER_REGISTRY_*` settings, as flags of the same names.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// The bento, NAME:VERSION
-    #[arg(value_name = "BENTO_TAG")]
-    bento_tag: String,
-    /// URL of the Yatai server holding the bento
-    #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL", conflicts_with = "download_url")]
-    endpoint: Option<String>,
-    /// API token for --endpoint
-    #[arg(long, env = "YATAI_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    api_token: Option<String>,
-    /// Get the bento archive from this URL instead (http(s)://, s3://BUCKET/KEY, file:// or a path)
-    #[arg(long, value_name = "URL")]
-    download_url: Option<String>,
-    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
-    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
-    base_image: Option<String>,
+pub struct RegistryArgs {
     /// Registry to push to (host[:port][/path])
     #[arg(long = "docker-registry-server", env = "DOCKER_REGISTRY_SERVER", value_name = "SERVER")]
     server: Option<String>,
@@ -72,6 +57,107 @@ pub struct BuildArgs {
     /// Repository of the bento images [default: yatai-bentos]
     #[arg(long = "docker-registry-bento-repository-name", env = "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", value_name = "NAME")]
     repository: Option<String>,
+}
+
+impl RegistryArgs {
+    fn resolve(&self) -> anyhow::Result<RegistryConfig> {
+        let flags = [
+            ("DOCKER_REGISTRY_SERVER", self.server.clone()),
+            ("DOCKER_REGISTRY_IN_CLUSTER_SERVER", self.in_cluster_server.clone()),
+            ("DOCKER_REGISTRY_USERNAME", self.username.clone()),
+            ("DOCKER_REGISTRY_PASSWORD", self.password.clone()),
+            ("DOCKER_REGISTRY_SECURE", self.secure.clone()),
+            ("DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", self.repository.clone()),
+        ];
+        RegistryConfig::from_lookup(|k| {
+            flags.iter().find(|(n, _)| *n == k).and_then(|(_, v)| v.clone())
+        })
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set: give --cache-dir or --no-cache")?
+        .join(".cache/yatai/image-builder"))
+}
+
+/// Arguments of `yatai image-builder`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Watch only this namespace [default: every namespace]
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_NAMESPACE", value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// The Yatai server bentos come from when a BentoRequest has no downloadUrl (the build
+    /// status is reported there)
+    #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL")]
+    endpoint: Option<String>,
+    /// API token for --endpoint
+    #[arg(long, env = "YATAI_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
+    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
+    base_image: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Another registry (e.g. the base image's) to reach over plain http; repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Local cache of dependency layers [default: ~/.cache/yatai/image-builder]
+    #[arg(long, env = "YATAI_IMAGE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Build timeout when a BentoRequest sets no imageBuildTimeout, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    timeout: u64,
+}
+
+/// `yatai image-builder`: the controller, with the kubeconfig or in-cluster config.
+pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    yatai_image_builder::install_crypto_provider();
+    let server = match &args.endpoint {
+        Some(e) => Some(yatai_client::Client::new(e, args.api_token.as_deref()).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let builder = yatai_image_builder_controller::InProcessBuilder {
+        registry: args.registry.resolve()?,
+        server,
+        base_image: args.base_image.clone(),
+        insecure_registries: args.insecure.clone(),
+        cache_dir: Some(match args.cache_dir.clone() {
+            Some(d) => d,
+            None => default_cache_dir()?,
+        }),
+        default_timeout: Duration::from_secs(args.timeout),
+    };
+    let client = kube::Client::try_default().await.context(
+        "cannot reach Kubernetes: run inside a cluster or with a kubeconfig (KUBECONFIG or ~/.kube/config)",
+    )?;
+    tracing::info!(namespace = ?args.namespace, "image-builder controller started");
+    yatai_image_builder_controller::run(client, Arc::new(builder), args.namespace).await;
+    Ok(())
+}
+
+/// Arguments of `yatai image build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The bento, NAME:VERSION
+    #[arg(value_name = "BENTO_TAG")]
+    bento_tag: String,
+    /// URL of the Yatai server holding the bento
+    #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL", conflicts_with = "download_url")]
+    endpoint: Option<String>,
+    /// API token for --endpoint
+    #[arg(long, env = "YATAI_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Get the bento archive from this URL instead (http(s)://, s3://BUCKET/KEY, file:// or a path)
+    #[arg(long, value_name = "URL")]
+    download_url: Option<String>,
+    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
+    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
+    base_image: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Another registry (e.g. the base image's) to reach over plain http; repeatable
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure: Vec<String>,
@@ -105,18 +191,7 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
 }
 
 async fn build(args: BuildArgs) -> anyhow::Result<()> {
-    let flags = [
-        ("DOCKER_REGISTRY_SERVER", args.server.clone()),
-        ("DOCKER_REGISTRY_IN_CLUSTER_SERVER", args.in_cluster_server.clone()),
-        ("DOCKER_REGISTRY_USERNAME", args.username.clone()),
-        ("DOCKER_REGISTRY_PASSWORD", args.password.clone()),
-        ("DOCKER_REGISTRY_SECURE", args.secure.clone()),
-        ("DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", args.repository.clone()),
-    ];
-    let registry = RegistryConfig::from_lookup(|k| {
-        flags.iter().find(|(n, _)| *n == k).and_then(|(_, v)| v.clone())
-    })
-    .map_err(anyhow::Error::msg)?;
+    let registry = args.registry.resolve()?;
     let source = match (&args.endpoint, &args.download_url) {
         (Some(endpoint), None) => Source::Server(
             yatai_client::Client::new(endpoint, args.api_token.as_deref())
@@ -137,10 +212,7 @@ async fn build(args: BuildArgs) -> anyhow::Result<()> {
     } else {
         Some(match args.cache_dir {
             Some(d) => d,
-            None => std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .context("HOME is not set: give --cache-dir or --no-cache")?
-                .join(".cache/yatai/image-builder"),
+            None => default_cache_dir()?,
         })
     };
     let opts = BuildOptions {

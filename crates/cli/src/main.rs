@@ -65,6 +65,16 @@ enum Command {
     /// Container images of bentos.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Run the image-builder controller: BentoRequests become images and Bentos.
+    ///
+    /// Watches BentoRequests (resources.yatai.ai/v1alpha1) with the kubeconfig or the in-cluster
+    /// configuration. For each: if spec.image is set or the image (Yatai's name for the bento in
+    /// the DOCKER_REGISTRY_* registry) exists, no build; otherwise builds it in this process (as
+    /// `yatai image build` does, reporting the status to --endpoint when the bento comes from
+    /// there). Then creates or updates the Bento of the same name, owned by the request, and sets
+    /// the conditions ImageExistsChecked, ImageExists, ImageBuilding and BentoAvailable with a
+    /// Kubernetes event at each step. Failed builds are retried after 5 s, doubling up to 5 min.
+    ImageBuilder(image::ControllerArgs),
 }
 
 /// Arguments of `yatai import`.
@@ -164,7 +174,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => a.storage.config.clone(),
         Command::Restore(a) => a.storage.config.clone(),
         Command::Import(a) => a.storage.config.clone(),
-        Command::Image(_) => None,
+        Command::Image(_) | Command::ImageBuilder(_) => None,
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -188,6 +198,7 @@ fn main() -> ExitCode {
             Command::Restore(args) => restore(args, &file).await,
             Command::Import(args) => import(args, &file).await,
             Command::Image(cmd) => image::run(cmd).await,
+            Command::ImageBuilder(args) => image::controller(args).await,
         }
     });
     match result {

@@ -187,6 +187,25 @@ pub fn requirements(manifest: &BentoManifest, bento_dir: &Path) -> Result<(Strin
             break;
         }
     }
+    // Local wheel directories of the machine that built the bento (bentoml 1.0 writes
+    // `--find-links /opt/wheels`) do not exist here; the bento's own wheels do.
+    let mut kept: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let link = t
+            .strip_prefix("--find-links")
+            .or_else(|| t.strip_prefix("-f "))
+            .map(|r| r.trim_start_matches('=').trim());
+        match link {
+            Some(path) if path.starts_with('/') && !Path::new(path).exists() => {}
+            _ => kept.push(line.to_string()),
+        }
+    }
+    let wheels = bento_dir.join("env/python/wheels");
+    if wheels.is_dir() {
+        kept.push(format!("--find-links {}", wheels.display()));
+    }
+    text = kept.join("\n");
     if !text.ends_with('\n') && !text.is_empty() {
         text.push('\n');
     }
@@ -522,12 +541,12 @@ mod tests {
     fn bentoml_is_added_when_the_lock_lacks_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("env/python")).unwrap();
-        std::fs::write(dir.path().join("env/python/requirements.lock.txt"), "attrs==23.1.0\n").unwrap();
+        std::fs::write(dir.path().join("env/python/requirements.lock.txt"), "--find-links /opt/no-such-wheels\n\nattrs==23.1.0\n").unwrap();
         std::fs::write(dir.path().join("env/python/requirements.txt"), "attrs\n").unwrap();
         let m = crate::bento::parse_manifest("name: a\nversion: b\nbentoml_version: 1.0.20\nservice: s:svc\n").unwrap();
         let (text, source) = requirements(&m, dir.path()).unwrap();
         assert_eq!(source, "env/python/requirements.lock.txt");
-        assert_eq!(text, "attrs==23.1.0\nbentoml==1.0.20\nsetuptools<70\n");
+        assert_eq!(text, "\nattrs==23.1.0\nbentoml==1.0.20\nsetuptools<70\n");
 
         let m = crate::bento::parse_manifest("name: a\nversion: b\nbentoml_version: 1.4.40\nimage: {python_version: '3.11'}\n").unwrap();
         std::fs::write(dir.path().join("env/python/requirements.txt"), "bentoml==1.4.40\nnumpy==2\n").unwrap();

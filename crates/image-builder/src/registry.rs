@@ -230,6 +230,14 @@ pub fn classify(e: OciDistributionError, r: &Reference) -> BuildError {
                 detail: error_chain(re),
             }
         }
+        OciDistributionError::RequestError(re)
+            if matches!(re.status().map(|s| s.as_u16()), Some(401 | 403)) =>
+        {
+            BuildError::RegistryAuth {
+                registry,
+                detail: error_chain(re),
+            }
+        }
         OciDistributionError::RequestError(re) => BuildError::Registry(format!(
             "request to the registry {registry} failed: {}",
             error_chain(re)

@@ -826,6 +826,9 @@ struct VersionPage {
     creator: String,
     build_at: String,
     image_build_status: String,
+    /// The image of the last successful build, and why the last build failed.
+    image_reference: String,
+    image_build_reason: String,
     description: String,
     facts: Vec<(String, String)>,
     pull_command: String,
@@ -944,6 +947,10 @@ async fn version_page(
         let row = version_rows(&state, std::slice::from_ref(&v))
             .await?
             .remove(0);
+        let build = yatai_store::db::image_builds::of(pool, std::slice::from_ref(&v.uid))
+            .await?
+            .remove(&v.uid)
+            .unwrap_or_default();
         Ok::<_, Error>(VersionPage {
             layout: Layout::for_caller(&caller, &csrf, page_name(kind)),
             kind: kind.as_str(),
@@ -956,6 +963,8 @@ async fn version_page(
             creator,
             build_at: exact(v.build_at),
             image_build_status: v.image_build_status.clone(),
+            image_reference: build.image_reference,
+            image_build_reason: build.reason,
             description: v.description.clone(),
             facts: manifest_facts(kind, &manifest),
             pull_command: match kind {
