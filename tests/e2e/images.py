@@ -207,6 +207,10 @@ def run_image(layout: Path, bundle: Path, name: str = "img") -> Running:
             f"mount -t proc proc {rootfs}/proc &&",
             f"mount --rbind /dev {rootfs}/dev &&",
             f"mount -t tmpfs tmpfs {rootfs}/tmp &&",
+            # What every container runtime provides: the host's name resolution files.
+            f"touch {rootfs}/etc/hosts {rootfs}/etc/resolv.conf &&",
+            f"mount --bind /etc/hosts {rootfs}/etc/hosts &&",
+            f"mount --bind /etc/resolv.conf {rootfs}/etc/resolv.conf &&",
             f"exec chroot --userspec={uid}:{gid} {rootfs}",
             "/usr/bin/env -i",
             *[shell_quote(e) for e in env],
