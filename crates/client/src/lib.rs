@@ -166,6 +166,8 @@ impl Client {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        // TLS through ring (the provider the workspace builds); a no-op when one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("yatai-client/", env!("CARGO_PKG_VERSION")))

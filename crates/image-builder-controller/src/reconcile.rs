@@ -78,7 +78,8 @@ impl Step<'_> {
     /// Sets a condition and writes the status when it changed.
     async fn condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) -> Result<(), Error> {
         if set_condition(&mut self.conditions, type_, status, reason, message, self.request.metadata.generation, now()) {
-            let patch = serde_json::json!({"status": {"conditions": self.conditions}});
+            // The CRD requires imageBuilderPodStatus; an in-process build has no pod: empty.
+            let patch = serde_json::json!({"status": {"conditions": self.conditions, "imageBuilderPodStatus": {}}});
             self.api
                 .patch_status(&self.request.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;

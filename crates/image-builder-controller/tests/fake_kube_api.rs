@@ -51,6 +51,8 @@ impl FakeKubeApi {
         if method == "POST" && path.ends_with("/events") {
             let ev: Value = serde_json::from_slice(body).unwrap_or_default();
             self.events.lock().unwrap().push(ev.clone());
+            let name = ev["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            self.objects.lock().unwrap().insert(format!("{path}/{name}"), ev.clone());
             return (StatusCode::CREATED, ev);
         }
         let object_path = path.strip_suffix("/status").unwrap_or(path).to_string();
@@ -258,8 +260,13 @@ async fn failed_builds_back_off_and_recover_against_a_fake_kubernetes_api() {
         vec![Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10)), Action::requeue(Duration::from_secs(20))],
         "each failure waits longer: no hot loop"
     );
-    let warnings = api.events.lock().unwrap().iter().filter(|e| e["type"] == "Warning").count();
-    assert_eq!(warnings, 3);
+    // One Warning event, repeated as a series (as Kubernetes' event recorders do).
+    let warnings: Vec<Value> = api.events.lock().unwrap().iter().filter(|e| e["type"] == "Warning").cloned().collect();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0]["reason"], "BuildFailed");
+    let name = warnings[0]["metadata"]["name"].as_str().unwrap();
+    let stored = api.object(&format!("/apis/events.k8s.io/v1/namespaces/ml/events/{name}")).unwrap();
+    assert_eq!(stored["series"]["count"], 3, "{stored}");
     // The fourth try succeeds, and the back-off starts over.
     reconcile(request.clone(), ctx.clone()).await.unwrap();
     assert_eq!(ctx.failures_of("ml/iris"), 0);
