@@ -55,9 +55,11 @@ def unique_repo(prefix: str) -> str:
 
 
 def make_echo_bento(client: BentoML, tmp: Path, name: str) -> tuple[str, Path]:
-    """A model and an echo bento using it, built by ``client``; returns (bento tag, project)."""
+    """A model and an echo bento using it, built by ``client``; returns (bento tag, project).
+    The model's tag is in ``project / "model_tag"``."""
     model_tag = client.create_model(f"{name}-model", labels={"purpose": "image"})
     project = client.write_project(tmp / "project", name, model_tag, {"purpose": "image"})
+    (project / "model_tag").write_text(model_tag)
     bentofile = json.loads((project / "bentofile.yaml").read_text("utf-8"))
     if client.kind.style == "legacy":
         # bentoml 1.0.20 needs the attrs/cattrs of its time (see docs/bentoml.md); a user of
@@ -267,10 +269,14 @@ def test_download_that_is_not_a_bento(oci_registry, base_image, tmp_path):
 def bento_with_requirement(make_client, tmp_path: Path, line: str) -> tuple[str, Path]:
     """A 1.4 bento archive whose requirements hold ``line``."""
     client = make_client("bentoml14")
-    tag, _ = make_echo_bento(client, tmp_path, "img-badreq")
+    tag, project = make_echo_bento(client, tmp_path, "img-badreq")
     src = client.bento_dir(tag)
     work = tmp_path / "bad-bento"
     shutil.copytree(src, work)
+    # bentoml 1.4 bentos do not carry their models: put it where a pull would.
+    model_tag = (project / "model_tag").read_text()
+    model_name, model_version = model_tag.split(":")
+    shutil.copytree(client.model_dir(model_tag), work / "models" / model_name / model_version)
     req = work / "env" / "python" / "requirements.txt"
     req.write_text(req.read_text("utf-8") + f"{line}\n", "utf-8")
     archive = tmp_path / "bad.bento"

@@ -40,22 +40,47 @@ enum InstallerArg {
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
     /// Registry to push to (host[:port][/path])
-    #[arg(long = "docker-registry-server", env = "DOCKER_REGISTRY_SERVER", value_name = "SERVER")]
+    #[arg(
+        long = "docker-registry-server",
+        env = "DOCKER_REGISTRY_SERVER",
+        value_name = "SERVER"
+    )]
     server: Option<String>,
     /// The same registry as reached from inside the cluster (reported, not pushed to)
-    #[arg(long = "docker-registry-in-cluster-server", env = "DOCKER_REGISTRY_IN_CLUSTER_SERVER", value_name = "SERVER")]
+    #[arg(
+        long = "docker-registry-in-cluster-server",
+        env = "DOCKER_REGISTRY_IN_CLUSTER_SERVER",
+        value_name = "SERVER"
+    )]
     in_cluster_server: Option<String>,
     /// Registry user name
-    #[arg(long = "docker-registry-username", env = "DOCKER_REGISTRY_USERNAME", value_name = "USER")]
+    #[arg(
+        long = "docker-registry-username",
+        env = "DOCKER_REGISTRY_USERNAME",
+        value_name = "USER"
+    )]
     username: Option<String>,
     /// Registry password (a bearer token when no user name is given)
-    #[arg(long = "docker-registry-password", env = "DOCKER_REGISTRY_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "docker-registry-password",
+        env = "DOCKER_REGISTRY_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
     /// https (true) or plain http (false) [default: true]
-    #[arg(long = "docker-registry-secure", env = "DOCKER_REGISTRY_SECURE", value_name = "BOOL")]
+    #[arg(
+        long = "docker-registry-secure",
+        env = "DOCKER_REGISTRY_SECURE",
+        value_name = "BOOL"
+    )]
     secure: Option<String>,
     /// Repository of the bento images [default: yatai-bentos]
-    #[arg(long = "docker-registry-bento-repository-name", env = "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", value_name = "NAME")]
+    #[arg(
+        long = "docker-registry-bento-repository-name",
+        env = "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME",
+        value_name = "NAME"
+    )]
     repository: Option<String>,
 }
 
@@ -63,14 +88,23 @@ impl RegistryArgs {
     fn resolve(&self) -> anyhow::Result<RegistryConfig> {
         let flags = [
             ("DOCKER_REGISTRY_SERVER", self.server.clone()),
-            ("DOCKER_REGISTRY_IN_CLUSTER_SERVER", self.in_cluster_server.clone()),
+            (
+                "DOCKER_REGISTRY_IN_CLUSTER_SERVER",
+                self.in_cluster_server.clone(),
+            ),
             ("DOCKER_REGISTRY_USERNAME", self.username.clone()),
             ("DOCKER_REGISTRY_PASSWORD", self.password.clone()),
             ("DOCKER_REGISTRY_SECURE", self.secure.clone()),
-            ("DOCKER_REGISTRY_BENTO_REPOSITORY_NAME", self.repository.clone()),
+            (
+                "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME",
+                self.repository.clone(),
+            ),
         ];
         RegistryConfig::from_lookup(|k| {
-            flags.iter().find(|(n, _)| *n == k).and_then(|(_, v)| v.clone())
+            flags
+                .iter()
+                .find(|(n, _)| *n == k)
+                .and_then(|(_, v)| v.clone())
         })
         .map_err(anyhow::Error::msg)
     }
@@ -94,7 +128,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL")]
     endpoint: Option<String>,
     /// API token for --endpoint
-    #[arg(long, env = "YATAI_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "YATAI_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     api_token: Option<String>,
     /// The Python base image [default: the bento's base image, else python:X.Y-slim]
     #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
@@ -116,7 +155,9 @@ pub struct ControllerArgs {
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     yatai_image_builder::install_crypto_provider();
     let server = match &args.endpoint {
-        Some(e) => Some(yatai_client::Client::new(e, args.api_token.as_deref()).map_err(anyhow::Error::msg)?),
+        Some(e) => Some(
+            yatai_client::Client::new(e, args.api_token.as_deref()).map_err(anyhow::Error::msg)?,
+        ),
         None => None,
     };
     let builder = yatai_image_builder_controller::InProcessBuilder {
@@ -145,10 +186,20 @@ pub struct BuildArgs {
     #[arg(value_name = "BENTO_TAG")]
     bento_tag: String,
     /// URL of the Yatai server holding the bento
-    #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL", conflicts_with = "download_url")]
+    #[arg(
+        long,
+        env = "YATAI_ENDPOINT",
+        value_name = "URL",
+        conflicts_with = "download_url"
+    )]
     endpoint: Option<String>,
     /// API token for --endpoint
-    #[arg(long, env = "YATAI_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "YATAI_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     api_token: Option<String>,
     /// Get the bento archive from this URL instead (http(s)://, s3://BUCKET/KEY, file:// or a path)
     #[arg(long, value_name = "URL")]

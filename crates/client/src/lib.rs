@@ -200,10 +200,13 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response> {
-        let response = req.send().await.map_err(|source| ClientError::Unreachable {
-            endpoint: self.base.to_string(),
-            source,
-        })?;
+        let response = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: self.base.to_string(),
+                source,
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -37,45 +37,105 @@ fn get<T>(v: &Nullable<T>) -> Option<&T> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BentoManifest {
     /// The import string of the service, e.g. `service:svc` or `service:Echo`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version: Nullable<String>,
     /// The bentoml version that built the bento.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bentoml_version: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_time: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub labels: Nullable<BTreeMap<String, Value>>,
     /// Models of the bento (1.0 / 1.1 style, or plain tags in the JSON manifest).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub models: Nullable<Vec<ModelRef>>,
     /// Runners (bentoml 1.0 / 1.1).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runners: Nullable<Vec<Runner>>,
     /// APIs: a list in `bento.yaml`, a map by name in the JSON manifest.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub apis: Nullable<Apis>,
     /// Services (bentoml 1.2+).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub services: Nullable<Vec<Service>>,
     /// The name of the service that serves (bentoml 1.2+).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_service: Nullable<String>,
     /// Size of the bento's files (JSON manifest).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub size_bytes: Nullable<u64>,
     /// `docker` options (bentoml < 1.4): distro, Python version, base image, ...
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker: Nullable<DockerOptions>,
     /// `python` options (bentoml < 1.4): requirements file, packages, lock.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub python: Nullable<PythonOptions>,
     /// `image` (bentoml 1.4+): base image, Python version, locked requirements.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image: Nullable<ImageSpec>,
     /// Every other key, kept as it was.
     #[serde(flatten)]
@@ -104,9 +164,17 @@ impl ModelRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub tag: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub module: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_time: Nullable<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -116,13 +184,29 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Runner {
     pub name: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runnable_type: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub embedded: Nullable<bool>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub models: Nullable<Vec<String>>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_config: Nullable<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -152,11 +236,23 @@ impl Apis {
 /// An API of a 1.0-style service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Api {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_type: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_type: Nullable<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -166,13 +262,29 @@ pub struct Api {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     pub name: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub models: Nullable<Vec<ModelRef>>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dependencies: Nullable<Vec<Value>>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub config: Nullable<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -181,11 +293,23 @@ pub struct Service {
 /// `docker` options of bentoml < 1.4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DockerOptions {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub distro: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub python_version: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_image: Nullable<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -194,11 +318,23 @@ pub struct DockerOptions {
 /// `python` options of bentoml < 1.4.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PythonOptions {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requirements_txt: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub packages: Nullable<Vec<String>>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lock_packages: Nullable<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -207,12 +343,24 @@ pub struct PythonOptions {
 /// `image` of bentoml 1.4+.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageSpec {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_image: Nullable<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub python_version: Nullable<String>,
     /// The locked requirements, as written to `env/python/requirements.txt`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub python_requirements: Nullable<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -376,7 +524,10 @@ mod tests {
         assert_eq!(m.model_tags(), vec!["echo_model10:m1"]);
         assert_eq!(m.runners()[0].name, "echo_model10");
         assert_eq!(m.apis()[0].0, "echo");
-        assert_eq!(m.requirements_files()[0], "env/python/requirements.lock.txt");
+        assert_eq!(
+            m.requirements_files()[0],
+            "env/python/requirements.lock.txt"
+        );
         assert_eq!(m.base_image(), None);
     }
 
@@ -428,7 +579,10 @@ mod tests {
         }));
         assert_eq!(m.model_tags(), vec!["iris:v1"]);
         assert_eq!(m.apis()[0].0, "predict");
-        assert_eq!(m.extra["brand_new_top_level"]["nested"][2], json!({"x": null}));
+        assert_eq!(
+            m.extra["brand_new_top_level"]["nested"][2],
+            json!({"x": null})
+        );
         assert_eq!(m.runners()[0].extra["future_runner_key"], json!(7));
     }
 

@@ -118,19 +118,49 @@ mod tests {
         assert_eq!(b.metadata.name.as_deref(), Some("iris"));
         assert_eq!(b.metadata.namespace.as_deref(), Some("ml"));
         let owner = &b.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("BentoRequest", "uid-1", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("BentoRequest", "uid-1", Some(true))
+        );
         assert_eq!(b.spec.tag, "iris:v1");
         assert_eq!(b.spec.image, "reg/yatai-bentos:yatai.iris.v1");
-        assert_eq!(b.spec.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+        assert_eq!(
+            b.spec.image_pull_secrets.as_ref().unwrap()[0].name,
+            "regcred"
+        );
     }
 
     #[test]
     fn conditions_move_their_time_only_on_a_change_of_status() {
         let mut c = Vec::new();
-        assert!(set_condition(&mut c, "ImageBuilding", true, "Building", "", None, now(1)));
-        assert!(!set_condition(&mut c, "ImageBuilding", true, "Building", "", None, now(2)));
+        assert!(set_condition(
+            &mut c,
+            "ImageBuilding",
+            true,
+            "Building",
+            "",
+            None,
+            now(1)
+        ));
+        assert!(!set_condition(
+            &mut c,
+            "ImageBuilding",
+            true,
+            "Building",
+            "",
+            None,
+            now(2)
+        ));
         assert_eq!(c[0].last_transition_time, now(1));
-        assert!(set_condition(&mut c, "ImageBuilding", false, "Built", "", None, now(3)));
+        assert!(set_condition(
+            &mut c,
+            "ImageBuilding",
+            false,
+            "Built",
+            "",
+            None,
+            now(3)
+        ));
         assert_eq!(c[0].last_transition_time, now(3));
         assert_eq!(condition_status(&c, "ImageBuilding"), Some("False"));
         assert_eq!(condition_status(&c, "BentoAvailable"), None);

@@ -55,7 +55,10 @@ impl Context {
 
     /// Failures in a row of one request.
     pub fn failures_of(&self, key: &str) -> u32 {
-        self.failures.lock().map(|m| m.get(key).copied().unwrap_or(0)).unwrap_or(0)
+        self.failures
+            .lock()
+            .map(|m| m.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -76,12 +79,30 @@ struct Step<'a> {
 
 impl Step<'_> {
     /// Sets a condition and writes the status when it changed.
-    async fn condition(&mut self, type_: &str, status: bool, reason: &str, message: &str) -> Result<(), Error> {
-        if set_condition(&mut self.conditions, type_, status, reason, message, self.request.metadata.generation, now()) {
+    async fn condition(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), Error> {
+        if set_condition(
+            &mut self.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            self.request.metadata.generation,
+            now(),
+        ) {
             // The CRD requires imageBuilderPodStatus; an in-process build has no pod: empty.
             let patch = serde_json::json!({"status": {"conditions": self.conditions, "imageBuilderPodStatus": {}}});
             self.api
-                .patch_status(&self.request.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    &self.request.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await?;
         }
         Ok(())
@@ -96,7 +117,12 @@ impl Step<'_> {
             secondary: None,
         };
         // An event that cannot be written must not fail the reconcile.
-        if let Err(e) = self.ctx.recorder.publish(&ev, &self.request.object_ref(&())).await {
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&ev, &self.request.object_ref(&()))
+            .await
+        {
             tracing::warn!(error = %e, "could not write a Kubernetes event");
         }
     }
@@ -114,25 +140,52 @@ pub async fn reconcile(request: Arc<BentoRequest>, ctx: Arc<Context>) -> Result<
         ctx: &ctx,
         request: &request,
         api: Api::namespaced(ctx.client.clone(), &ns),
-        conditions: request.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
+        conditions: request
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
     };
     let tag = request.spec.bento_tag.clone();
     let image = ctx.builder.image_for(&request);
     let given = request.spec.image.as_ref().is_some_and(|i| !i.is_empty());
 
     let exists = if given {
-        step.condition(condition::IMAGE_EXISTS_CHECKED, true, "ImageGiven", "spec.image is used as is").await?;
+        step.condition(
+            condition::IMAGE_EXISTS_CHECKED,
+            true,
+            "ImageGiven",
+            "spec.image is used as is",
+        )
+        .await?;
         true
     } else {
         let exists = match ctx.builder.image_exists(&image).await {
             Ok(e) => e,
             Err(message) => {
-                step.condition(condition::IMAGE_EXISTS_CHECKED, false, "CheckFailed", &message).await?;
-                step.event(EventType::Warning, "CheckFailed", format!("cannot check {image}: {message}")).await;
+                step.condition(
+                    condition::IMAGE_EXISTS_CHECKED,
+                    false,
+                    "CheckFailed",
+                    &message,
+                )
+                .await?;
+                step.event(
+                    EventType::Warning,
+                    "CheckFailed",
+                    format!("cannot check {image}: {message}"),
+                )
+                .await;
                 return Err(Error::Check { image, message });
             }
         };
-        step.condition(condition::IMAGE_EXISTS_CHECKED, true, "Checked", &format!("looked for {image}")).await?;
+        step.condition(
+            condition::IMAGE_EXISTS_CHECKED,
+            true,
+            "Checked",
+            &format!("looked for {image}"),
+        )
+        .await?;
         exists
     };
     step.condition(
@@ -146,18 +199,34 @@ pub async fn reconcile(request: Arc<BentoRequest>, ctx: Arc<Context>) -> Result<
     let image = if exists {
         image
     } else {
-        step.condition(condition::IMAGE_BUILDING, true, "Building", &format!("building {image}")).await?;
-        step.event(EventType::Normal, "ImageBuilding", format!("building the image of {tag}")).await;
+        step.condition(
+            condition::IMAGE_BUILDING,
+            true,
+            "Building",
+            &format!("building {image}"),
+        )
+        .await?;
+        step.event(
+            EventType::Normal,
+            "ImageBuilding",
+            format!("building the image of {tag}"),
+        )
+        .await;
         match ctx.builder.build(&request).await {
             Ok(built) => {
-                step.condition(condition::IMAGE_BUILDING, false, "Built", &built).await?;
-                step.condition(condition::IMAGE_EXISTS, true, "ImageBuilt", &built).await?;
-                step.event(EventType::Normal, "ImageBuilt", format!("built {built}")).await;
+                step.condition(condition::IMAGE_BUILDING, false, "Built", &built)
+                    .await?;
+                step.condition(condition::IMAGE_EXISTS, true, "ImageBuilt", &built)
+                    .await?;
+                step.event(EventType::Normal, "ImageBuilt", format!("built {built}"))
+                    .await;
                 built
             }
             Err(message) => {
-                step.condition(condition::IMAGE_BUILDING, false, "BuildFailed", &message).await?;
-                step.event(EventType::Warning, "BuildFailed", message.clone()).await;
+                step.condition(condition::IMAGE_BUILDING, false, "BuildFailed", &message)
+                    .await?;
+                step.event(EventType::Warning, "BuildFailed", message.clone())
+                    .await;
                 return Err(Error::Build { tag, message });
             }
         }
@@ -166,7 +235,11 @@ pub async fn reconcile(request: Arc<BentoRequest>, ctx: Arc<Context>) -> Result<
     let bento = desired::bento(&request, &image);
     let bentos: Api<Bento> = Api::namespaced(ctx.client.clone(), &ns);
     bentos
-        .patch(&request.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&bento))
+        .patch(
+            &request.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&bento),
+        )
         .await?;
     bentos
         .patch_status(
@@ -175,8 +248,19 @@ pub async fn reconcile(request: Arc<BentoRequest>, ctx: Arc<Context>) -> Result<
             &Patch::Merge(&serde_json::json!({"status": {"ready": true}})),
         )
         .await?;
-    step.condition(condition::BENTO_AVAILABLE, true, "BentoCreated", &format!("Bento {} serves {image}", request.name_any())).await?;
-    step.event(EventType::Normal, "BentoAvailable", format!("Bento {} uses {image}", request.name_any())).await;
+    step.condition(
+        condition::BENTO_AVAILABLE,
+        true,
+        "BentoCreated",
+        &format!("Bento {} serves {image}", request.name_any()),
+    )
+    .await?;
+    step.event(
+        EventType::Normal,
+        "BentoAvailable",
+        format!("Bento {} uses {image}", request.name_any()),
+    )
+    .await;
     if let Ok(mut f) = ctx.failures.lock() {
         f.remove(&key(&request));
     }
@@ -203,7 +287,10 @@ pub fn error_policy(request: Arc<BentoRequest>, error: &Error, ctx: Arc<Context>
 /// `namespace`), and the `Bento`s they own.
 pub async fn run(client: Client, builder: Arc<dyn ImageBuilder>, namespace: Option<String>) {
     let (requests, bentos): (Api<BentoRequest>, Api<Bento>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let ctx = Arc::new(Context::new(client, builder));

@@ -46,13 +46,25 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 impl FakeKubeApi {
-    fn handle(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (StatusCode, Value) {
+    fn handle(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (StatusCode, Value) {
         self.log.lock().unwrap().push(format!("{method} {path}"));
         if method == "POST" && path.ends_with("/events") {
             let ev: Value = serde_json::from_slice(body).unwrap_or_default();
             self.events.lock().unwrap().push(ev.clone());
-            let name = ev["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            self.objects.lock().unwrap().insert(format!("{path}/{name}"), ev.clone());
+            let name = ev["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.objects
+                .lock()
+                .unwrap()
+                .insert(format!("{path}/{name}"), ev.clone());
             return (StatusCode::CREATED, ev);
         }
         let object_path = path.strip_suffix("/status").unwrap_or(path).to_string();
@@ -108,7 +120,12 @@ fn client_of(api: Arc<FakeKubeApi>) -> Client {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let (status, value) = api.handle(&method, &path, &ct, &body);
             let resp = Response::builder()
                 .status(status)
@@ -131,13 +148,23 @@ struct ScriptedBuilder {
 
 impl ScriptedBuilder {
     fn new(exists: bool, fail: u32) -> Arc<Self> {
-        Arc::new(ScriptedBuilder { exists, fail: AtomicU32::new(fail), builds: AtomicU32::new(0), checks: AtomicU32::new(0) })
+        Arc::new(ScriptedBuilder {
+            exists,
+            fail: AtomicU32::new(fail),
+            builds: AtomicU32::new(0),
+            checks: AtomicU32::new(0),
+        })
     }
 }
 
 impl ImageBuilder for ScriptedBuilder {
     fn image_for(&self, r: &BentoRequest) -> String {
-        r.spec.image.clone().unwrap_or_else(|| format!("registry.test/yatai-bentos:yatai.{}", r.spec.bento_tag.replace(':', ".")))
+        r.spec.image.clone().unwrap_or_else(|| {
+            format!(
+                "registry.test/yatai-bentos:yatai.{}",
+                r.spec.bento_tag.replace(':', ".")
+            )
+        })
     }
     fn image_exists<'a>(&'a self, _image: &'a str) -> BoxFuture<'a, Result<bool, String>> {
         self.checks.fetch_add(1, Ordering::SeqCst);
@@ -160,7 +187,10 @@ fn seed(api: &FakeKubeApi, spec: BentoRequestSpec) -> Arc<BentoRequest> {
     r.metadata.namespace = Some("ml".into());
     r.metadata.uid = Some("req-uid".into());
     r.metadata.generation = Some(1);
-    api.objects.lock().unwrap().insert(format!("{REQUESTS}/iris"), serde_json::to_value(&r).unwrap());
+    api.objects.lock().unwrap().insert(
+        format!("{REQUESTS}/iris"),
+        serde_json::to_value(&r).unwrap(),
+    );
     Arc::new(r)
 }
 
@@ -171,7 +201,15 @@ fn conditions(api: &FakeKubeApi) -> BTreeMap<String, (String, String)> {
         .cloned()
         .unwrap_or_default()
         .iter()
-        .map(|c| (c["type"].as_str().unwrap().to_string(), (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())))
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                (
+                    c["status"].as_str().unwrap().to_string(),
+                    c["reason"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
         .collect()
 }
 
@@ -180,7 +218,10 @@ fn cond(status: &str, reason: &str) -> (String, String) {
 }
 
 fn spec(tag: &str) -> BentoRequestSpec {
-    BentoRequestSpec { bento_tag: tag.into(), ..Default::default() }
+    BentoRequestSpec {
+        bento_tag: tag.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -194,11 +235,19 @@ async fn request_is_checked_built_and_answered_by_a_bento_against_a_fake_kuberne
     assert_eq!(builder.checks.load(Ordering::SeqCst), 1);
     assert_eq!(builder.builds.load(Ordering::SeqCst), 1);
 
-    let bento = api.object(&format!("{BENTOS}/iris")).expect("the Bento is created");
+    let bento = api
+        .object(&format!("{BENTOS}/iris"))
+        .expect("the Bento is created");
     assert_eq!(bento["spec"]["tag"], "iris:v1");
-    assert_eq!(bento["spec"]["image"], "registry.test/yatai-bentos:yatai.iris.v1");
+    assert_eq!(
+        bento["spec"]["image"],
+        "registry.test/yatai-bentos:yatai.iris.v1"
+    );
     assert_eq!(bento["metadata"]["ownerReferences"][0]["uid"], "req-uid");
-    assert_eq!(bento["metadata"]["ownerReferences"][0]["kind"], "BentoRequest");
+    assert_eq!(
+        bento["metadata"]["ownerReferences"][0]["kind"],
+        "BentoRequest"
+    );
     assert_eq!(bento["status"]["ready"], true);
 
     let c = conditions(&api);
@@ -207,10 +256,23 @@ async fn request_is_checked_built_and_answered_by_a_bento_against_a_fake_kuberne
     assert_eq!(c["ImageBuilding"], cond("False", "Built"));
     assert_eq!(c["BentoAvailable"], cond("True", "BentoCreated"));
 
-    let reasons: Vec<String> = api.events.lock().unwrap().iter().map(|e| e["reason"].as_str().unwrap_or_default().to_string()).collect();
-    assert_eq!(reasons, vec!["ImageBuilding", "ImageBuilt", "BentoAvailable"]);
+    let reasons: Vec<String> = api
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["ImageBuilding", "ImageBuilt", "BentoAvailable"]
+    );
     let log = api.log.lock().unwrap().clone();
-    assert!(log.iter().any(|l| l.starts_with("PATCH") && l.ends_with("/bentoes/iris")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("PATCH") && l.ends_with("/bentoes/iris")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -220,24 +282,43 @@ async fn an_existing_image_means_no_build_against_a_fake_kubernetes_api() {
     let builder = ScriptedBuilder::new(true, 0);
     let ctx = Arc::new(Context::new(client_of(api.clone()), builder.clone()));
     reconcile(request, ctx).await.unwrap();
-    assert_eq!(builder.builds.load(Ordering::SeqCst), 0, "no build for an image that exists");
+    assert_eq!(
+        builder.builds.load(Ordering::SeqCst),
+        0,
+        "no build for an image that exists"
+    );
     let c = conditions(&api);
     assert_eq!(c["ImageExists"], cond("True", "ImageFound"));
     assert!(!c.contains_key("ImageBuilding"));
-    assert_eq!(api.object(&format!("{BENTOS}/iris")).unwrap()["spec"]["image"], "registry.test/yatai-bentos:yatai.iris.v2");
+    assert_eq!(
+        api.object(&format!("{BENTOS}/iris")).unwrap()["spec"]["image"],
+        "registry.test/yatai-bentos:yatai.iris.v2"
+    );
 }
 
 #[tokio::test]
 async fn a_given_image_is_used_as_is_against_a_fake_kubernetes_api() {
     let api = Arc::new(FakeKubeApi::default());
-    let request = seed(&api, BentoRequestSpec { image: Some("my/own:image".into()), ..spec("iris:v3") });
+    let request = seed(
+        &api,
+        BentoRequestSpec {
+            image: Some("my/own:image".into()),
+            ..spec("iris:v3")
+        },
+    );
     let builder = ScriptedBuilder::new(false, 0);
     let ctx = Arc::new(Context::new(client_of(api.clone()), builder.clone()));
     reconcile(request, ctx).await.unwrap();
     assert_eq!(builder.checks.load(Ordering::SeqCst), 0);
     assert_eq!(builder.builds.load(Ordering::SeqCst), 0);
-    assert_eq!(conditions(&api)["ImageExistsChecked"], cond("True", "ImageGiven"));
-    assert_eq!(api.object(&format!("{BENTOS}/iris")).unwrap()["spec"]["image"], "my/own:image");
+    assert_eq!(
+        conditions(&api)["ImageExistsChecked"],
+        cond("True", "ImageGiven")
+    );
+    assert_eq!(
+        api.object(&format!("{BENTOS}/iris")).unwrap()["spec"]["image"],
+        "my/own:image"
+    );
 }
 
 #[tokio::test]
@@ -251,25 +332,49 @@ async fn failed_builds_back_off_and_recover_against_a_fake_kubernetes_api() {
         let err = reconcile(request.clone(), ctx.clone()).await.unwrap_err();
         assert!(err.to_string().contains("nosuchpkg"), "{err}");
         delays.push(error_policy(request.clone(), &err, ctx.clone()));
-        assert!(api.object(&format!("{BENTOS}/iris")).is_none(), "no Bento for a failed build");
-        assert_eq!(conditions(&api)["ImageBuilding"], cond("False", "BuildFailed"));
+        assert!(
+            api.object(&format!("{BENTOS}/iris")).is_none(),
+            "no Bento for a failed build"
+        );
+        assert_eq!(
+            conditions(&api)["ImageBuilding"],
+            cond("False", "BuildFailed")
+        );
     }
     use std::time::Duration;
     assert_eq!(
         delays,
-        vec![Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10)), Action::requeue(Duration::from_secs(20))],
+        vec![
+            Action::requeue(Duration::from_secs(5)),
+            Action::requeue(Duration::from_secs(10)),
+            Action::requeue(Duration::from_secs(20))
+        ],
         "each failure waits longer: no hot loop"
     );
     // One Warning event, repeated as a series (as Kubernetes' event recorders do).
-    let warnings: Vec<Value> = api.events.lock().unwrap().iter().filter(|e| e["type"] == "Warning").cloned().collect();
+    let warnings: Vec<Value> = api
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "Warning")
+        .cloned()
+        .collect();
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0]["reason"], "BuildFailed");
     let name = warnings[0]["metadata"]["name"].as_str().unwrap();
-    let stored = api.object(&format!("/apis/events.k8s.io/v1/namespaces/ml/events/{name}")).unwrap();
+    let stored = api
+        .object(&format!(
+            "/apis/events.k8s.io/v1/namespaces/ml/events/{name}"
+        ))
+        .unwrap();
     assert_eq!(stored["series"]["count"], 3, "{stored}");
     // The fourth try succeeds, and the back-off starts over.
     reconcile(request.clone(), ctx.clone()).await.unwrap();
     assert_eq!(ctx.failures_of("ml/iris"), 0);
-    assert_eq!(conditions(&api)["BentoAvailable"], cond("True", "BentoCreated"));
+    assert_eq!(
+        conditions(&api)["BentoAvailable"],
+        cond("True", "BentoCreated")
+    );
     assert_eq!(builder.builds.load(Ordering::SeqCst), 4);
 }

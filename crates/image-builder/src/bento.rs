@@ -86,9 +86,9 @@ pub fn extract(archive: &Path, dest: &Path, what: &str) -> Result<(), BuildError
                     std::os::unix::fs::symlink(&link, &target).map_err(|e| bad(e.to_string()))?;
                 } else {
                     entry.set_preserve_mtime(false);
-                    entry.unpack(&target).map_err(|e| {
-                        bad(format!("cannot extract {:?}: {e}", rel.display()))
-                    })?;
+                    entry
+                        .unpack(&target)
+                        .map_err(|e| bad(format!("cannot extract {:?}: {e}", rel.display())))?;
                 }
             }
             // Global/extended headers are consumed by the tar reader; anything else (devices,
@@ -170,7 +170,10 @@ mod tests {
     #[test]
     fn extracts_tar_and_gzip_and_refuses_escapes() {
         let dir = tempfile::tempdir().unwrap();
-        let plain = tar_with(&[("./bento.yaml", b"name: x\nversion: y\n"), ("src/a.py", b"1")]);
+        let plain = tar_with(&[
+            ("./bento.yaml", b"name: x\nversion: y\n"),
+            ("src/a.py", b"1"),
+        ]);
         let p = dir.path().join("b.tar");
         std::fs::write(&p, &plain).unwrap();
         let out = dir.path().join("out");

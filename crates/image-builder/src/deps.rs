@@ -71,7 +71,11 @@ impl Platform {
             .map(|n| format!("manylinux_{major}_{n}_{m}"))
             .collect();
         // The legacy aliases of glibc 2.17, 2.12 and 2.5.
-        for (alias, need) in [("manylinux2014", 17), ("manylinux2010", 12), ("manylinux1", 5)] {
+        for (alias, need) in [
+            ("manylinux2014", 17),
+            ("manylinux2010", 12),
+            ("manylinux1", 5),
+        ] {
             if minor >= need && (m == "x86_64" || alias == "manylinux2014") {
                 out.push(format!("{alias}_{m}"));
             }
@@ -81,7 +85,10 @@ impl Platform {
 
     /// A short stable description (`linux/amd64 glibc 2.36`), also part of the cache key.
     pub fn describe(&self) -> String {
-        format!("linux/{} glibc {}.{}", self.arch, self.glibc.0, self.glibc.1)
+        format!(
+            "linux/{} glibc {}.{}",
+            self.arch, self.glibc.0, self.glibc.1
+        )
     }
 }
 
@@ -91,7 +98,8 @@ pub fn scan_base(layers: &[PathBuf]) -> Result<BaseFacts, BuildError> {
     let mut pythons: BTreeMap<String, ()> = BTreeMap::new();
     for path in layers {
         let file = File::open(path).map_err(|e| BuildError::Io(format!("base layer: {e}")))?;
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+        let mut tar =
+            tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
         let entries = tar.entries().map_err(|e| {
             BuildError::Base(format!("a layer of the base image is not a gzip tar: {e}"))
         })?;
@@ -123,7 +131,9 @@ pub fn scan_base(layers: &[PathBuf]) -> Result<BaseFacts, BuildError> {
                 }
             } else if file_name.starts_with("ld-musl-") {
                 facts.musl = true;
-            } else if file_name == "libc.so.6" || (file_name.starts_with("libc-2.") && file_name.ends_with(".so")) {
+            } else if file_name == "libc.so.6"
+                || (file_name.starts_with("libc-2.") && file_name.ends_with(".so"))
+            {
                 if let Some(v) = glibc_from_name(&file_name) {
                     facts.glibc = Some(v);
                 } else if entry.header().entry_type() == tar::EntryType::Symlink {
@@ -146,18 +156,29 @@ pub fn scan_base(layers: &[PathBuf]) -> Result<BaseFacts, BuildError> {
     }
     // Prefer /usr/local (official python images) and the newest minor version.
     let best = pythons.keys().max_by_key(|p| {
-        let minor: u32 = p.rsplit('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        let minor: u32 = p
+            .rsplit('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
         (p.starts_with("usr/local/"), minor)
     });
     if let Some(p) = best {
-        facts.python_version = p.rsplit('/').next().map(|n| n.trim_start_matches("python").to_string());
+        facts.python_version = p
+            .rsplit('/')
+            .next()
+            .map(|n| n.trim_start_matches("python").to_string());
         facts.python = Some(format!("/{p}"));
     }
     Ok(facts)
 }
 
 fn glibc_from_name(name: &str) -> Option<(u32, u32)> {
-    let v = name.rsplit('/').next()?.strip_prefix("libc-")?.strip_suffix(".so")?;
+    let v = name
+        .rsplit('/')
+        .next()?
+        .strip_prefix("libc-")?
+        .strip_suffix(".so")?;
     parse_version(v)
 }
 
@@ -165,7 +186,9 @@ fn glibc_from_binary(data: &[u8]) -> Option<(u32, u32)> {
     let needle = b"release version ";
     let pos = data.windows(needle.len()).position(|w| w == needle)?;
     let rest = &data[pos + needle.len()..];
-    let end = rest.iter().position(|b| !(b.is_ascii_digit() || *b == b'.'))?;
+    let end = rest
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))?;
     parse_version(std::str::from_utf8(&rest[..end]).ok()?)
 }
 
@@ -177,7 +200,10 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 /// The requirements to install for a bento: its locked list (wherever its generation writes
 /// it), plus `bentoml` itself at the bento's version when the list does not pin it, as
 /// BentoML's own install script does.
-pub fn requirements(manifest: &BentoManifest, bento_dir: &Path) -> Result<(String, String), BuildError> {
+pub fn requirements(
+    manifest: &BentoManifest,
+    bento_dir: &Path,
+) -> Result<(String, String), BuildError> {
     let mut text = String::new();
     let mut source = "none".to_string();
     for rel in manifest.requirements_files() {
@@ -251,7 +277,14 @@ pub fn cache_key(
     installer: Installer,
 ) -> String {
     let mut h = Sha256::new();
-    for part in [LAYOUT_VERSION, base_digest, platform, python, installer.name(), requirements] {
+    for part in [
+        LAYOUT_VERSION,
+        base_digest,
+        platform,
+        python,
+        installer.name(),
+        requirements,
+    ] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -302,11 +335,21 @@ pub async fn install(
         Installer::Pip => {
             let py = std::env::var("YATAI_BUILDER_PYTHON").unwrap_or_else(|_| "python3".into());
             let mut c = tokio::process::Command::new(py);
-            c.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"])
-                .args(["--no-compile", "--no-warn-script-location", "--only-binary=:all:"])
-                .args(["--implementation", "cp", "--python-version", python])
-                .arg("--abi")
-                .arg(format!("cp{}", python.replace('.', "")));
+            c.args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args([
+                "--no-compile",
+                "--no-warn-script-location",
+                "--only-binary=:all:",
+            ])
+            .args(["--implementation", "cp", "--python-version", python])
+            .arg("--abi")
+            .arg(format!("cp{}", python.replace('.', "")));
             for p in &platforms {
                 c.arg("--platform").arg(p);
             }
@@ -316,12 +359,19 @@ pub async fn install(
         Installer::Uv => {
             let mut c = tokio::process::Command::new("uv");
             let (major, minor) = platform.glibc;
-            c.args(["pip", "install", "--no-config", "--only-binary", ":all:", "--no-progress"])
-                .args(["--python-version", python])
-                .arg("--python-platform")
-                .arg(format!("{}-manylinux_{major}_{minor}", platform.machine()?))
-                .arg("--target")
-                .arg(target);
+            c.args([
+                "pip",
+                "install",
+                "--no-config",
+                "--only-binary",
+                ":all:",
+                "--no-progress",
+            ])
+            .args(["--python-version", python])
+            .arg("--python-platform")
+            .arg(format!("{}-manylinux_{major}_{minor}", platform.machine()?))
+            .arg("--target")
+            .arg(target);
             // The machine's CA bundle (a proxy's CA may only be there).
             if std::env::var_os("UV_NATIVE_TLS").is_none() {
                 c.env("UV_NATIVE_TLS", "true");
@@ -356,11 +406,21 @@ pub async fn install(
     if status.success() {
         return Ok(());
     }
-    Err(install_error(installer, &format!("{out}\n{err}"), python, platform))
+    Err(install_error(
+        installer,
+        &format!("{out}\n{err}"),
+        python,
+        platform,
+    ))
 }
 
 /// Turns the installer's output into one clear error, naming the package when it can.
-fn install_error(installer: Installer, output: &str, python: &str, platform: &Platform) -> BuildError {
+fn install_error(
+    installer: Installer,
+    output: &str,
+    python: &str,
+    platform: &Platform,
+) -> BuildError {
     let where_ = format!("Python {python} on {}", platform.describe());
     let package = output.lines().find_map(|l| {
         let l = l.trim();
@@ -369,7 +429,9 @@ fn install_error(installer: Installer, output: &str, python: &str, platform: &Pl
         }
         // uv: "Because foo was not found in the package registry" / "Because only foo<1 ..."
         if let Some(rest) = l.split("Because ").nth(1) {
-            let rest = rest.trim_start_matches("only ").trim_start_matches("there is no version of ");
+            let rest = rest
+                .trim_start_matches("only ")
+                .trim_start_matches("there is no version of ");
             let word = rest.split_whitespace().next().unwrap_or_default();
             if !word.is_empty() {
                 return Some(word.trim_end_matches(',').to_string());
@@ -406,7 +468,10 @@ pub fn venv_entries(target: &Path, facts: &BaseFacts) -> Result<Vec<Entry>, Buil
         BuildError::Base("the base image has no python3.X in /usr/local/bin or /usr/bin".into())
     })?;
     let version = facts.python_version.as_deref().unwrap_or("3");
-    let home = Path::new(python).parent().map(|p| p.display().to_string()).unwrap_or_default();
+    let home = Path::new(python)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let venv = VENV.trim_start_matches('/');
     let site = format!("{venv}/lib/python{version}/site-packages");
     let io = |e: std::io::Error| BuildError::Io(format!("dependency layer: {e}"));
@@ -438,7 +503,11 @@ pub fn venv_entries(target: &Path, facts: &BaseFacts) -> Result<Vec<Entry>, Buil
             BENTO_UID,
         ),
     ];
-    for (name, to) in [("python", python.to_string()), ("python3", "python".into()), (&format!("python{version}")[..], "python".into())] {
+    for (name, to) in [
+        ("python", python.to_string()),
+        ("python3", "python".into()),
+        (&format!("python{version}")[..], "python".into()),
+    ] {
         entries.push(Entry {
             path: format!("{venv}/bin/{name}"),
             content: Content::Symlink(to),
@@ -455,14 +524,23 @@ pub fn venv_entries(target: &Path, facts: &BaseFacts) -> Result<Vec<Entry>, Buil
             if let Content::File(src) = &e.content {
                 let data = std::fs::read(src).map_err(io)?;
                 let data = if data.starts_with(b"#!") {
-                    let rest = data.iter().position(|b| *b == b'\n').map(|i| &data[i..]).unwrap_or(b"\n");
+                    let rest = data
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map(|i| &data[i..])
+                        .unwrap_or(b"\n");
                     let mut v = format!("#!{VENV}/bin/python").into_bytes();
                     v.extend_from_slice(rest);
                     v
                 } else {
                     data
                 };
-                entries.push(Entry::bytes(format!("{venv}/bin/{script}"), data, 0o755, BENTO_UID));
+                entries.push(Entry::bytes(
+                    format!("{venv}/bin/{script}"),
+                    data,
+                    0o755,
+                    BENTO_UID,
+                ));
             }
             continue;
         }
@@ -497,7 +575,11 @@ fn user_entries(facts: &BaseFacts) -> Vec<Entry> {
         "root:x:0:0:root:/root:/bin/sh\n",
         format!("bentoml:x:{BENTO_UID}:{BENTO_UID}::/home/bentoml:/bin/sh\n"),
     );
-    let group = with_line(&facts.group, "root:x:0:\n", format!("bentoml:x:{BENTO_UID}:\n"));
+    let group = with_line(
+        &facts.group,
+        "root:x:0:\n",
+        format!("bentoml:x:{BENTO_UID}:\n"),
+    );
     vec![
         Entry::dir("etc", 0o755, 0),
         Entry::bytes("etc/passwd", passwd, 0o644, 0),
@@ -511,22 +593,37 @@ mod tests {
 
     #[test]
     fn wheel_platforms_cover_every_older_glibc() {
-        let p = Platform { arch: "amd64".into(), glibc: (2, 36) };
+        let p = Platform {
+            arch: "amd64".into(),
+            glibc: (2, 36),
+        };
         let tags = p.wheel_platforms().unwrap();
         assert_eq!(tags[0], "manylinux_2_36_x86_64");
         assert!(tags.contains(&"manylinux_2_17_x86_64".to_string()));
         assert!(tags.contains(&"manylinux2014_x86_64".to_string()));
         assert!(tags.contains(&"manylinux1_x86_64".to_string()));
         assert!(!tags.iter().any(|t| t.contains("2_37")));
-        let arm = Platform { arch: "arm64".into(), glibc: (2, 31) };
-        assert!(arm.wheel_platforms().unwrap().contains(&"manylinux2014_aarch64".to_string()));
-        assert!(Platform { arch: "riscv64".into(), glibc: (2, 36) }.wheel_platforms().is_err());
+        let arm = Platform {
+            arch: "arm64".into(),
+            glibc: (2, 31),
+        };
+        assert!(arm
+            .wheel_platforms()
+            .unwrap()
+            .contains(&"manylinux2014_aarch64".to_string()));
+        assert!(Platform {
+            arch: "riscv64".into(),
+            glibc: (2, 36)
+        }
+        .wheel_platforms()
+        .is_err());
     }
 
     #[test]
     fn glibc_versions_are_read() {
         assert_eq!(glibc_from_name("libc-2.31.so"), Some((2, 31)));
-        let bin = b"\0\0GNU C Library (Debian GLIBC 2.36-9+deb12u4) stable release version 2.36.\n\0";
+        let bin =
+            b"\0\0GNU C Library (Debian GLIBC 2.36-9+deb12u4) stable release version 2.36.\n\0";
         assert_eq!(glibc_from_binary(bin), Some((2, 36)));
     }
 
@@ -541,15 +638,29 @@ mod tests {
     fn bentoml_is_added_when_the_lock_lacks_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("env/python")).unwrap();
-        std::fs::write(dir.path().join("env/python/requirements.lock.txt"), "--find-links /opt/no-such-wheels\n\nattrs==23.1.0\n").unwrap();
+        std::fs::write(
+            dir.path().join("env/python/requirements.lock.txt"),
+            "--find-links /opt/no-such-wheels\n\nattrs==23.1.0\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("env/python/requirements.txt"), "attrs\n").unwrap();
-        let m = crate::bento::parse_manifest("name: a\nversion: b\nbentoml_version: 1.0.20\nservice: s:svc\n").unwrap();
+        let m = crate::bento::parse_manifest(
+            "name: a\nversion: b\nbentoml_version: 1.0.20\nservice: s:svc\n",
+        )
+        .unwrap();
         let (text, source) = requirements(&m, dir.path()).unwrap();
         assert_eq!(source, "env/python/requirements.lock.txt");
         assert_eq!(text, "\nattrs==23.1.0\nbentoml==1.0.20\nsetuptools<70\n");
 
-        let m = crate::bento::parse_manifest("name: a\nversion: b\nbentoml_version: 1.4.40\nimage: {python_version: '3.11'}\n").unwrap();
-        std::fs::write(dir.path().join("env/python/requirements.txt"), "bentoml==1.4.40\nnumpy==2\n").unwrap();
+        let m = crate::bento::parse_manifest(
+            "name: a\nversion: b\nbentoml_version: 1.4.40\nimage: {python_version: '3.11'}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("env/python/requirements.txt"),
+            "bentoml==1.4.40\nnumpy==2\n",
+        )
+        .unwrap();
         let (text, source) = requirements(&m, dir.path()).unwrap();
         assert_eq!(source, "env/python/requirements.txt");
         assert_eq!(text, "bentoml==1.4.40\nnumpy==2\n");
@@ -558,17 +669,38 @@ mod tests {
     #[test]
     fn cache_key_changes_with_each_input() {
         let k = cache_key("a==1\n", "sha256:1", "linux/amd64", "", Installer::Pip);
-        assert_eq!(k, cache_key("a==1\n", "sha256:1", "linux/amd64", "", Installer::Pip));
-        assert_ne!(k, cache_key("a==2\n", "sha256:1", "linux/amd64", "", Installer::Pip));
-        assert_ne!(k, cache_key("a==1\n", "sha256:2", "linux/amd64", "", Installer::Pip));
-        assert_ne!(k, cache_key("a==1\n", "sha256:1", "linux/arm64", "", Installer::Pip));
-        assert_ne!(k, cache_key("a==1\n", "sha256:1", "linux/amd64", "3.12", Installer::Pip));
-        assert_ne!(k, cache_key("a==1\n", "sha256:1", "linux/amd64", "", Installer::Uv));
+        assert_eq!(
+            k,
+            cache_key("a==1\n", "sha256:1", "linux/amd64", "", Installer::Pip)
+        );
+        assert_ne!(
+            k,
+            cache_key("a==2\n", "sha256:1", "linux/amd64", "", Installer::Pip)
+        );
+        assert_ne!(
+            k,
+            cache_key("a==1\n", "sha256:2", "linux/amd64", "", Installer::Pip)
+        );
+        assert_ne!(
+            k,
+            cache_key("a==1\n", "sha256:1", "linux/arm64", "", Installer::Pip)
+        );
+        assert_ne!(
+            k,
+            cache_key("a==1\n", "sha256:1", "linux/amd64", "3.12", Installer::Pip)
+        );
+        assert_ne!(
+            k,
+            cache_key("a==1\n", "sha256:1", "linux/amd64", "", Installer::Uv)
+        );
     }
 
     #[test]
     fn missing_wheels_name_the_package() {
-        let p = Platform { arch: "amd64".into(), glibc: (2, 36) };
+        let p = Platform {
+            arch: "amd64".into(),
+            glibc: (2, 36),
+        };
         let e = install_error(
             Installer::Pip,
             "ERROR: Could not find a version that satisfies the requirement nosuchpkg==9.9 (from versions: none)\nERROR: No matching distribution found for nosuchpkg==9.9\n",
@@ -580,6 +712,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let e = install_error(Installer::Uv, "  × No solution found when resolving dependencies:\n  ╰─▶ Because nosuchpkg was not found in the package registry and you require nosuchpkg, we can conclude that your requirements are unsatisfiable.", "3.11", &p);
-        assert!(matches!(e, BuildError::MissingWheel { ref package, .. } if package == "nosuchpkg"), "{e:?}");
+        assert!(
+            matches!(e, BuildError::MissingWheel { ref package, .. } if package == "nosuchpkg"),
+            "{e:?}"
+        );
     }
 }

@@ -15,7 +15,8 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 
 /// The digest of no bytes (probing a repository costs one HEAD).
-pub const EMPTY_DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_DIGEST: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Labels naming the bento.
 pub const LABEL_TAG: &str = "ai.yatai.bento.tag";
@@ -85,7 +86,11 @@ pub fn config(input: &ConfigInput) -> Result<Vec<u8>, String> {
     let mut env: Vec<String> = inner
         .get("Env")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let base_path = env
         .iter()
@@ -172,7 +177,11 @@ pub fn config(input: &ConfigInput) -> Result<Vec<u8>, String> {
 }
 
 /// The image manifest JSON.
-pub fn manifest(config: &Descriptor, layers: &[Descriptor], annotations: &[(&str, &str)]) -> Vec<u8> {
+pub fn manifest(
+    config: &Descriptor,
+    layers: &[Descriptor],
+    annotations: &[(&str, &str)],
+) -> Vec<u8> {
     let mut m = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
@@ -229,16 +238,27 @@ mod tests {
         let c = &v["config"];
         assert_eq!(c["User"], "bentoml");
         assert_eq!(c["WorkingDir"], BENTO_PATH);
-        assert_eq!(c["Entrypoint"][0], "/home/bentoml/bento/env/docker/entrypoint.sh");
+        assert_eq!(
+            c["Entrypoint"][0],
+            "/home/bentoml/bento/env/docker/entrypoint.sh"
+        );
         assert!(c.get("Cmd").is_none());
-        let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        let env: Vec<&str> = c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
         assert!(env.contains(&"PATH=/app/.venv/bin:/usr/bin:/bin"));
         assert!(env.contains(&"BENTOML_HOME=/home/bentoml/"));
         assert!(env.contains(&"LANG=C.UTF-8"));
         assert!(!env.contains(&"LANG=C"));
         assert_eq!(c["Labels"][LABEL_TAG], "echo:v1");
         assert_eq!(c["Labels"]["base"], "1");
-        assert_eq!(v["rootfs"]["diff_ids"], json!(["sha256:b", "sha256:du", "sha256:eu"]));
+        assert_eq!(
+            v["rootfs"]["diff_ids"],
+            json!(["sha256:b", "sha256:du", "sha256:eu"])
+        );
         assert_eq!(v["history"].as_array().unwrap().len(), 3);
         assert!(v.get("container_config").is_none());
         assert!(c["ExposedPorts"].get("3000/tcp").is_some());

@@ -151,7 +151,11 @@ pub fn write(mut entries: Vec<Entry>, out: &Path) -> io::Result<Layer> {
     let compressed = plain.inner.finish()?;
     let digest = sha256_hex(compressed.hasher);
     let size = compressed.count;
-    compressed.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    compressed
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     Ok(Layer {
         path: out.to_path_buf(),
         digest,

@@ -142,7 +142,11 @@ pub struct BuildOutput {
 impl BuildOutput {
     /// `image@digest`.
     pub fn pinned(&self) -> String {
-        let repo = self.image.rsplit_once(':').map(|(r, _)| r).unwrap_or(&self.image);
+        let repo = self
+            .image
+            .rsplit_once(':')
+            .map(|(r, _)| r)
+            .unwrap_or(&self.image);
         format!("{repo}@{}", self.digest)
     }
 }
@@ -163,34 +167,69 @@ pub async fn build(opts: &BuildOptions, report: Arc<Reporter>) -> Result<BuildOu
 
 /// [`build`], reporting `building`, then `success` with the image or `failed` with the reason
 /// to the Yatai server the bento comes from (nothing is reported for other sources).
-pub async fn build_and_report(opts: &BuildOptions, report: Arc<Reporter>) -> Result<BuildOutput, BuildError> {
+pub async fn build_and_report(
+    opts: &BuildOptions,
+    report: Arc<Reporter>,
+) -> Result<BuildOutput, BuildError> {
     let (name, version) = split(&opts.bento_tag)?;
     let server = opts.source.server().cloned();
     if let Some(c) = &server {
-        if let Err(e) = c.update_image_build_status(name, version, ImageBuildStatus::Building, None, None).await {
+        if let Err(e) = c
+            .update_image_build_status(name, version, ImageBuildStatus::Building, None, None)
+            .await
+        {
             // The bento must exist to be built: say so rather than failing later.
             return Err(match e {
                 yatai_client::ClientError::NotFound { message } => BuildError::NotFound(message),
-                yatai_client::ClientError::Api { status: 409, message } => BuildError::NotUploaded(message),
-                other => BuildError::Source(format!("cannot report the build to the server: {other}")),
+                yatai_client::ClientError::Api {
+                    status: 409,
+                    message,
+                } => BuildError::NotUploaded(message),
+                other => {
+                    BuildError::Source(format!("cannot report the build to the server: {other}"))
+                }
             });
         }
     }
     let result = build(opts, report.clone()).await;
     if let Some(c) = &server {
         let sent = match &result {
-            Ok(out) => c.update_image_build_status(name, version, ImageBuildStatus::Success, Some(&out.image), None).await,
-            Err(e) => c.update_image_build_status(name, version, ImageBuildStatus::Failed, None, Some(&e.to_string())).await,
+            Ok(out) => {
+                c.update_image_build_status(
+                    name,
+                    version,
+                    ImageBuildStatus::Success,
+                    Some(&out.image),
+                    None,
+                )
+                .await
+            }
+            Err(e) => {
+                c.update_image_build_status(
+                    name,
+                    version,
+                    ImageBuildStatus::Failed,
+                    None,
+                    Some(&e.to_string()),
+                )
+                .await
+            }
         };
         if let Err(e) = sent {
-            report(&format!("warning: could not report the build status to the server: {e}"));
+            report(&format!(
+                "warning: could not report the build status to the server: {e}"
+            ));
         }
     }
     result
 }
 
 /// Whether `image` (a reference with tag or digest) is in its registry.
-pub async fn image_exists(registry: &RegistryConfig, insecure: &[String], image: &str) -> Result<bool, BuildError> {
+pub async fn image_exists(
+    registry: &RegistryConfig,
+    insecure: &[String],
+    image: &str,
+) -> Result<bool, BuildError> {
     let r = parse_ref(image, "the image")?;
     let reg = Registry::new(registry, insecure);
     Ok(reg.manifest_raw(&r).await?.is_some())
@@ -201,10 +240,14 @@ fn split(tag: &str) -> Result<(&str, &str), BuildError> {
 }
 
 fn parse_ref(s: &str, what: &str) -> Result<Reference, BuildError> {
-    Reference::from_str(s).map_err(|e| BuildError::Config(format!("{what} {s:?} is not an image reference: {e}")))
+    Reference::from_str(s)
+        .map_err(|e| BuildError::Config(format!("{what} {s:?} is not an image reference: {e}")))
 }
 
-async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<BuildOutput, BuildError> {
+async fn build_inner(
+    opts: &BuildOptions,
+    report: Arc<Reporter>,
+) -> Result<BuildOutput, BuildError> {
     let started = Instant::now();
     let (name, version) = split(&opts.bento_tag)?;
     let image = opts.registry.image_reference(name, version, false);
@@ -214,11 +257,13 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
     let tmp;
     let work: PathBuf = match &opts.work_dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| BuildError::Io(format!("{}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| BuildError::Io(format!("{}: {e}", d.display())))?;
             d.clone()
         }
         None => {
-            tmp = tempfile::tempdir().map_err(|e| BuildError::Io(format!("temporary directory: {e}")))?;
+            tmp = tempfile::tempdir()
+                .map_err(|e| BuildError::Io(format!("temporary directory: {e}")))?;
             tmp.path().to_path_buf()
         }
     };
@@ -239,7 +284,9 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
             source::from_server(c, Kind::Bento, name, version, &dest, report.clone()).await?;
             dest
         }
-        Source::Url(url) => source::from_url(url, &work.join("bento.archive"), report.clone()).await?,
+        Source::Url(url) => {
+            source::from_url(url, &work.join("bento.archive"), report.clone()).await?
+        }
     };
     let what = format!("bento {name}:{version}");
     {
@@ -262,23 +309,36 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
     // The base, by digest.
     let base_name = match &opts.base_image {
         Some(b) => b.clone(),
-        None => manifest
-            .base_image()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("python:{}-slim", manifest.python_version().unwrap_or("3.11"))),
+        None => manifest.base_image().map(str::to_owned).unwrap_or_else(|| {
+            format!(
+                "python:{}-slim",
+                manifest.python_version().unwrap_or("3.11")
+            )
+        }),
     };
     let base_given = parse_ref(&base_name, "the base image")?;
-    let (base_manifest, base_digest, base_config) = reg.pull_manifest_and_config(&base_given).await?;
+    let (base_manifest, base_digest, base_config) =
+        reg.pull_manifest_and_config(&base_given).await?;
     let base = parse_ref(
-        &format!("{}/{}@{}", base_given.registry(), base_given.repository(), base_digest),
+        &format!(
+            "{}/{}@{}",
+            base_given.registry(),
+            base_given.repository(),
+            base_digest
+        ),
         "the base image",
     )?;
     let base_cfg: serde_json::Value = serde_json::from_str(&base_config)
         .map_err(|e| BuildError::Base(format!("its config is not JSON: {e}")))?;
-    let arch = base_cfg["architecture"].as_str().unwrap_or("amd64").to_string();
+    let arch = base_cfg["architecture"]
+        .as_str()
+        .unwrap_or("amd64")
+        .to_string();
     let os = base_cfg["os"].as_str().unwrap_or("linux").to_string();
     if os != "linux" {
-        return Err(BuildError::Base(format!("{base_name} is a {os} image; bentos need a linux one")));
+        return Err(BuildError::Base(format!(
+            "{base_name} is a {os} image; bentos need a linux one"
+        )));
     }
     report(&format!("base image {base_name} is {base}"));
 
@@ -286,9 +346,20 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
     let (requirements, req_source) = deps::requirements(&manifest, &bento_dir)?;
     let platform_name = format!("{os}/{arch}");
     let python_ask = opts.python_version.clone().unwrap_or_default();
-    let key = deps::cache_key(&requirements, &base_digest, &platform_name, &python_ask, opts.installer);
+    let key = deps::cache_key(
+        &requirements,
+        &base_digest,
+        &platform_name,
+        &python_ask,
+        opts.installer,
+    );
     let cache_ref = parse_ref(
-        &format!("{}/{}:yatai-deps.{}", target.registry(), target.repository(), &key[..40]),
+        &format!(
+            "{}/{}:yatai-deps.{}",
+            target.registry(),
+            target.repository(),
+            &key[..40]
+        ),
         "the dependency cache",
     )?;
     report(&format!(
@@ -297,8 +368,20 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
         &key[..16]
     ));
     let mut layers_report = Vec::new();
-    let (deps_layer, deps_cached, deps_in_registry) =
-        dependency_layer(opts, &reg, &cache_ref, &target, &base, &base_manifest, &key, &requirements, &arch, &work, report.clone()).await?;
+    let (deps_layer, deps_cached, deps_in_registry) = dependency_layer(
+        opts,
+        &reg,
+        &cache_ref,
+        &target,
+        &base,
+        &base_manifest,
+        &key,
+        &requirements,
+        &arch,
+        &work,
+        report.clone(),
+    )
+    .await?;
 
     // 4. The bento layer.
     let bento_layer = {
@@ -307,7 +390,11 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
             .await
             .map_err(|e| BuildError::Io(e.to_string()))??
     };
-    report(&format!("bento layer {} ({})", short(&bento_layer.digest), mib(bento_layer.size)));
+    report(&format!(
+        "bento layer {} ({})",
+        short(&bento_layer.digest),
+        mib(bento_layer.size)
+    ));
 
     // 5. Blobs into the target repository: base layers by mount or copy, ours by upload.
     let mut layer_descs = Vec::new();
@@ -325,20 +412,42 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
             reg.push_blob_file(&target, &file, &l.digest, size).await?;
             format!("copied from {}", base.registry())
         };
-        layers_report.push(LayerReport { what: format!("base layer {}", i + 1), digest: l.digest.clone(), size, how });
-        layer_descs.push(image::Descriptor { media_type: image::oci_layer_type(&l.media_type), digest: l.digest.clone(), size });
+        layers_report.push(LayerReport {
+            what: format!("base layer {}", i + 1),
+            digest: l.digest.clone(),
+            size,
+            how,
+        });
+        layer_descs.push(image::Descriptor {
+            media_type: image::oci_layer_type(&l.media_type),
+            digest: l.digest.clone(),
+            size,
+        });
     }
     let deps_how = if deps_in_registry || reg.has_blob(&target, &deps_layer.digest).await? {
         "already in the registry".to_string()
     } else {
-        reg.push_blob_file(&target, &deps_layer.path, &deps_layer.digest, deps_layer.size).await?;
+        reg.push_blob_file(
+            &target,
+            &deps_layer.path,
+            &deps_layer.digest,
+            deps_layer.size,
+        )
+        .await?;
         "pushed".to_string()
     };
     if opts.registry_cache && !deps_in_registry {
         push_cache_entry(&reg, &cache_ref, &deps_layer, &key, &arch, &os).await?;
     }
     layers_report.push(LayerReport {
-        what: format!("dependency layer ({})", if deps_cached { "cached, not installed" } else { "installed now" }),
+        what: format!(
+            "dependency layer ({})",
+            if deps_cached {
+                "cached, not installed"
+            } else {
+                "installed now"
+            }
+        ),
         digest: deps_layer.digest.clone(),
         size: deps_layer.size,
         how: deps_how,
@@ -347,10 +456,21 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
     let bento_how = if reg.has_blob(&target, &bento_layer.digest).await? {
         "already in the registry".to_string()
     } else {
-        reg.push_blob_file(&target, &bento_layer.path, &bento_layer.digest, bento_layer.size).await?;
+        reg.push_blob_file(
+            &target,
+            &bento_layer.path,
+            &bento_layer.digest,
+            bento_layer.size,
+        )
+        .await?;
         "pushed".to_string()
     };
-    layers_report.push(LayerReport { what: "bento layer".into(), digest: bento_layer.digest.clone(), size: bento_layer.size, how: bento_how });
+    layers_report.push(LayerReport {
+        what: "bento layer".into(),
+        digest: bento_layer.digest.clone(),
+        size: bento_layer.size,
+        how: bento_how,
+    });
     layer_descs.push(image::Descriptor::of(&bento_layer));
 
     // 6. Config and manifest; the tag is the very last write.
@@ -376,7 +496,8 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
         size: config.len() as u64,
     };
     if !reg.has_blob(&target, &config_desc.digest).await? {
-        reg.push_blob_bytes(&target, config, &config_desc.digest).await?;
+        reg.push_blob_bytes(&target, config, &config_desc.digest)
+            .await?;
     }
     let body = image::manifest(
         &config_desc,
@@ -387,11 +508,21 @@ async fn build_inner(opts: &BuildOptions, report: Arc<Reporter>) -> Result<Build
         ],
     );
     let digest = image::digest(&body);
-    reg.push_manifest(&target, body, image::MANIFEST_MEDIA_TYPE).await?;
+    reg.push_manifest(&target, body, image::MANIFEST_MEDIA_TYPE)
+        .await?;
     for l in &layers_report {
-        report(&format!("{}: {} ({}) {}", l.what, short(&l.digest), mib(l.size), l.how));
+        report(&format!(
+            "{}: {} ({}) {}",
+            l.what,
+            short(&l.digest),
+            mib(l.size),
+            l.how
+        ));
     }
-    report(&format!("built {image} in {:.1}s", started.elapsed().as_secs_f64()));
+    report(&format!(
+        "built {image} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(BuildOutput {
         in_cluster_image: opts.registry.image_reference(name, version, true),
         image,
@@ -415,7 +546,9 @@ async fn fetch_models(
     report: Arc<Reporter>,
 ) -> Result<(), BuildError> {
     for tag in manifest.model_tags() {
-        let Some((model, mversion)) = tag.split_once(':') else { continue };
+        let Some((model, mversion)) = tag.split_once(':') else {
+            continue;
+        };
         let dir = bento_dir.join("models").join(model).join(mversion);
         if dir.join("model.yaml").exists() {
             continue;
@@ -427,7 +560,15 @@ async fn fetch_models(
             )));
         };
         let archive = work.join(format!("model-{model}-{mversion}.archive"));
-        source::from_server(client, Kind::Model, model, mversion, &archive, report.clone()).await?;
+        source::from_server(
+            client,
+            Kind::Model,
+            model,
+            mversion,
+            &archive,
+            report.clone(),
+        )
+        .await?;
         std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(e.to_string()))?;
         let (a, d, w) = (archive.clone(), dir.clone(), format!("model {tag}"));
         tokio::task::spawn_blocking(move || bento::extract(&a, &d, &w))
@@ -489,9 +630,21 @@ async fn dependency_layer(
         if let Ok(text) = std::fs::read(dir.join("meta.json")) {
             if let Ok(meta) = serde_json::from_slice::<CacheMeta>(&text) {
                 let path = dir.join("layer.tar.gz");
-                if path.metadata().map(|m| m.len() == meta.size).unwrap_or(false) {
-                    report(&format!("dependency layer {} reused from the local cache", short(&meta.digest)));
-                    let layer = Layer { path, digest: meta.digest, diff_id: meta.diff_id, size: meta.size };
+                if path
+                    .metadata()
+                    .map(|m| m.len() == meta.size)
+                    .unwrap_or(false)
+                {
+                    report(&format!(
+                        "dependency layer {} reused from the local cache",
+                        short(&meta.digest)
+                    ));
+                    let layer = Layer {
+                        path,
+                        digest: meta.digest,
+                        diff_id: meta.diff_id,
+                        size: meta.size,
+                    };
                     return Ok((layer, true, false));
                 }
             }
@@ -527,7 +680,9 @@ async fn dependency_layer(
         .await
         .map_err(|e| BuildError::Io(e.to_string()))??;
     if facts.musl {
-        return Err(BuildError::Base("it uses musl (Alpine); manylinux wheels need a glibc base such as Debian".into()));
+        return Err(BuildError::Base(
+            "it uses musl (Alpine); manylinux wheels need a glibc base such as Debian".into(),
+        ));
     }
     let python = match (&opts.python_version, &facts.python_version) {
         (Some(p), _) => p.clone(),
@@ -542,7 +697,10 @@ async fn dependency_layer(
         report("warning: could not tell the base's glibc version; assuming 2.17 (manylinux2014)");
         (2, 17)
     });
-    let platform = deps::Platform { arch: arch.to_string(), glibc };
+    let platform = deps::Platform {
+        arch: arch.to_string(),
+        glibc,
+    };
     let target_dir = work.join("site-packages");
     let _ = std::fs::remove_dir_all(&target_dir);
     std::fs::create_dir_all(&target_dir).map_err(|e| BuildError::Io(e.to_string()))?;
@@ -559,24 +717,41 @@ async fn dependency_layer(
     let out_dir = local.clone().unwrap_or_else(|| work.join("deps"));
     let tmp_dir = out_dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp_dir);
-    std::fs::create_dir_all(&tmp_dir).map_err(|e| BuildError::Io(format!("{}: {e}", tmp_dir.display())))?;
+    std::fs::create_dir_all(&tmp_dir)
+        .map_err(|e| BuildError::Io(format!("{}: {e}", tmp_dir.display())))?;
     let layer = {
         let (t, out) = (target_dir.clone(), tmp_dir.join("layer.tar.gz"));
         tokio::task::spawn_blocking(move || -> Result<Layer, BuildError> {
             let entries = deps::venv_entries(&t, &facts)?;
-            layer::write(entries, &out).map_err(|e| BuildError::Io(format!("dependency layer: {e}")))
+            layer::write(entries, &out)
+                .map_err(|e| BuildError::Io(format!("dependency layer: {e}")))
         })
         .await
         .map_err(|e| BuildError::Io(e.to_string()))??
     };
-    let meta = CacheMeta { digest: layer.digest.clone(), diff_id: layer.diff_id.clone(), size: layer.size };
-    std::fs::write(tmp_dir.join("meta.json"), serde_json::to_vec(&meta).unwrap_or_default())
-        .map_err(|e| BuildError::Io(e.to_string()))?;
+    let meta = CacheMeta {
+        digest: layer.digest.clone(),
+        diff_id: layer.diff_id.clone(),
+        size: layer.size,
+    };
+    std::fs::write(
+        tmp_dir.join("meta.json"),
+        serde_json::to_vec(&meta).unwrap_or_default(),
+    )
+    .map_err(|e| BuildError::Io(e.to_string()))?;
     // Whole or not at all: a crash mid-write leaves only the .partial directory.
     let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::rename(&tmp_dir, &out_dir).map_err(|e| BuildError::Io(format!("{}: {e}", out_dir.display())))?;
-    let layer = Layer { path: out_dir.join("layer.tar.gz"), ..layer };
-    report(&format!("dependency layer {} ({})", short(&layer.digest), mib(layer.size)));
+    std::fs::rename(&tmp_dir, &out_dir)
+        .map_err(|e| BuildError::Io(format!("{}: {e}", out_dir.display())))?;
+    let layer = Layer {
+        path: out_dir.join("layer.tar.gz"),
+        ..layer
+    };
+    report(&format!(
+        "dependency layer {} ({})",
+        short(&layer.digest),
+        mib(layer.size)
+    ));
     Ok((layer, false, false))
 }
 
@@ -588,7 +763,9 @@ async fn registry_cache_lookup(
     target: &Reference,
     key: &str,
 ) -> Result<Option<Layer>, BuildError> {
-    let Some(raw) = reg.manifest_raw(cache_ref).await? else { return Ok(None) };
+    let Some(raw) = reg.manifest_raw(cache_ref).await? else {
+        return Ok(None);
+    };
     let m: serde_json::Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(_) => return Ok(None),
@@ -606,10 +783,18 @@ async fn registry_cache_lookup(
     if !reg.has_blob(target, digest).await? {
         return Ok(None);
     }
-    let config: serde_json::Value = serde_json::from_slice(&reg.pull_blob_bytes(cache_ref, config_digest).await?)
-        .unwrap_or_default();
-    let Some(diff_id) = config["rootfs"]["diff_ids"][0].as_str() else { return Ok(None) };
-    Ok(Some(Layer { path: PathBuf::new(), digest: digest.into(), diff_id: diff_id.into(), size }))
+    let config: serde_json::Value =
+        serde_json::from_slice(&reg.pull_blob_bytes(cache_ref, config_digest).await?)
+            .unwrap_or_default();
+    let Some(diff_id) = config["rootfs"]["diff_ids"][0].as_str() else {
+        return Ok(None);
+    };
+    Ok(Some(Layer {
+        path: PathBuf::new(),
+        digest: digest.into(),
+        diff_id: diff_id.into(),
+        size,
+    }))
 }
 
 async fn push_cache_entry(
@@ -632,12 +817,14 @@ async fn push_cache_entry(
         size: config.len() as u64,
     };
     if !reg.has_blob(cache_ref, &config_desc.digest).await? {
-        reg.push_blob_bytes(cache_ref, config, &config_desc.digest).await?;
+        reg.push_blob_bytes(cache_ref, config, &config_desc.digest)
+            .await?;
     }
     let body = image::manifest(
         &config_desc,
         &[image::Descriptor::of(layer)],
         &[("ai.yatai.deps.key", key)],
     );
-    reg.push_manifest(cache_ref, body, image::MANIFEST_MEDIA_TYPE).await
+    reg.push_manifest(cache_ref, body, image::MANIFEST_MEDIA_TYPE)
+        .await
 }

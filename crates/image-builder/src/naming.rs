@@ -41,7 +41,11 @@ impl RegistryConfig {
 
     /// Reads the `DOCKER_REGISTRY_*` variables through `get` (the environment, or flags).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let non_empty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let non_empty = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let server = non_empty("DOCKER_REGISTRY_SERVER").ok_or_else(|| {
             "no registry to push to: set DOCKER_REGISTRY_SERVER (e.g. registry.example.com or \
              127.0.0.1:5000), or give --docker-registry-server"
@@ -90,7 +94,12 @@ impl RegistryConfig {
     }
 
     /// The full image reference of a bento version.
-    pub fn image_reference(&self, bento_name: &str, bento_version: &str, in_cluster: bool) -> String {
+    pub fn image_reference(
+        &self,
+        bento_name: &str,
+        bento_version: &str,
+        in_cluster: bool,
+    ) -> String {
         format!(
             "{}:{}",
             self.repository_uri(in_cluster),

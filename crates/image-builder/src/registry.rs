@@ -108,7 +108,12 @@ impl Registry {
     }
 
     /// Downloads blob `digest` of `r` into `dest`.
-    pub async fn pull_blob_to(&self, r: &Reference, digest: &str, dest: &Path) -> Result<(), BuildError> {
+    pub async fn pull_blob_to(
+        &self,
+        r: &Reference,
+        digest: &str,
+        dest: &Path,
+    ) -> Result<(), BuildError> {
         self.client
             .store_auth_if_needed(r.resolve_registry(), &self.auth_for(r))
             .await;
@@ -122,7 +127,11 @@ impl Registry {
     }
 
     /// Reads a small blob into memory.
-    pub async fn pull_blob_bytes(&self, r: &Reference, digest: &str) -> Result<Vec<u8>, BuildError> {
+    pub async fn pull_blob_bytes(
+        &self,
+        r: &Reference,
+        digest: &str,
+    ) -> Result<Vec<u8>, BuildError> {
         self.client
             .store_auth_if_needed(r.resolve_registry(), &self.auth_for(r))
             .await;
@@ -139,7 +148,10 @@ impl Registry {
         self.client
             .store_auth_if_needed(r.resolve_registry(), &self.auth_for(r))
             .await;
-        self.client.blob_exists(r, digest).await.map_err(|e| classify(e, r))
+        self.client
+            .blob_exists(r, digest)
+            .await
+            .map_err(|e| classify(e, r))
     }
 
     /// Asks the registry to link blob `digest` of `from` into `to`'s repository (same
@@ -153,7 +165,13 @@ impl Registry {
     }
 
     /// Uploads the file at `path` as blob `digest` into `r`'s repository, in chunks.
-    pub async fn push_blob_file(&self, r: &Reference, path: &Path, digest: &str, size: u64) -> Result<(), BuildError> {
+    pub async fn push_blob_file(
+        &self,
+        r: &Reference,
+        path: &Path,
+        digest: &str,
+        size: u64,
+    ) -> Result<(), BuildError> {
         self.client
             .store_auth_if_needed(r.resolve_registry(), &self.auth_for(r))
             .await;
@@ -181,7 +199,12 @@ impl Registry {
     }
 
     /// Uploads a small blob from memory.
-    pub async fn push_blob_bytes(&self, r: &Reference, data: Vec<u8>, digest: &str) -> Result<(), BuildError> {
+    pub async fn push_blob_bytes(
+        &self,
+        r: &Reference,
+        data: Vec<u8>,
+        digest: &str,
+    ) -> Result<(), BuildError> {
         self.client
             .store_auth_if_needed(r.resolve_registry(), &self.auth_for(r))
             .await;
@@ -193,7 +216,12 @@ impl Registry {
     }
 
     /// Puts manifest `body` under `r` (its tag).
-    pub async fn push_manifest(&self, r: &Reference, body: Vec<u8>, media_type: &str) -> Result<(), BuildError> {
+    pub async fn push_manifest(
+        &self,
+        r: &Reference,
+        body: Vec<u8>,
+        media_type: &str,
+    ) -> Result<(), BuildError> {
         self.client
             .push_manifest_raw(
                 r,
@@ -212,10 +240,12 @@ fn is_not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| matches!(format!("{:?}", e.code).as_str(), "ManifestUnknown" | "NameUnknown" | "BlobUnknown")),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                format!("{:?}", e.code).as_str(),
+                "ManifestUnknown" | "NameUnknown" | "BlobUnknown"
+            )
+        }),
         _ => false,
     }
 }
@@ -250,21 +280,28 @@ pub fn classify(e: OciDistributionError, r: &Reference) -> BuildError {
             registry,
             detail: format!("401 Unauthorized for {url}"),
         },
-        OciDistributionError::ServerError { code: 401 | 403, url, message } => BuildError::RegistryAuth {
+        OciDistributionError::ServerError {
+            code: 401 | 403,
+            url,
+            message,
+        } => BuildError::RegistryAuth {
             registry,
             detail: format!("{url}: {message}"),
         },
         OciDistributionError::RegistryError { envelope, url }
-            if envelope.errors.iter().any(|x| {
-                matches!(format!("{:?}", x.code).as_str(), "Unauthorized" | "Denied")
-            }) =>
+            if envelope
+                .errors
+                .iter()
+                .any(|x| matches!(format!("{:?}", x.code).as_str(), "Unauthorized" | "Denied")) =>
         {
             BuildError::RegistryAuth {
                 registry,
                 detail: format!("{url}: {e}"),
             }
         }
-        _ if is_not_found(&e) => BuildError::Registry(format!("{r} was not found in the registry ({e})")),
+        _ if is_not_found(&e) => {
+            BuildError::Registry(format!("{r} was not found in the registry ({e})"))
+        }
         _ => BuildError::Registry(format!("registry {registry}: {e}")),
     }
 }

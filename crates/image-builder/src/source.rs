@@ -40,7 +40,12 @@ fn progress_printer(report: Arc<Reporter>, what: String) -> impl FnMut(Progress)
         if step != last_step {
             last_step = step;
             let msg = match p.total {
-                Some(t) => format!("downloading {what}: {} of {} ({}%)", mib(p.done), mib(t), p.done * 100 / t.max(1)),
+                Some(t) => format!(
+                    "downloading {what}: {} of {} ({}%)",
+                    mib(p.done),
+                    mib(t),
+                    p.done * 100 / t.max(1)
+                ),
                 None => format!("downloading {what}: {}", mib(p.done)),
             };
             report(&msg);
@@ -55,7 +60,10 @@ fn mib(n: u64) -> String {
 fn from_client(e: ClientError, what: &str) -> BuildError {
     match e {
         ClientError::NotFound { message } => BuildError::NotFound(message),
-        ClientError::Api { status: 409, message } => BuildError::NotUploaded(message),
+        ClientError::Api {
+            status: 409,
+            message,
+        } => BuildError::NotUploaded(message),
         ClientError::Unauthorized { .. } => BuildError::Source(format!("{what}: {e}")),
         other => BuildError::Source(format!("{what}: {other}")),
     }
@@ -72,18 +80,35 @@ pub async fn from_server(
 ) -> Result<(), BuildError> {
     let what = format!(
         "{} {name}:{version}",
-        if kind == Kind::Bento { "bento" } else { "model" }
+        if kind == Kind::Bento {
+            "bento"
+        } else {
+            "model"
+        }
     );
     client
-        .download(kind, name, version, dest, progress_printer(report, what.clone()))
+        .download(
+            kind,
+            name,
+            version,
+            dest,
+            progress_printer(report, what.clone()),
+        )
         .await
         .map(|_| ())
         .map_err(|e| from_client(e, &what))
 }
 
 /// Fetches `url` into `dest` (or returns the local path it names).
-pub async fn from_url(url: &str, dest: &Path, report: Arc<Reporter>) -> Result<PathBuf, BuildError> {
-    if let Some(path) = url.strip_prefix("file://").or(if url.contains("://") { None } else { Some(url) }) {
+pub async fn from_url(
+    url: &str,
+    dest: &Path,
+    report: Arc<Reporter>,
+) -> Result<PathBuf, BuildError> {
+    if let Some(path) =
+        url.strip_prefix("file://")
+            .or(if url.contains("://") { None } else { Some(url) })
+    {
         let p = PathBuf::from(path);
         if !p.is_file() {
             return Err(BuildError::Source(format!("{} is not a file", p.display())));
@@ -112,10 +137,14 @@ pub async fn from_url(url: &str, dest: &Path, report: Arc<Reporter>) -> Result<P
         .map_err(|e| BuildError::Source(format!("cannot download {shown}: {e}")))?;
     let status = response.status();
     if status.as_u16() == 404 {
-        return Err(BuildError::NotFound(format!("{shown} answered 404 Not Found")));
+        return Err(BuildError::NotFound(format!(
+            "{shown} answered 404 Not Found"
+        )));
     }
     if !status.is_success() {
-        return Err(BuildError::Source(format!("downloading {shown} answered {status}")));
+        return Err(BuildError::Source(format!(
+            "downloading {shown} answered {status}"
+        )));
     }
     let total = response.content_length();
     let mut progress = progress_printer(report, shown.clone());
@@ -126,7 +155,9 @@ pub async fn from_url(url: &str, dest: &Path, report: Arc<Reporter>) -> Result<P
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            BuildError::Source(format!("download of {shown} broke off after {done} bytes: {e}"))
+            BuildError::Source(format!(
+                "download of {shown} broke off after {done} bytes: {e}"
+            ))
         })?;
         file.write_all(&chunk)
             .await
@@ -134,7 +165,9 @@ pub async fn from_url(url: &str, dest: &Path, report: Arc<Reporter>) -> Result<P
         done += chunk.len() as u64;
         progress(Progress { done, total });
     }
-    file.flush().await.map_err(|e| BuildError::Io(e.to_string()))?;
+    file.flush()
+        .await
+        .map_err(|e| BuildError::Io(e.to_string()))?;
     Ok(dest.to_path_buf())
 }
 
@@ -142,25 +175,40 @@ pub async fn from_url(url: &str, dest: &Path, report: Arc<Reporter>) -> Result<P
 /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`) at `S3_ENDPOINT` (or `AWS_ENDPOINT_URL`).
 fn presign_s3(bucket_and_key: &str) -> Result<String, BuildError> {
     use rusty_s3::S3Action;
-    let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+    let env = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
     let (bucket, key) = bucket_and_key
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-        .ok_or_else(|| BuildError::Source(format!("s3://{bucket_and_key} must name a bucket and a key")))?;
-    let endpoint = env(&["S3_ENDPOINT", "AWS_ENDPOINT_URL"]).unwrap_or_else(|| "https://s3.amazonaws.com".into());
+        .ok_or_else(|| {
+            BuildError::Source(format!(
+                "s3://{bucket_and_key} must name a bucket and a key"
+            ))
+        })?;
+    let endpoint = env(&["S3_ENDPOINT", "AWS_ENDPOINT_URL"])
+        .unwrap_or_else(|| "https://s3.amazonaws.com".into());
     let endpoint = if endpoint.contains("://") {
         endpoint
     } else {
-        let secure = env(&["S3_SECURE"]).and_then(|v| crate::naming::parse_bool(&v)).unwrap_or(true);
+        let secure = env(&["S3_SECURE"])
+            .and_then(|v| crate::naming::parse_bool(&v))
+            .unwrap_or(true);
         format!("{}://{endpoint}", if secure { "https" } else { "http" })
     };
-    let region = env(&["S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]).unwrap_or_else(|| "us-east-1".into());
+    let region = env(&["S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"])
+        .unwrap_or_else(|| "us-east-1".into());
     let url = endpoint
         .parse()
         .map_err(|e| BuildError::Source(format!("S3 endpoint {endpoint:?}: {e}")))?;
     let b = rusty_s3::Bucket::new(url, rusty_s3::UrlStyle::Path, bucket.to_string(), region)
         .map_err(|e| BuildError::Source(format!("S3 bucket {bucket:?}: {e}")))?;
-    let creds = match (env(&["S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"]), env(&["S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"])) {
+    let creds = match (
+        env(&["S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"]),
+        env(&["S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"]),
+    ) {
         (Some(k), Some(s)) => Some(rusty_s3::Credentials::new(k, s)),
         _ => None,
     };

@@ -50,7 +50,10 @@ pub async fn set(
 }
 
 /// The image builds of the given versions, by version uid.
-pub async fn of(pool: &AnyPool, version_uids: &[String]) -> Result<HashMap<String, ImageBuild>, Error> {
+pub async fn of(
+    pool: &AnyPool,
+    version_uids: &[String],
+) -> Result<HashMap<String, ImageBuild>, Error> {
     if version_uids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -64,5 +67,8 @@ pub async fn of(pool: &AnyPool, version_uids: &[String]) -> Result<HashMap<Strin
         q = q.bind(uid);
     }
     let rows = q.fetch_all(pool).await.map_err(db_error)?;
-    Ok(rows.into_iter().map(|r| (r.version_uid.clone(), r)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.version_uid.clone(), r))
+        .collect())
 }
