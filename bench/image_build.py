@@ -106,7 +106,7 @@ def buildah_build(bento_dir: Path, root: Path, image: str, work: Path) -> None:
         "ENV SSL_CERT_FILE=/run/host-ca.pem PIP_CERT=/run/host-ca.pem REQUESTS_CA_BUNDLE=/run/host-ca.pem "
         "UV_NATIVE_TLS=true PIP_BREAK_SYSTEM_PACKAGES=1"
     )
-    text, n = re.subn(r"^FROM \S+", f"FROM {BASE}\n{env_line}", text, count=1, flags=re.MULTILINE)
+    text, n = re.subn(r"^FROM \S+(.*)$", lambda m: f"FROM {BASE}{m.group(1)}\n{env_line}", text, count=1, flags=re.MULTILINE)
     assert n == 1, "the Dockerfile has a FROM"
     dockerfile.write_text(text)
     storage = ["--root", str(root / "root"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]

@@ -43,7 +43,7 @@ umoci new --image "$work/oci:python"
 umoci unpack --image "$work/oci:python" "$work/bundle" >/dev/null
 rm -rf "$work/bundle/rootfs"
 mv "$work/rootfs" "$work/bundle/rootfs"
-umoci repack --image "$work/oci:python" --no-history "$work/bundle"
+umoci repack --image "$work/oci:python" --history.created_by "debootstrap --variant=minbase --include=python3,python3-pip bookworm" "$work/bundle"
 umoci config --image "$work/oci:python" --no-history \
     --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     --config.env "LANG=C.UTF-8" --config.env "PYTHON_VERSION=$pyver" \

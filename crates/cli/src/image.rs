@@ -117,6 +117,31 @@ fn default_cache_dir() -> anyhow::Result<PathBuf> {
         .join(".cache/yatai/image-builder"))
 }
 
+/// What both the command and the controller build with: base image, registry, cache.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
+    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
+    base_image: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Another registry (e.g. the base image's) to reach over plain http; repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Local cache of dependency layers [default: ~/.cache/yatai/image-builder]
+    #[arg(long, env = "YATAI_IMAGE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn cache_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.cache_dir {
+            Some(d) => Ok(d.clone()),
+            None => default_cache_dir(),
+        }
+    }
+}
+
 /// Arguments of `yatai image-builder`.
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
@@ -135,17 +160,8 @@ pub struct ControllerArgs {
         hide_env_values = true
     )]
     api_token: Option<String>,
-    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
-    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
-    base_image: Option<String>,
     #[command(flatten)]
-    registry: RegistryArgs,
-    /// Another registry (e.g. the base image's) to reach over plain http; repeatable
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure: Vec<String>,
-    /// Local cache of dependency layers [default: ~/.cache/yatai/image-builder]
-    #[arg(long, env = "YATAI_IMAGE_CACHE_DIR", value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    target: TargetArgs,
     /// Build timeout when a BentoRequest sets no imageBuildTimeout, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     timeout: u64,
@@ -161,14 +177,11 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         None => None,
     };
     let builder = yatai_image_builder_controller::InProcessBuilder {
-        registry: args.registry.resolve()?,
+        registry: args.target.registry.resolve()?,
         server,
-        base_image: args.base_image.clone(),
-        insecure_registries: args.insecure.clone(),
-        cache_dir: Some(match args.cache_dir.clone() {
-            Some(d) => d,
-            None => default_cache_dir()?,
-        }),
+        base_image: args.target.base_image.clone(),
+        insecure_registries: args.target.insecure.clone(),
+        cache_dir: Some(args.target.cache_dir()?),
         default_timeout: Duration::from_secs(args.timeout),
     };
     let client = kube::Client::try_default().await.context(
@@ -204,20 +217,11 @@ pub struct BuildArgs {
     /// Get the bento archive from this URL instead (http(s)://, s3://BUCKET/KEY, file:// or a path)
     #[arg(long, value_name = "URL")]
     download_url: Option<String>,
-    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
-    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
-    base_image: Option<String>,
     #[command(flatten)]
-    registry: RegistryArgs,
-    /// Another registry (e.g. the base image's) to reach over plain http; repeatable
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure: Vec<String>,
+    target: TargetArgs,
     /// What installs the wheels
     #[arg(long, value_enum, default_value_t = InstallerArg::Auto)]
     installer: InstallerArg,
-    /// Local cache of dependency layers [default: ~/.cache/yatai/image-builder]
-    #[arg(long, env = "YATAI_IMAGE_CACHE_DIR", value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
     /// Use no local cache (a fresh builder, as a build pod is)
     #[arg(long)]
     no_cache: bool,
@@ -242,7 +246,7 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
 }
 
 async fn build(args: BuildArgs) -> anyhow::Result<()> {
-    let registry = args.registry.resolve()?;
+    let registry = args.target.registry.resolve()?;
     let source = match (&args.endpoint, &args.download_url) {
         (Some(endpoint), None) => Source::Server(
             yatai_client::Client::new(endpoint, args.api_token.as_deref())
@@ -261,17 +265,14 @@ async fn build(args: BuildArgs) -> anyhow::Result<()> {
     let cache_dir = if args.no_cache {
         None
     } else {
-        Some(match args.cache_dir {
-            Some(d) => d,
-            None => default_cache_dir()?,
-        })
+        Some(args.target.cache_dir()?)
     };
     let opts = BuildOptions {
         bento_tag: args.bento_tag.clone(),
         source,
-        base_image: args.base_image.clone(),
+        base_image: args.target.base_image.clone(),
         registry,
-        insecure_registries: args.insecure.clone(),
+        insecure_registries: args.target.insecure.clone(),
         installer,
         cache_dir,
         registry_cache: !args.no_registry_cache,

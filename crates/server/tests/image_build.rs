@@ -6,23 +6,11 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Client, TestApp};
+use common::{tar_archive, Client, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 use yatai_client::types::ImageBuildStatus;
 use yatai_client::{ClientError, Kind, ListQuery};
-
-fn tar_archive(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
 
 async fn push_bento(c: &Client, repo: &str, version: &str, archive: Vec<u8>) {
     let (s, b) = c

@@ -3,24 +3,11 @@
 
 mod common;
 
-use common::{assert_error, Client, TestApp};
+use common::{assert_error, tar_archive, Client, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use yatai_domain::registry::TransmissionStrategy;
 use yatai_server::Settings;
-
-/// A tar archive holding the given files (as the clients build them).
-fn tar_archive(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
 
 fn model_manifest(size: u64) -> Value {
     json!({"module": "bentoml.picklable_model", "api_version": "v1", "bentoml_version": "1.4.40", "size_bytes": size,

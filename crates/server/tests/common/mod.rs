@@ -281,3 +281,16 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) {
         "error body must be {{error, message}}: {body}"
     );
 }
+
+/// A tar archive holding the given files (as the clients build them).
+pub fn tar_archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
