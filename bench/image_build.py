@@ -109,7 +109,7 @@ def buildah_build(bento_dir: Path, root: Path, image: str, work: Path) -> None:
     text, n = re.subn(r"^FROM \S+(.*)$", lambda m: f"FROM {BASE}{m.group(1)}\n{env_line}", text, count=1, flags=re.MULTILINE)
     assert n == 1, "the Dockerfile has a FROM"
     dockerfile.write_text(text)
-    storage = ["--root", str(root / "root"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]
+    storage = ["--root", str(root / "root"), "--runroot", str(root / "run")]
     run(["buildah", *storage, "bud", "--isolation", "chroot", "--tls-verify=false", "--layers",
          "-v", f"{CA}:/run/host-ca.pem:ro", "-f", str(dockerfile), "-t", image, str(ctx)])
     run(["buildah", *storage, "push", "--tls-verify=false", image, f"docker://{image}"])
