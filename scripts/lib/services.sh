@@ -76,3 +76,63 @@ ensure_schemathesis() {
     venv=$(venv_for schemathesis $SCHEMATHESIS_PINS)
     export YATAI_TEST_SCHEMATHESIS="$venv/bin/st"
 }
+
+# --- image builder ------------------------------------------------------------------------
+UV_PIN="uv==0.13.9"
+
+# The independent tools the image-builder tests check images with, and what builds the base.
+ensure_image_tools() {
+    local missing=() pair
+    for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah \
+                debootstrap:debootstrap htpasswd:apache2-utils; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+    # uv installs wheels for the image in seconds; the builder finds it on PATH.
+    local venv; venv=$(venv_for uv "$UV_PIN")
+    export PATH="$venv/bin:$PATH"
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Debian's docker-registry on a free 127.0.0.1 port, its data and log in a fresh directory;
+# exports YATAI_TEST_REGISTRY (host:port) and YATAI_TEST_REGISTRY_LOG (its request log).
+ensure_registry() {
+    if [ -n "${YATAI_TEST_REGISTRY:-}" ] && curl -fsS -o /dev/null "http://$YATAI_TEST_REGISTRY/v2/"; then return; fi
+    local port dir
+    port=$(free_port)
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/yatai-registry.XXXXXX")
+    cat >"$dir/config.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+    log "starting docker-registry on 127.0.0.1:$port"
+    nohup docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+    REGISTRY_PID=$!
+    for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null && break; sleep 0.2; done
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" || die "docker-registry did not start; see $dir/registry.log"
+    export YATAI_TEST_REGISTRY="127.0.0.1:$port" YATAI_TEST_REGISTRY_LOG="$dir/registry.log"
+}
+
+# The test base image (scripts/base-image.sh, cached) pushed to the test registry; exports
+# YATAI_TEST_BASE_IMAGE and YATAI_TEST_BASE_OCI (the cached layout, for tests that need their own registry).
+ensure_base_image() {
+    local layout
+    layout=$(scripts/base-image.sh) || die "cannot build the base image (scripts/base-image.sh)"
+    skopeo copy -q --dest-tls-verify=false "oci:$layout:python" "docker://$YATAI_TEST_REGISTRY/yatai-test/python:3.11" >&2 \
+        || die "cannot push the base image to $YATAI_TEST_REGISTRY"
+    export YATAI_TEST_BASE_IMAGE="$YATAI_TEST_REGISTRY/yatai-test/python:3.11" YATAI_TEST_BASE_OCI="$layout"
+}

@@ -1,6 +1,7 @@
 //! `yatai`: the one binary of Yatai in Rust — the registry server and its operations.
 
 mod config;
+mod image;
 mod operator;
 
 use std::process::ExitCode;
@@ -77,6 +78,19 @@ enum Command {
     /// Prints the file with each older BentoDeployment converted, preceded by the BentoRequest its bento_tag
     /// becomes (named as the original conversion named it). Other documents are printed unchanged.
     Convert(operator::ConvertArgs),
+    /// Container images of bentos.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Run the image-builder controller: BentoRequests become images and Bentos.
+    ///
+    /// Watches BentoRequests (resources.yatai.ai/v1alpha1) with the kubeconfig or the in-cluster
+    /// configuration. For each: if spec.image is set or the image (Yatai's name for the bento in
+    /// the DOCKER_REGISTRY_* registry) exists, no build; otherwise builds it in this process (as
+    /// `yatai image build` does, reporting the status to --endpoint when the bento comes from
+    /// there). Then creates or updates the Bento of the same name, owned by the request, and sets
+    /// the conditions ImageExistsChecked, ImageExists, ImageBuilding and BentoAvailable with a
+    /// Kubernetes event at each step. Failed builds are retried after 5 s, doubling up to 5 min.
+    ImageBuilder(image::ControllerArgs),
 }
 
 /// Arguments of `yatai import`.
@@ -176,7 +190,11 @@ fn main() -> ExitCode {
         Command::Backup(a) => a.storage.config.clone(),
         Command::Restore(a) => a.storage.config.clone(),
         Command::Import(a) => a.storage.config.clone(),
-        Command::Crds | Command::DeploymentOperator(_) | Command::Convert(_) => None,
+        Command::Crds
+        | Command::DeploymentOperator(_)
+        | Command::Convert(_)
+        | Command::Image(_)
+        | Command::ImageBuilder(_) => None,
     };
     let file = match ConfigFile::load(config_path.as_deref()) {
         Ok(f) => f,
@@ -208,6 +226,8 @@ fn main() -> ExitCode {
                 None => operator::run(args.objects, args.run).await,
             },
             Command::Convert(args) => operator::convert(args),
+            Command::Image(cmd) => image::run(cmd).await,
+            Command::ImageBuilder(args) => image::controller(args).await,
         }
     });
     match result {

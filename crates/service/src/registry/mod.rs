@@ -1,6 +1,7 @@
 //! The registry: bento and model repositories, their versions, and their archives. Bentos and
 //! models follow one life cycle, so each use case is written once and takes the [`Kind`].
 
+pub mod images;
 pub mod janitor;
 pub mod query;
 pub mod repositories;

@@ -5,6 +5,7 @@ pub mod api_tokens;
 pub mod bento_models;
 pub mod cli_logins;
 pub mod events;
+pub mod image_builds;
 pub mod labels;
 pub mod members;
 pub mod organizations;

@@ -3,6 +3,7 @@
 //! Bentos and models follow one life cycle, so every handler is written once, generic over the
 //! kind ([`Bentos`] or [`Models`]), and mounted at both URL trees by one route table.
 
+pub mod image_build;
 mod present;
 mod repositories;
 mod transfer;
@@ -336,6 +337,17 @@ pub fn routes() -> Vec<RegistryRoute> {
             axum::routing::get(versions::models_of_bento),
         )
         .answers(many_versions),
+    );
+    all.push(
+        route(
+            Method::PATCH,
+            "/api/v1/bento_repositories/{name}/bentos/{version}/update_image_build_status".into(),
+            "Set the image build status (pending, building, success with image_reference, failed with reason)",
+            "bentos",
+            axum::routing::patch(image_build::update_image_build_status),
+        )
+        .body(json::<yatai_api_types::UpdateImageBuildStatusSchema>())
+        .answers(json::<yatai_api_types::VersionSchema>()),
     );
     all.push(
         route(

@@ -7,7 +7,7 @@ use yatai_domain::time::to_rfc3339;
 use yatai_domain::Error;
 use yatai_store::db::repositories::Repository;
 use yatai_store::db::versions::{self, Version};
-use yatai_store::db::{labels, repositories, users};
+use yatai_store::db::{image_builds, labels, repositories, users};
 
 use crate::api::schemas::{self, LabelItem, RepositorySchema, UserSchema, VersionSchema};
 use crate::AppState;
@@ -49,6 +49,7 @@ impl<'a> Presenter<'a> {
     ) -> Result<Vec<VersionSchema>, Error> {
         let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
         let mut label_map = labels::of(self.state.db.pool(), &uids).await?;
+        let builds = image_builds::of(self.state.db.pool(), &uids).await?;
         let repos = if with_repository {
             let mut repo_uids: Vec<String> =
                 list.iter().map(|v| v.repository_uid.clone()).collect();
@@ -63,6 +64,10 @@ impl<'a> Presenter<'a> {
             let mut schema = self
                 .version_schema(v, label_map.remove(&v.uid).unwrap_or_default(), is_get)
                 .await?;
+            if let Some(b) = builds.get(&v.uid) {
+                schema.image_reference = Some(b.image_reference.clone()).filter(|r| !r.is_empty());
+                schema.image_build_reason = Some(b.reason.clone()).filter(|r| !r.is_empty());
+            }
             if let Some(repo) = repos.iter().find(|r| r.uid == v.repository_uid) {
                 let repo_schema = self.repository_shell(repo).await?;
                 schema.repository = Some(Box::new(

@@ -300,6 +300,9 @@ struct VersionPage {
     creator: String,
     build_at: String,
     image_build_status: String,
+    /// The image of the last successful build, and why the last build failed.
+    image_reference: String,
+    image_build_reason: String,
     description: String,
     facts: Vec<(String, String)>,
     pull_command: String,
@@ -387,6 +390,7 @@ async fn version_page<K: KindPages>(
         let row = version_rows(&state, std::slice::from_ref(&v))
             .await?
             .remove(0);
+        let image = yatai_service::registry::images::image_of(&state, &v).await?;
         Ok(VersionPage {
             layout: page.layout(nav_of(kind)),
             kind: kind.as_str(),
@@ -399,6 +403,8 @@ async fn version_page<K: KindPages>(
             creator,
             build_at: exact(v.build_at),
             image_build_status: v.image_build_status.to_string(),
+            image_reference: image.image_reference,
+            image_build_reason: image.reason,
             description: v.description.clone(),
             facts: manifest_facts(kind, &manifest),
             pull_command: match kind {

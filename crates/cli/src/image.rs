@@ -1,0 +1,295 @@
+//! `yatai image build`: a bento becomes an image in a registry, in this process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use yatai_image_builder::{BuildOptions, Installer, RegistryConfig, Source};
+
+/// `yatai image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the OCI image of a bento and push it, without a Docker daemon.
+    ///
+    /// The bento comes from a Yatai server (--endpoint and --api-token: streamed, progress
+    /// shown, and its image build status reported) or from --download-url (http(s), s3:// with
+    /// the S3_* or AWS_* settings, file:// or a path). The image is the base image (by digest),
+    /// a layer with the bento's locked Python requirements installed from wheels for the base's
+    /// Python and platform (nothing runs inside the image), and a layer with the bento (and its
+    /// models) at /home/bentoml/bento; it serves the bento on port 3000 as user bentoml (uid
+    /// 1034), like the images BentoML and Yatai build. The dependency layer is cached by the
+    /// hash of (requirements, base digest, platform), on disk (--cache-dir) and in the registry
+    /// itself, so a new version with the same requirements installs and uploads nothing.
+    /// The same inputs give the same image digest. The tag (Yatai's scheme,
+    /// yatai.NAME.VERSION) is written last: a failed build leaves no tag. Prints the image
+    /// reference and its digest last.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InstallerArg {
+    /// uv when it is on PATH, else pip
+    Auto,
+    Uv,
+    Pip,
+}
+
+/// The `DOCKER_REGISTRY_*` settings, as flags of the same names.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry to push to (host[:port][/path])
+    #[arg(
+        long = "docker-registry-server",
+        env = "DOCKER_REGISTRY_SERVER",
+        value_name = "SERVER"
+    )]
+    server: Option<String>,
+    /// The same registry as reached from inside the cluster (reported, not pushed to)
+    #[arg(
+        long = "docker-registry-in-cluster-server",
+        env = "DOCKER_REGISTRY_IN_CLUSTER_SERVER",
+        value_name = "SERVER"
+    )]
+    in_cluster_server: Option<String>,
+    /// Registry user name
+    #[arg(
+        long = "docker-registry-username",
+        env = "DOCKER_REGISTRY_USERNAME",
+        value_name = "USER"
+    )]
+    username: Option<String>,
+    /// Registry password (a bearer token when no user name is given)
+    #[arg(
+        long = "docker-registry-password",
+        env = "DOCKER_REGISTRY_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// https (true) or plain http (false) [default: true]
+    #[arg(
+        long = "docker-registry-secure",
+        env = "DOCKER_REGISTRY_SECURE",
+        value_name = "BOOL"
+    )]
+    secure: Option<String>,
+    /// Repository of the bento images [default: yatai-bentos]
+    #[arg(
+        long = "docker-registry-bento-repository-name",
+        env = "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME",
+        value_name = "NAME"
+    )]
+    repository: Option<String>,
+}
+
+impl RegistryArgs {
+    fn resolve(&self) -> anyhow::Result<RegistryConfig> {
+        let flags = [
+            ("DOCKER_REGISTRY_SERVER", self.server.clone()),
+            (
+                "DOCKER_REGISTRY_IN_CLUSTER_SERVER",
+                self.in_cluster_server.clone(),
+            ),
+            ("DOCKER_REGISTRY_USERNAME", self.username.clone()),
+            ("DOCKER_REGISTRY_PASSWORD", self.password.clone()),
+            ("DOCKER_REGISTRY_SECURE", self.secure.clone()),
+            (
+                "DOCKER_REGISTRY_BENTO_REPOSITORY_NAME",
+                self.repository.clone(),
+            ),
+        ];
+        RegistryConfig::from_lookup(|k| {
+            flags
+                .iter()
+                .find(|(n, _)| *n == k)
+                .and_then(|(_, v)| v.clone())
+        })
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set: give --cache-dir or --no-cache")?
+        .join(".cache/yatai/image-builder"))
+}
+
+/// What both the command and the controller build with: base image, registry, cache.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The Python base image [default: the bento's base image, else python:X.Y-slim]
+    #[arg(long, env = "YATAI_BASE_IMAGE", value_name = "REF")]
+    base_image: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Another registry (e.g. the base image's) to reach over plain http; repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Local cache of dependency layers [default: ~/.cache/yatai/image-builder]
+    #[arg(long, env = "YATAI_IMAGE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn cache_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.cache_dir {
+            Some(d) => Ok(d.clone()),
+            None => default_cache_dir(),
+        }
+    }
+}
+
+/// Arguments of `yatai image-builder`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Watch only this namespace [default: every namespace]
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_NAMESPACE", value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// The Yatai server bentos come from when a BentoRequest has no downloadUrl (the build
+    /// status is reported there)
+    #[arg(long, env = "YATAI_ENDPOINT", value_name = "URL")]
+    endpoint: Option<String>,
+    /// API token for --endpoint
+    #[arg(
+        long,
+        env = "YATAI_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Build timeout when a BentoRequest sets no imageBuildTimeout, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    timeout: u64,
+}
+
+/// `yatai image-builder`: the controller, with the kubeconfig or in-cluster config.
+pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    yatai_image_builder::install_crypto_provider();
+    let server = match &args.endpoint {
+        Some(e) => Some(
+            yatai_client::Client::new(e, args.api_token.as_deref()).map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let builder = yatai_image_builder_controller::InProcessBuilder {
+        registry: args.target.registry.resolve()?,
+        server,
+        base_image: args.target.base_image.clone(),
+        insecure_registries: args.target.insecure.clone(),
+        cache_dir: Some(args.target.cache_dir()?),
+        default_timeout: Duration::from_secs(args.timeout),
+    };
+    let client = kube::Client::try_default().await.context(
+        "cannot reach Kubernetes: run inside a cluster or with a kubeconfig (KUBECONFIG or ~/.kube/config)",
+    )?;
+    tracing::info!(namespace = ?args.namespace, "image-builder controller started");
+    yatai_image_builder_controller::run(client, Arc::new(builder), args.namespace).await;
+    Ok(())
+}
+
+/// Arguments of `yatai image build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The bento, NAME:VERSION
+    #[arg(value_name = "BENTO_TAG")]
+    bento_tag: String,
+    /// URL of the Yatai server holding the bento
+    #[arg(
+        long,
+        env = "YATAI_ENDPOINT",
+        value_name = "URL",
+        conflicts_with = "download_url"
+    )]
+    endpoint: Option<String>,
+    /// API token for --endpoint
+    #[arg(
+        long,
+        env = "YATAI_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    /// Get the bento archive from this URL instead (http(s)://, s3://BUCKET/KEY, file:// or a path)
+    #[arg(long, value_name = "URL")]
+    download_url: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// What installs the wheels
+    #[arg(long, value_enum, default_value_t = InstallerArg::Auto)]
+    installer: InstallerArg,
+    /// Use no local cache (a fresh builder, as a build pod is)
+    #[arg(long)]
+    no_cache: bool,
+    /// Neither read nor write the copy of the dependency cache kept in the registry
+    #[arg(long)]
+    no_registry_cache: bool,
+    /// Python major.minor to install for, when the base has several
+    #[arg(long, value_name = "X.Y")]
+    python_version: Option<String>,
+    /// Give up after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    timeout: u64,
+    /// Do not report the image build status to the Yatai server
+    #[arg(long)]
+    no_report_status: bool,
+}
+
+pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImageCommand::Build(args) => build(args).await,
+    }
+}
+
+async fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let registry = args.target.registry.resolve()?;
+    let source = match (&args.endpoint, &args.download_url) {
+        (Some(endpoint), None) => Source::Server(
+            yatai_client::Client::new(endpoint, args.api_token.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (None, Some(url)) => Source::Url(url.clone()),
+        _ => anyhow::bail!(
+            "say where the bento comes from: --endpoint URL --api-token TOKEN (a Yatai server), or --download-url URL"
+        ),
+    };
+    let installer = match args.installer {
+        InstallerArg::Auto => Installer::detect(),
+        InstallerArg::Uv => Installer::Uv,
+        InstallerArg::Pip => Installer::Pip,
+    };
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        Some(args.target.cache_dir()?)
+    };
+    let opts = BuildOptions {
+        bento_tag: args.bento_tag.clone(),
+        source,
+        base_image: args.target.base_image.clone(),
+        registry,
+        insecure_registries: args.target.insecure.clone(),
+        installer,
+        cache_dir,
+        registry_cache: !args.no_registry_cache,
+        python_version: args.python_version.clone(),
+        timeout: Some(Duration::from_secs(args.timeout)),
+        work_dir: None,
+    };
+    let report: Arc<yatai_image_builder::Reporter> = Arc::new(|line: &str| eprintln!("{line}"));
+    let out = if args.no_report_status {
+        yatai_image_builder::build(&opts, report).await
+    } else {
+        yatai_image_builder::build_and_report(&opts, report).await
+    }?;
+    if out.in_cluster_image != out.image {
+        println!("in-cluster image: {}", out.in_cluster_image);
+    }
+    println!("image: {}", out.image);
+    println!("digest: {}", out.digest);
+    Ok(())
+}
