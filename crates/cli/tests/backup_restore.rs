@@ -18,7 +18,7 @@ fn with_env(cmd: &mut Command, inst: &Installation) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_of_sqlite_and_directory_restores_into_postgres_and_s3() {
     let source = Installation::embedded();
-    let server = source.serve().await;
+    let server = source.serve(yatai_server::app_of).await;
     let seeded = seed(&server).await;
     server.stop().await;
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +53,7 @@ async fn backup_of_sqlite_and_directory_restores_into_postgres_and_s3() {
         dump_objects(&source.storage().await).await,
         dump_objects(&target.storage().await).await
     );
-    let server = target.serve().await;
+    let server = target.serve(yatai_server::app_of).await;
     for (kind, repo, version, bytes) in &seeded.pushed {
         assert_eq!(
             server
@@ -82,7 +82,7 @@ async fn backup_of_sqlite_and_directory_restores_into_postgres_and_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_one_error_line_with_exit_code_1() {
     let source = Installation::embedded();
-    let server = source.serve().await;
+    let server = source.serve(yatai_server::app_of).await;
     seed(&server).await;
     server.stop().await;
     let dir = tempfile::tempdir().unwrap();

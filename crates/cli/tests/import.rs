@@ -57,7 +57,7 @@ async fn import_from_yatai_1_through_the_binary() {
         out.starts_with("imported") && out.contains("versions 1"),
         "{out}"
     );
-    let server = target.serve().await;
+    let server = target.serve(yatai_server::app_of).await;
     assert_eq!(
         server
             .download(LEGACY_TOKEN, "model", "iris_clf", "v1")

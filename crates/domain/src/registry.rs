@@ -223,26 +223,17 @@ pub fn split_tag(tag: &str) -> Option<(&str, &str)> {
 /// The model tags a bento manifest refers to: top-level `models`, `runners[].models` and
 /// `services[].models[].tag` (bentoml 1.2+), without duplicates.
 pub fn bento_model_tags(manifest: &serde_json::Value) -> Vec<(String, String)> {
-    let mut tags: Vec<(String, String)> = Vec::new();
-    let mut add = |v: &serde_json::Value| {
-        let tag = v.as_str().or_else(|| v.get("tag").and_then(|t| t.as_str()));
-        if let Some((n, ver)) = tag.and_then(split_tag) {
-            let pair = (n.to_string(), ver.to_string());
-            if !tags.contains(&pair) {
-                tags.push(pair);
-            }
-        }
-    };
-    let list =
-        |v: Option<&serde_json::Value>| v.and_then(|m| m.as_array()).cloned().unwrap_or_default();
-    list(manifest.get("models")).iter().for_each(&mut add);
-    for runner in list(manifest.get("runners")) {
-        list(runner.get("models")).iter().for_each(&mut add);
-    }
-    for service in list(manifest.get("services")) {
-        list(service.get("models")).iter().for_each(&mut add);
-    }
-    tags
+    // The typed manifest knows where each client generation lists models; a manifest it cannot
+    // read names none.
+    crate::manifest::BentoManifest::from_value(manifest.clone())
+        .map(|m| {
+            m.model_tags()
+                .iter()
+                .filter_map(|t| split_tag(t))
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use yatai_testkit::install::{seed, Installation, Pair, Seeded};
 
 async fn seeded(pair: Pair) -> (Installation, Seeded) {
     let inst = Installation::of(pair).await;
-    let server = inst.serve().await;
+    let server = inst.serve(yatai_server::app_of).await;
     let seeded = seed(&server).await;
     server.stop().await;
     (inst, seeded)
@@ -71,7 +71,7 @@ async fn assert_identical(a: &Installation, b: &Installation) {
 
 /// Starts a server on the restored installation and pulls everything with the old token.
 async fn assert_serves(inst: &Installation, seeded: &Seeded) {
-    let server = inst.serve().await;
+    let server = inst.serve(yatai_server::app_of).await;
     for (kind, repo, version, bytes) in &seeded.pushed {
         let got = server
             .download(&seeded.token, kind, repo, version)
@@ -348,7 +348,7 @@ async fn backup_refuses_to_overwrite_a_file_and_a_database_without_schema() {
 async fn backups_during_uploads(pair: Pair) {
     use yatai_testkit::dump::Cell;
     let source = Installation::of(pair).await;
-    let server = source.serve().await;
+    let server = source.serve(yatai_server::app_of).await;
     let token = server.setup_admin().await;
     let server = std::sync::Arc::new(server);
     let uploader = {

@@ -142,7 +142,7 @@ async fn legacy_installation_is_imported_once_and_its_tokens_pull_its_archives()
     );
 
     // The legacy token pulls the legacy archives, byte for byte; the deleted one does not.
-    let server = target.serve().await;
+    let server = target.serve(yatai_server::app_of).await;
     for (kind, repo, version, bytes) in &legacy.archives {
         let got = server.download(LEGACY_TOKEN, kind, repo, version).await;
         assert!(
@@ -203,7 +203,7 @@ async fn a_missing_archive_is_reported_and_a_foreign_target_refused() {
 
     // An installation with its own data is not an import target.
     let other = Installation::embedded();
-    let server = other.serve().await;
+    let server = other.serve(yatai_server::app_of).await;
     server.setup_admin().await;
     server.stop().await;
     let pool = connect_legacy(&legacy.url).await.unwrap();

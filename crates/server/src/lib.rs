@@ -19,6 +19,11 @@ pub fn app(state: AppState) -> axum::Router {
     api::router(state)
 }
 
+/// Builds the application router over the service handles (what test harnesses take).
+pub fn app_of(svc: yatai_service::Services) -> axum::Router {
+    app(AppState { svc })
+}
+
 /// Serves the application on `listener` until ctrl-c or SIGTERM, then drains in-flight requests.
 /// The janitor (see `yatai_service::registry::janitor`) sweeps on start and periodically meanwhile.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {

@@ -350,6 +350,17 @@ fn variants() -> Vec<Variant> {
         W::ReadCluster,
         READ_RESOURCE,
     ));
+    all.push(
+        v(
+            M::PATCH,
+            "/api/v1/bento_repositories/{name}/bentos/{version}/update_image_build_status",
+            S::Published("bento"),
+            W::ReadOrganization,
+            WRITE_REGISTRY_RESOURCE,
+        )
+        .what("an image builder reports it is building")
+        .body(|_, _, _| Body::Json(json!({"image_build_status": "building"}))),
+    );
     all.push(v(
         M::GET,
         "/api/v1/model_repositories/{name}/models/{version}/bentos",

@@ -3,6 +3,7 @@
 mod common;
 
 use common::registry::*;
+use common::Start;
 use common::{assert_error, csrf_of, page, post_form, TestApp, ADMIN_PASSWORD};
 use reqwest::StatusCode;
 use serde_json::json;

@@ -4,6 +4,7 @@
 mod common;
 
 use common::registry::*;
+use common::Start;
 use common::{assert_error, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

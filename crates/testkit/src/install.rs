@@ -5,13 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use yatai_server::{AppState, Settings};
-use yatai_store::{Db, ObjectStorage, ObjectStorageConfig};
+use yatai_service::{Services, Settings};
 
-/// The initialization token of test servers.
-pub const INIT_TOKEN: &str = "testkit-initialization-token";
-/// The admin's password.
-pub const ADMIN_PASSWORD: &str = "admin-password-1";
+use crate::app::AppRouter;
+pub use crate::{ADMIN_PASSWORD, INIT_TOKEN};
+use yatai_store::{Db, ObjectStorage, ObjectStorageConfig};
 
 /// The storage of one installation.
 #[derive(Debug, Clone)]
@@ -91,8 +89,8 @@ impl Installation {
         env
     }
 
-    /// Starts a server on it (migrating the schema first).
-    pub async fn serve(&self) -> Server {
+    /// Starts a server built by `router` on it (migrating the schema first).
+    pub async fn serve(&self, router: AppRouter) -> Server {
         let db = self.db().await;
         db.migrate().await.expect("migrate");
         let objects = self.storage().await;
@@ -103,8 +101,8 @@ impl Installation {
             public_url: base.clone(),
             ..Settings::default()
         };
-        let state = AppState::new(db, objects, settings);
-        let app = yatai_server::app(state.clone());
+        let state = Services::new(db, objects, settings);
+        let app = router(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(
                 listener,
@@ -128,7 +126,7 @@ pub enum Pair {
 /// A server running in this process.
 pub struct Server {
     pub base: String,
-    pub state: AppState,
+    pub state: Services,
     task: tokio::task::JoinHandle<()>,
 }
 

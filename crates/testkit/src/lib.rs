@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 
 use yatai_store::objects::S3Config;
 
+pub mod app;
 pub mod dump;
 pub mod install;
+
+/// The initialization token of every test server.
+pub const INIT_TOKEN: &str = "test-initialization-token";
+/// The first admin's password on every test server.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub mod yatai1;
 
 /// The URL of the PostgreSQL server for tests.
