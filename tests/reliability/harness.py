@@ -58,6 +58,7 @@ def server_env(server: servers.YataiServer) -> dict[str, str]:
         env["TRANSMISSION_STRATEGY"] = server.strategy
     # A restarted server tidies up after the crash within seconds, not minutes.
     env.setdefault("YATAI_UPLOAD_STALE_AFTER", "3")
+    env.setdefault("YATAI_PRESIGNED_UPLOAD_STALE_AFTER", "3")
     env.setdefault("YATAI_JANITOR_INTERVAL", "1")
     return env
 
@@ -438,6 +439,18 @@ def row_counts(server: servers.YataiServer) -> dict[str, int]:
     try:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
         return {t: db.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+    finally:
+        db.close()
+
+
+def query(server: servers.YataiServer, sql: str) -> list[tuple[str, ...]]:
+    """Rows of ``sql`` (text columns) read straight from the server's database."""
+    if server.backend == "pg_s3":
+        out = psql(server.settings["PG_DATABASE"], sql)
+        return [tuple(line.split("|")) for line in out.splitlines() if line]
+    db = sqlite3.connect(f"file:{server.data_dir / 'yatai.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return [tuple("" if c is None else str(c) for c in row) for row in db.execute(sql)]
     finally:
         db.close()
 

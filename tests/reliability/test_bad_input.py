@@ -7,7 +7,9 @@ For each case, on both backend pairs (one shared server per pair):
 * the server's peak RSS (``VmHWM``, reset before the case) grows by less than ``MAX_GROWTH_MIB``;
 * nothing is written: the row count of every table, every stored object and every unfinished
   upload are the same before and after, and a published version (``good``) is unchanged,
-  resource and served bytes.
+  resource and served bytes. One thing only may be added: the record of a refused upload
+  (``uploads`` row, status ``failed``, with its reason), which is where the issue wants the
+  reason of a failed push kept instead of on the version.
 """
 
 from __future__ import annotations
@@ -74,12 +76,22 @@ class Context:
         bytes of its stored archive. Read without downloading (a download records an event)."""
         resp = requests.get(self.url(self.version_path), headers=self.headers(), timeout=60)
         keys = registry.archive_keys(self.server, "bento", self.good)
+        counts = harness.row_counts(self.server)
+        # Refused uploads are recorded (status failed, with the reason): not counted here, and
+        # checked on their own by ``refused_uploads``.
+        counts["uploads"] = counts.get("uploads", 0) - len(refused_uploads(self.server)[0])
         return {
-            **{f"rows in {t}": n for t, n in harness.row_counts(self.server).items()},
+            **{f"rows in {t}": n for t, n in counts.items()},
             **harness.storage_state(self.server),
             **{f"published version's {k}": resp.json().get(k) if resp.status_code == 200 else resp.status_code for k in WATCHED},
             "published version's stored archives (sha256)": [self.server.object_sha256(k) for k in keys],
         }
+
+
+def refused_uploads(server) -> tuple[set[str], set[str]]:
+    """The uids of the uploads recorded as failed, and of those among them without a reason."""
+    rows = harness.query(server, "SELECT uid, CASE WHEN TRIM(reason) = '' THEN 'none' ELSE 'given' END FROM uploads WHERE status = 'failed'")
+    return {uid for uid, _ in rows}, {uid for uid, reason in rows if reason == "none"}
 
 
 _contexts: dict[str, Context] = {}
@@ -359,6 +371,7 @@ def test_bad_input(shared, backend, case, tmp_path_factory):
         made = prepare(ctx) if prepare is not other_servers_session else prepare(ctx, tmp_path_factory.mktemp("other"))
         run = lambda c, run=run, made=made: run(c, made)  # noqa: E731
     before = ctx.snapshot()
+    refused_before = refused_uploads(server)[0]
     harness.reset_peak(pid)
     start_rss = harness.memory_mib(pid)["VmRSS"]
 
@@ -375,6 +388,8 @@ def test_bad_input(shared, backend, case, tmp_path_factory):
             problems.append(f"{what}: {status} with a body of {len(body)} bytes (at most {MAX_ERROR_BODY}): {body[:200]!r}...")
     if peak - start_rss >= MAX_GROWTH_MIB:
         problems.append(f"peak RSS grew from {start_rss:.0f} MiB to {peak:.0f} MiB (limit +{MAX_GROWTH_MIB} MiB)")
+    for uid in refused_uploads(server)[1] - refused_before:
+        problems.append(f"the refused upload {uid} is recorded without a reason")
     changed = harness.differences(before, after)
     if changed:
         problems.append(f"something was written: {json.dumps(changed, default=str)[:3000]}")

@@ -42,17 +42,23 @@ def _report(line: str) -> None:
 def test_concurrent_pushes_of_one_tag(shared, backend, transfer):
     """8 clients push the same tag with different archives and manifests, all uploads in flight
     together. One whole archive is stored and served, the stored manifest belongs to the same
-    push as the archive, and every push that lost is told so with a non-200 conflict answer."""
+    push as the archive, and every push that lost is told so with a non-200 conflict answer.
+
+    Each client has its own API token, as separate machines or CI jobs do: the server tells
+    pushes apart by their credentials (and, for one token, by the connection its client keeps;
+    these pushers open a new connection per request, so with one shared token they would be one
+    client to the server)."""
     server = shared(backend, "presigned_url" if transfer == "multipart" else None)
     tag = f"{harness.unique('race')}:v1"
     name, version = tag.split(":")
     archives = {i: harness.marked_archive(f"push-{i}", PUSH_SIZE, gz=False) for i in range(PUSHERS)}
     barrier = threading.Barrier(PUSHERS)
     base = f"{server.endpoint}{harness.version_path('bento', tag)}"
-    h = harness.auth(server)
+    tokens = [server.create_token(f"{name}-pusher-{i}", ["api", "read_organization", "write_organization"]) for i in range(PUSHERS)]
 
     def push(i: int) -> dict:
         """What bentoml 1.4 ``push --force`` does, with the upload paced; returns every answer."""
+        h = harness.auth(server, tokens[i])
         out = {}
         requests.post(f"{server.endpoint}/api/v1/bento_repositories", json={"name": name, "description": ""}, headers=h, timeout=60)
         barrier.wait(60)

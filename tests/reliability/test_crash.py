@@ -5,7 +5,8 @@ Every test has two uploads in flight when the crash comes: a first push of a new
 
 * nothing half is served: ``published`` still serves its old archive, byte for byte, and
   ``new`` serves nothing;
-* no version stays ``uploading``: ``new`` is back to ``pending`` (its state before the push);
+* no version stays ``uploading``: ``new`` is back to ``pending`` (its state before the push),
+  or ``failed`` with the reason when Yatai itself lived and refused the cut upload (S3 outage);
 * leftovers are cleaned within ``harness.CLEANUP_WAIT`` seconds: no staging file
   (``objects/…#N``), no multipart part, no incomplete S3 multipart upload, and exactly the
   served archive under each version;
@@ -105,8 +106,10 @@ def version_state(server, tag: str) -> dict | str:
     return resp.json() if resp.status_code == 200 else f"GET -> {resp.status_code} {resp.text[:300]}"
 
 
-def check_after_crash(f: Findings, server, published: str, old: bytes, new: str, upload) -> None:
-    """The checks of the module docstring, after the restart."""
+def check_after_crash(f: Findings, server, published: str, old: bytes, new: str, upload, new_state: str = "pending") -> None:
+    """The checks of the module docstring, after the restart. ``new_state`` is what the never
+    published version must show: ``pending`` (the state it had before the push) after a crash
+    of the server, ``failed`` (with the reason) when the server itself refused the upload."""
 
     def published_intact() -> bool:
         v = version_state(server, published)
@@ -114,7 +117,11 @@ def check_after_crash(f: Findings, server, published: str, old: bytes, new: str,
 
     def pending() -> bool:
         state = version_state(server, new)
-        return isinstance(state, dict) and state.get("upload_status") == "pending"
+        return (
+            isinstance(state, dict)
+            and state.get("upload_status") == new_state
+            and (new_state != "failed" or bool(state.get("upload_finished_reason")))
+        )
 
     def clean() -> bool:
         return (
@@ -147,8 +154,9 @@ def check_after_crash(f: Findings, server, published: str, old: bytes, new: str,
     state = version_state(server, new)
     f.check(
         pending(),
-        f"{new}: expected upload_status to return to pending (its state before the crashed push) within "
-        f"{harness.CLEANUP_WAIT:.0f} s; it is {state.get('upload_status') if isinstance(state, dict) else state!r}",
+        f"{new}: expected upload_status {new_state} (with a reason if failed) within "
+        f"{harness.CLEANUP_WAIT:.0f} s; it is {state.get('upload_status') if isinstance(state, dict) else state!r} "
+        f"{state.get('upload_finished_reason') if isinstance(state, dict) else ''!r}",
     )
     f.check(
         clean(),
@@ -244,11 +252,16 @@ def readyz(server) -> tuple[int | None, str]:
         return None, str(e)
 
 
-def test_s3_server_killed_mid_upload(s3_relay, fresh):
+def test_s3_server_killed_mid_upload(s3_relay, fresh, monkeypatch):
     """PostgreSQL + S3 only: the S3 endpoint dies (``kill -9``) with two proxy uploads in flight
     and comes back on the same port. ``/readyz`` turns 503 and back to 200 without a restart
     of Yatai, both uploads fail cleanly (503, a short message naming no internal address),
     and nothing that was published is lost."""
+    # Not restarted, so the cleanup of what the S3 outage left (multipart uploads it could not
+    # abort then) comes from the periodic sweep: made seconds instead of minutes, as on restart.
+    monkeypatch.setenv("YATAI_UPLOAD_STALE_AFTER", "3")
+    monkeypatch.setenv("YATAI_PRESIGNED_UPLOAD_STALE_AFTER", "3")
+    monkeypatch.setenv("YATAI_JANITOR_INTERVAL", "1")
     server = fresh("pg_s3")
     f = Findings("S3 server killed mid-upload (pg_s3)")
     published, new = f"{harness.unique('s3crash')}:published", f"{harness.unique('s3crash')}:new"
@@ -283,5 +296,6 @@ def test_s3_server_killed_mid_upload(s3_relay, fresh):
     green = harness.wait_for("green", lambda: readyz(server)[0] == 200, 30)
     f.check(green, f"/readyz after the S3 server came back: expected 200 within 30 s, got {readyz(server)}")
     f.check(server.process.poll() is None, f"the server died (exit {server.process.returncode})")
-    check_after_crash(f, server, published, old, new, harness.proxy_upload)
+    # Yatai did not crash: it refused the cut upload itself, so the new version says failed, why.
+    check_after_crash(f, server, published, old, new, harness.proxy_upload, new_state="failed")
     f.done()

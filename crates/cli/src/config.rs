@@ -101,6 +101,7 @@ pub struct ConfigFile {
     pub transmission_strategy: Option<String>,
     pub public_url: Option<String>,
     pub upload_stale_after: Option<u64>,
+    pub presigned_upload_stale_after: Option<u64>,
     pub janitor_interval: Option<u64>,
     pub log_format: Option<LogFormat>,
 }
@@ -229,6 +230,10 @@ pub struct ServeArgs {
     /// process died) and is cleaned up [default: 120]
     #[arg(long, env = "YATAI_UPLOAD_STALE_AFTER", value_name = "SECS")]
     pub upload_stale_after: Option<u64>,
+    /// Seconds without a sign of life (a part presigned or received) after which a presigned
+    /// upload counts as abandoned (its client gave up) and is cleaned up [default: 3600]
+    #[arg(long, env = "YATAI_PRESIGNED_UPLOAD_STALE_AFTER", value_name = "SECS")]
+    pub presigned_upload_stale_after: Option<u64>,
     /// Seconds between two sweeps for abandoned uploads and their leftovers [default: 60]
     #[arg(long, env = "YATAI_JANITOR_INTERVAL", value_name = "SECS")]
     pub janitor_interval: Option<u64>,
@@ -244,6 +249,7 @@ pub struct Serve {
     pub transmission_strategy: Option<String>,
     pub public_url: Option<String>,
     pub upload_stale_after: Option<u64>,
+    pub presigned_upload_stale_after: Option<u64>,
     pub janitor_interval: Option<u64>,
 }
 
@@ -273,6 +279,9 @@ impl ServeArgs {
                 .or_else(|| file.public_url.clone())
                 .map(|u| u.trim_end_matches('/').to_string()),
             upload_stale_after: self.upload_stale_after.or(file.upload_stale_after),
+            presigned_upload_stale_after: self
+                .presigned_upload_stale_after
+                .or(file.presigned_upload_stale_after),
             janitor_interval: self.janitor_interval.or(file.janitor_interval),
         })
     }

@@ -472,6 +472,13 @@ async fn serve(cfg: config::Serve) -> anyhow::Result<()> {
             .heartbeat
             .min(std::time::Duration::from_secs(secs).div_f32(3.0));
     }
+    if let Some(secs) = cfg.presigned_upload_stale_after {
+        anyhow::ensure!(
+            secs > 0,
+            "--presigned-upload-stale-after must be at least 1 second"
+        );
+        uploads.presigned_stale_after = std::time::Duration::from_secs(secs);
+    }
     if let Some(secs) = cfg.janitor_interval {
         anyhow::ensure!(secs > 0, "--janitor-interval must be at least 1 second");
         uploads.janitor_interval = std::time::Duration::from_secs(secs);

@@ -805,3 +805,74 @@ backend_test!(
         assert!(!info.to_string().contains("127.0.0.1"), "{info}");
     }
 );
+
+backend_test!(
+    a_push_with_other_credentials_cannot_upload_while_another_push_holds_the_version,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let scopes = ["api", "read_organization", "write_organization"];
+        let (_, first) = admin.create_token("first", &scopes).await;
+        let (_, second) = admin.create_token("second", &scopes).await;
+        let (first, second) = (app.with_token(&first), app.with_token(&second));
+        // The first push writes the manifest (creates the version): it holds the version.
+        create_version(&first, "model", "held", "v1", model_manifest(10), json!([])).await;
+        let path = version_path("model", "held", "v1");
+        // Another client (other credentials) can neither take the manifest nor upload its
+        // archive, which would be served with the first push's manifest.
+        let (s, b) = second
+            .patch(&path, json!({"manifest": model_manifest(20)}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "manifest of another push: {b}");
+        let (s, b) = second
+            .patch(&format!("{path}/start_upload"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "start_upload of another push: {b}");
+        assert!(
+            b["message"].as_str().unwrap_or_default().contains("lost"),
+            "{b}"
+        );
+        let theirs = tar_archive(&[("model.yaml", b"second\n")]);
+        let (s, b) = put_raw(
+            &second,
+            &format!("{}{path}/upload", second.base),
+            theirs,
+            true,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT, "upload of another push: {b}");
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("other credentials"),
+            "{b}"
+        );
+        // The push that holds it uploads; its archive and manifest are served together.
+        let mine = tar_archive(&[("model.yaml", b"first\n")]);
+        assert_eq!(
+            proxy_upload(&first, "model", "held", "v1", mine.clone())
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (_, _, bytes) = download(&first, "model", "held", "v1", &[]).await;
+        assert_eq!(bytes, mine);
+        let (_, v) = first.get(&path).await;
+        assert_eq!(
+            v["manifest"],
+            model_manifest(10),
+            "the holder's manifest is served"
+        );
+        // Once that push ended, the other credentials may push (a re-push with --force).
+        let (s, b) = second
+            .patch(&path, json!({"manifest": model_manifest(20)}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "after the first push ended: {b}");
+        let theirs = tar_archive(&[("model.yaml", b"second\n")]);
+        assert_eq!(
+            proxy_upload(&second, "model", "held", "v1", theirs).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(object_keys(&app, "models").await.len(), 1);
+    }
+);

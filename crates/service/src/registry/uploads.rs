@@ -6,6 +6,9 @@
 //!   by a compare-and-swap on the version when a whole, checked archive commits.
 //! - A version that serves an archive keeps serving it until a new whole archive replaces it; a
 //!   failed or interrupted replacement leaves the version as it was (the reason stays on the upload).
+//! - A push that wrote a version's manifest holds the version for [`PUSH_CLAIM_SECS`]: pushes
+//!   with other credentials may neither write the manifest nor start an upload meanwhile (they are
+//!   told at once that they lost), so the archive that is served comes with its own manifest.
 //! - One upload of a version runs at a time: a second push is told at once that it lost. Among
 //!   pushes that started from the same served archive, the first to finish wins; a later one is
 //!   refused (409) and its object removed.
@@ -71,9 +74,41 @@ fn is_fresh(svc: &Services, u: &Upload, now: i64) -> bool {
     u.active_at >= now - micros(limit)
 }
 
-/// Refuses a new upload while another one of the version runs (a stale one is failed first).
-async fn ensure_no_upload_running(svc: &Services, t: &Target) -> Result<(), Error> {
+/// Refuses an upload by other credentials than those of the push that holds the version's
+/// claim (it wrote the manifest less than [`PUSH_CLAIM_SECS`] ago): that push's manifest is the
+/// one an upload is paired with, so only that push may upload. The credentials, not the
+/// connection, are compared: a client may send its archive over another connection than its
+/// manifest.
+fn ensure_not_claimed_by_another(caller: &Caller, t: &Target, now: i64) -> Result<(), Error> {
+    let v = &t.version;
+    let (Some(at), Some(holder)) = (v.push_claimed_at, v.push_claim_holder.as_deref()) else {
+        return Ok(());
+    };
+    let theirs = holder
+        .split_once('@')
+        .map_or(holder, |(credentials, _)| credentials);
+    if at < now - PUSH_CLAIM_SECS * 1_000_000 || theirs == caller.push_credentials() {
+        return Ok(());
+    }
+    let secs = (now - at).max(0) / 1_000_000;
+    Err(Error::Conflict(format!(
+        "another push of {} {} (other credentials) wrote its manifest {secs} s ago and is \
+         about to upload; this push lost. Push again when it has finished (with --force to \
+         replace its archive)",
+        t.kind.as_str(),
+        t.tag
+    )))
+}
+
+/// Refuses a new upload while another one of the version runs (a stale one is failed first), or
+/// while another push holds the version's claim.
+async fn ensure_no_upload_running(
+    svc: &Services,
+    caller: &Caller,
+    t: &Target,
+) -> Result<(), Error> {
     let now = now_micros();
+    ensure_not_claimed_by_another(caller, t, now)?;
     for u in uploads::uploading_of_version(svc.db.pool(), &t.version.uid).await? {
         if is_fresh(svc, &u, now) {
             let secs = (now - u.created_at).max(0) / 1_000_000;
@@ -302,6 +337,7 @@ pub async fn start(
     version: &str,
 ) -> Result<Version, Error> {
     let t = writable(svc, caller, kind, name, version).await?;
+    ensure_not_claimed_by_another(caller, &t, now_micros())?;
     versions::start_upload(svc.db.pool(), &t.version.uid).await?;
     reload(svc, &t).await
 }
@@ -328,7 +364,7 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     let t = writable(svc, caller, kind, name, version).await?;
-    ensure_no_upload_running(svc, &t).await?;
+    ensure_no_upload_running(svc, caller, &t).await?;
     let key = new_object_key(kind, &caller.organization.uid, name, version);
     let u = open_upload(svc, caller, &t, Transfer::Proxy, &key, None).await?;
     let facts = match with_heartbeat(svc, &u, store_and_inspect(svc, &key, body)).await {
@@ -365,7 +401,7 @@ pub async fn presign_single(
     if !offers_presigned_urls(svc.settings.transmission_strategy, client) {
         return Ok((t.version, None));
     }
-    ensure_no_upload_running(svc, &t).await?;
+    ensure_no_upload_running(svc, caller, &t).await?;
     let key = new_object_key(kind, &caller.organization.uid, name, version);
     open_upload(svc, caller, &t, Transfer::Single, &key, None).await?;
     let url = svc
@@ -384,7 +420,7 @@ pub async fn start_multipart(
     version: &str,
 ) -> Result<(Version, String), Error> {
     let t = writable(svc, caller, kind, name, version).await?;
-    ensure_no_upload_running(svc, &t).await?;
+    ensure_no_upload_running(svc, caller, &t).await?;
     let key = new_object_key(kind, &caller.organization.uid, name, version);
     let upload_id = svc.objects.create_multipart(&key).await?;
     open_upload(svc, caller, &t, Transfer::Multipart, &key, Some(&upload_id)).await?;
