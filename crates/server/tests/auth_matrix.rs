@@ -403,6 +403,7 @@ struct World {
     admin_token: String,
     published: BTreeMap<&'static str, (String, String)>,
     counter: AtomicUsize,
+    db: yatai_store::Db,
 }
 
 /// What came back.
@@ -528,6 +529,7 @@ impl World {
         let (_, site_token) = site.create_token("matrix-site", &ALL).await;
         let (_, org) = app.with_token(&site_token).get("/api/v1/current_org").await;
         let mut w = World {
+            db: app.state.db.clone(),
             base: app.base.clone(),
             http: reqwest::Client::new(),
             site_token,
@@ -756,6 +758,14 @@ impl World {
             }
             _ => {}
         }
+        // The site admin's creation (and start) of the version claimed it for the site admin's
+        // push: other credentials would be told that they lost the push (409), which is the
+        // push rule's business, tested in hardening.rs. The matrix asks who may act on a
+        // version nobody is pushing.
+        sqlx::query("UPDATE versions SET push_claimed_at = NULL, push_claim_holder = NULL")
+            .execute(self.db.pool())
+            .await
+            .expect("release the fixture's push claim");
         f
     }
 
