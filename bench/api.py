@@ -152,7 +152,7 @@ def list_queries(org: str) -> list[tuple[str, str]]:
     repositories.rs), with the benchmark's values written in: (what, SQL)."""
     o = q(org)
     scope = f"r.uid = v.repository_uid AND r.organization_uid = {o} AND r.kind = 'bento'"
-    count_from = f"FROM repositories r JOIN versions v ON v.repository_uid = r.uid WHERE {scope}"
+    count_from = f"FROM repositories r, versions v WHERE {scope}"
     page_from = f"FROM versions v CROSS JOIN repositories r WHERE {scope}"
     repos_from = f"FROM repositories r WHERE r.organization_uid = {o} AND r.kind = 'bento'"
     label_in = "v.uid IN (SELECT l.resource_uid FROM labels l WHERE l.label_key = 'stage' AND l.label_value = 'prod')"

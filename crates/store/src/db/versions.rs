@@ -227,8 +227,9 @@ where
             "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {k} AND l.label_value = {v})"
         ));
     }
+    // An inner join in any order: the engine counts from the repositories.
     let count_from = format!(
-        "FROM repositories r JOIN versions v ON v.repository_uid = r.uid WHERE {}",
+        "FROM repositories r, versions v WHERE {}",
         count_wheres.join(" AND ")
     );
     let (tables, order) = match filter.order {
