@@ -794,3 +794,153 @@ mod concurrent_presigned {
         concurrent_presigned_pushes(presigned_app(common::Backend::Production).await).await;
     }
 }
+
+backend_test!(
+    repository_lists_carry_each_repositorys_own_latest_version,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        // (repository, version, build_at, labels), in the order they are created: the newest
+        // build is not always the last created, and beta's two versions share one build time
+        // (the later created is the newer).
+        let versions = [
+            (
+                "alpha",
+                "a1",
+                "2026-11-20 10:00:00.000000",
+                json!([{"key": "stage", "value": "prod"}, {"key": "team", "value": "x"}]),
+            ),
+            ("alpha", "a2", "2026-11-22 10:00:00.000000", json!([])),
+            (
+                "alpha",
+                "a3",
+                "2026-11-21 10:00:00.000000",
+                json!([{"key": "team", "value": "y"}]),
+            ),
+            ("beta", "b1", "2026-11-19 10:00:00.000000", json!([])),
+            ("beta", "b2", "2026-11-19 10:00:00.000000", json!([])),
+            (
+                "gamma",
+                "g1",
+                "2026-11-18 10:00:00.000000",
+                json!([{"key": "stage", "value": "prod"}, {"key": "team", "value": "y"}]),
+            ),
+        ];
+        for name in ["alpha", "beta", "gamma", "empty"] {
+            let (s, b) = c
+                .post("/api/v1/bento_repositories", json!({"name": name}))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+        for (repo, version, build_at, labels) in &versions {
+            let (s, b) = c
+                .post(
+                    &format!("/api/v1/bento_repositories/{repo}/bentos"),
+                    json!({"version": version, "manifest": bento_manifest(&[]), "build_at": build_at, "labels": labels}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+        let latest = |list: &Value| -> Vec<(String, Value, Value)> {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["name"].as_str().unwrap().to_string(),
+                        r["latest_bento"]["version"].clone(),
+                        r["n_bentos"].clone(),
+                    )
+                })
+                .collect()
+        };
+        let (s, list) = c.get("/api/v1/bento_repositories?q=sort:name-asc").await;
+        assert_eq!(s, StatusCode::OK, "{list}");
+        assert_eq!(list["total"], 4);
+        assert_eq!(
+            latest(&list),
+            [
+                ("alpha".to_string(), json!("a2"), json!(3)),
+                ("beta".to_string(), json!("b2"), json!(2)),
+                ("empty".to_string(), Value::Null, json!(0)),
+                ("gamma".to_string(), json!("g1"), json!(1)),
+            ]
+        );
+        assert_eq!(list["items"][0]["latest_bento"]["labels"], json!([]));
+        assert_eq!(list["items"][3]["latest_bento"]["creator"]["name"], "admin");
+        // A page in the middle has the same latest versions.
+        let (_, page) = c
+            .get("/api/v1/bento_repositories?q=sort:name-asc&start=1&count=2")
+            .await;
+        assert_eq!(page["total"], 4);
+        assert_eq!(
+            latest(&page),
+            [
+                ("beta".to_string(), json!("b2"), json!(2)),
+                ("empty".to_string(), Value::Null, json!(0)),
+            ]
+        );
+        // One repository read alone agrees with the list.
+        let (_, one) = c.get("/api/v1/bento_repositories/alpha").await;
+        assert_eq!(one["latest_bento"]["version"], "a2");
+        assert_eq!(one["n_bentos"], 3);
+
+        // Label filters on repositories: some version carries every label. alpha has
+        // stage=prod (a1) and team=y (a3), but on two versions.
+        let names = |list: &Value| -> Vec<String> {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (_, prod) = c
+            .get("/api/v1/bento_repositories?q=label:stage=prod%20sort:name-asc")
+            .await;
+        assert_eq!(prod["total"], 2);
+        assert_eq!(names(&prod), ["alpha", "gamma"]);
+        let (_, both) = c
+            .get("/api/v1/bento_repositories?q=label:stage=prod%20label:team=y")
+            .await;
+        assert_eq!(both["total"], 1);
+        assert_eq!(names(&both), ["gamma"]);
+        assert_eq!(both["items"][0]["latest_bento"]["version"], "g1");
+
+        // Organization-wide version lists in each order, and filtered by labels.
+        let order = |list: &Value| -> Vec<String> {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["version"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (_, newest) = c.get("/api/v1/bentos").await;
+        assert_eq!(newest["total"], 6);
+        assert_eq!(order(&newest), ["a2", "a3", "a1", "b2", "b1", "g1"]);
+        let (_, oldest) = c.get("/api/v1/bentos?q=sort:created_at-asc").await;
+        assert_eq!(order(&oldest), ["g1", "b1", "b2", "a1", "a3", "a2"]);
+        let (_, by_name) = c.get("/api/v1/bentos?q=sort:name-asc").await;
+        assert_eq!(order(&by_name), ["a2", "a3", "a1", "b2", "b1", "g1"]);
+        let (_, second_page) = c.get("/api/v1/bentos?start=2&count=3").await;
+        assert_eq!(second_page["total"], 6);
+        assert_eq!(order(&second_page), ["a1", "b2", "b1"]);
+        let (_, labelled) = c.get("/api/v1/bentos?q=label:stage=prod").await;
+        assert_eq!(labelled["total"], 2);
+        assert_eq!(order(&labelled), ["a1", "g1"]);
+        let (_, two_labels) = c
+            .get("/api/v1/bentos?q=label:stage=prod%20label:team=y")
+            .await;
+        assert_eq!(two_labels["total"], 1);
+        assert_eq!(order(&two_labels), ["g1"]);
+        let (_, in_repo) = c
+            .get("/api/v1/bento_repositories/alpha/bentos?q=label:team=y")
+            .await;
+        assert_eq!(in_repo["total"], 1);
+        assert_eq!(order(&in_repo), ["a3"]);
+        let (_, searched) = c.get("/api/v1/bentos?search=et").await;
+        assert_eq!(searched["total"], 2, "beta's two versions match by name");
+        assert_eq!(order(&searched), ["b2", "b1"]);
+    }
+);

@@ -1,6 +1,8 @@
 //! Repositories of bentos or models: create (idempotent: clients race on it), read, list,
 //! describe, delete when empty.
 
+use std::collections::HashMap;
+
 use yatai_domain::registry::Kind;
 use yatai_domain::{names, Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository, RepositoryFilter};
@@ -63,23 +65,26 @@ pub async fn list(
     .await
 }
 
-/// The latest version and the number of versions of each repository of a batch, in its order.
+/// The latest version and the number of versions of each repository of a batch, in its order
+/// (one query for the whole batch).
 pub async fn latest_versions(
     svc: &Services,
     list: &[Repository],
 ) -> Result<Vec<(Option<Version>, i64)>, Error> {
-    let pool = svc.db.pool();
     let uids: Vec<String> = list.iter().map(|r| r.uid.clone()).collect();
-    let mut latest = versions::latest_of(pool, &uids).await?;
-    let mut out = Vec::with_capacity(list.len());
-    for r in list {
-        let newest = latest
-            .iter()
-            .position(|v| v.repository_uid == r.uid)
-            .map(|i| latest.swap_remove(i));
-        out.push((newest, versions::count_in_repository(pool, &r.uid).await?));
-    }
-    Ok(out)
+    let mut latest: HashMap<String, versions::LatestVersion> =
+        versions::latest_of(svc.db.pool(), &uids)
+            .await?
+            .into_iter()
+            .map(|l| (l.version.repository_uid.clone(), l))
+            .collect();
+    Ok(list
+        .iter()
+        .map(|r| match latest.remove(&r.uid) {
+            Some(l) => (Some(l.version), l.n_versions),
+            None => (None, 0),
+        })
+        .collect())
 }
 
 /// Changes a repository's description.

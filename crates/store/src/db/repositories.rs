@@ -131,20 +131,22 @@ where
             args.push(format!("%{}%", escape_like(&filter.search)))
         ));
     }
-    if !filter.labels.is_empty() {
-        let conditions: Vec<String> = filter
-            .labels
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {} AND l.label_value = {})",
-                    args.push(k),
-                    args.push(v)
-                )
-            })
-            .collect();
+    if let Some(((k, v), rest)) = filter.labels.split_first() {
+        // The repositories of the versions that carry the first label (`labels_by_pair`, then
+        // `versions_by_uid_repository`), checked for the others: one set, read once.
+        let mut conditions = vec![
+            format!("l.label_key = {}", args.push(k)),
+            format!("l.label_value = {}", args.push(v)),
+        ];
+        for (k, v) in rest {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM labels m WHERE m.resource_uid = v.uid AND m.label_key = {} AND m.label_value = {})",
+                args.push(k),
+                args.push(v)
+            ));
+        }
         wheres.push(format!(
-            "EXISTS (SELECT 1 FROM versions v WHERE v.repository_uid = r.uid AND {})",
+            "r.uid IN (SELECT DISTINCT v.repository_uid FROM labels l JOIN versions v ON v.uid = l.resource_uid WHERE {})",
             conditions.join(" AND ")
         ));
     }

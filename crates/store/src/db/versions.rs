@@ -180,6 +180,12 @@ pub struct VersionFilter {
 }
 
 /// A page of the versions of one kind in an organization; returns the page and the total.
+///
+/// The plans are chosen here, not left to the engine (SQLite plans without statistics): the
+/// total is counted repository by repository from `versions_by_repository_newest`, and the page
+/// of an organization-wide list is read in `versions_newest` order (`CROSS JOIN` keeps SQLite's
+/// loop order; PostgreSQL plans it as a plain join), each row checked against its repository,
+/// until it is full. `bench/EXPLAIN.md` shows the plans.
 pub async fn list<'c, E>(
     ex: E,
     organization_uid: &str,
@@ -192,8 +198,10 @@ where
 {
     let mut args = Args::default();
     let mut wheres = vec![
+        "r.uid = v.repository_uid".to_string(),
         format!("r.organization_uid = {}", args.push(organization_uid)),
-        format!("v.kind = {}", args.push(kind.as_str())),
+        // A version has the kind of its repository; the repository's is the one indexed.
+        format!("r.kind = {}", args.push(kind.as_str())),
     ];
     if let Some(repo) = &filter.repository_uid {
         wheres.push(format!("v.repository_uid = {}", args.push(repo)));
@@ -204,37 +212,79 @@ where
             "(r.name LIKE {p} ESCAPE '\\' OR v.version LIKE {p} ESCAPE '\\')"
         ));
     }
-    for (k, v) in &filter.labels {
-        let (k, v) = (args.push(k), args.push(v));
-        wheres.push(format!("EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {k} AND l.label_value = {v})"));
-    }
     if let Some(s) = filter.upload_status {
         wheres.push(format!("v.upload_status = {}", args.push(s.as_str())));
     }
-    let from = format!(
-        "FROM versions v JOIN repositories r ON r.uid = v.repository_uid WHERE {}",
-        wheres.join(" AND ")
+    // A label filter, two ways with the same values: the total starts from the versions that
+    // carry the label (`labels_by_pair`), the page checks each row it reads in order.
+    let (mut count_wheres, mut page_wheres) = (wheres.clone(), wheres);
+    for (k, v) in &filter.labels {
+        let (k, v) = (args.push(k), args.push(v));
+        count_wheres.push(format!(
+            "v.uid IN (SELECT l.resource_uid FROM labels l WHERE l.label_key = {k} AND l.label_value = {v})"
+        ));
+        page_wheres.push(format!(
+            "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {k} AND l.label_value = {v})"
+        ));
+    }
+    // An inner join in any order: the engine counts from the repositories.
+    let count_from = format!(
+        "FROM repositories r, versions v WHERE {}",
+        count_wheres.join(" AND ")
     );
-    let order = match filter.order {
-        VersionOrder::NewestFirst => "v.build_at DESC, v.created_at DESC, v.uid",
-        VersionOrder::OldestFirst => "v.build_at, v.created_at, v.uid",
-        VersionOrder::Name => "r.name, v.build_at DESC, v.uid",
+    let (tables, order) = match filter.order {
+        // Each order is an index order (see migration 0007).
+        VersionOrder::NewestFirst => (
+            "versions v CROSS JOIN repositories r",
+            "v.build_at DESC, v.created_at DESC, v.uid DESC",
+        ),
+        VersionOrder::OldestFirst => (
+            "versions v CROSS JOIN repositories r",
+            "v.build_at, v.created_at, v.uid",
+        ),
+        VersionOrder::Name => (
+            "repositories r CROSS JOIN versions v",
+            "r.name, v.build_at DESC, v.created_at DESC, v.uid DESC",
+        ),
     };
-    query::page(ex, &prefixed("v", COLUMNS), &from, order, &args, page).await
+    let page_from = format!("FROM {tables} WHERE {}", page_wheres.join(" AND "));
+    query::page_counted(
+        ex,
+        &prefixed("v", COLUMNS),
+        &count_from,
+        &page_from,
+        order,
+        &args,
+        page,
+    )
+    .await
 }
 
-/// The newest version of each of the given repositories.
+/// The newest version of a repository, with the number of versions the repository has.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LatestVersion {
+    #[sqlx(flatten)]
+    pub version: Version,
+    pub n_versions: i64,
+}
+
+/// The newest version of each of the given repositories (newest: the greatest `(build_at,
+/// created_at, uid)`, the first of a [`VersionOrder::NewestFirst`] list), with the number of
+/// versions of its repository; repositories without a version are left out. One query: per
+/// repository one seek and one index-only count in `versions_by_repository_newest`.
 pub async fn latest_of<'c>(
     ex: impl Executor<'c, Database = Any>,
     repository_uids: &[String],
-) -> Result<Vec<Version>, Error> {
+) -> Result<Vec<LatestVersion>, Error> {
     if repository_uids.is_empty() {
         return Ok(Vec::new());
     }
     let mut args = Args::default();
     let sql = format!(
-        "SELECT {} FROM versions v WHERE v.repository_uid IN ({}) AND NOT EXISTS (SELECT 1 FROM versions w WHERE w.repository_uid = v.repository_uid \
-         AND (w.build_at > v.build_at OR (w.build_at = v.build_at AND w.created_at > v.created_at) OR (w.build_at = v.build_at AND w.created_at = v.created_at AND w.uid > v.uid)))",
+        "SELECT {}, (SELECT COUNT(*) FROM versions c WHERE c.repository_uid = r.uid) AS n_versions \
+         FROM repositories r JOIN versions v ON v.uid = (SELECT w.uid FROM versions w WHERE w.repository_uid = r.uid \
+         ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1) \
+         WHERE r.uid IN ({})",
         prefixed("v", COLUMNS),
         args.list(repository_uids)
     );

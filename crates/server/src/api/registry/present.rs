@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use yatai_domain::registry::{announced_strategy, ClientGeneration};
 use yatai_domain::time::to_rfc3339;
 use yatai_domain::Error;
+use yatai_service::registry::repositories;
 use yatai_store::db::repositories::Repository;
-use yatai_store::db::versions::{self, Version};
-use yatai_store::db::{image_builds, labels, repositories, users};
+use yatai_store::db::versions::Version;
+use yatai_store::db::{image_builds, labels, repositories as repository_rows, users};
 
 use crate::api::schemas::{self, LabelItem, RepositorySchema, UserSchema, VersionSchema};
 use crate::AppState;
@@ -27,6 +28,22 @@ impl<'a> Presenter<'a> {
             client,
             users: HashMap::new(),
         }
+    }
+
+    /// Looks up the users not seen yet in one query.
+    async fn load_users(&mut self, uids: impl Iterator<Item = String>) -> Result<(), Error> {
+        let mut missing: Vec<String> = uids.filter(|u| !self.users.contains_key(u)).collect();
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let found = users::find_many(self.state.db.pool(), &missing).await?;
+        for uid in missing {
+            let user = found.iter().find(|u| u.uid == uid).map(schemas::user);
+            self.users.insert(uid, user);
+        }
+        Ok(())
     }
 
     async fn user(&mut self, uid: Option<&String>) -> Result<Option<UserSchema>, Error> {
@@ -55,10 +72,16 @@ impl<'a> Presenter<'a> {
                 list.iter().map(|v| v.repository_uid.clone()).collect();
             repo_uids.sort();
             repo_uids.dedup();
-            repositories::find_many(self.state.db.pool(), &repo_uids).await?
+            repository_rows::find_many(self.state.db.pool(), &repo_uids).await?
         } else {
             Vec::new()
         };
+        self.load_users(
+            list.iter()
+                .filter_map(|v| v.creator_uid.clone())
+                .chain(repos.iter().filter_map(|r| r.creator_uid.clone())),
+        )
+        .await?;
         let mut out = Vec::with_capacity(list.len());
         for v in list {
             let mut schema = self
@@ -171,18 +194,16 @@ impl<'a> Presenter<'a> {
         &mut self,
         list: &[Repository],
     ) -> Result<Vec<RepositorySchema>, Error> {
-        let uids: Vec<String> = list.iter().map(|r| r.uid.clone()).collect();
-        let latest = versions::latest_of(self.state.db.pool(), &uids).await?;
-        let latest_schemas = self.versions(&latest, true, false).await?;
+        let latest = repositories::latest_versions(self.state, list).await?;
+        let newest: Vec<Version> = latest.iter().filter_map(|(v, _)| v.clone()).collect();
+        let mut newest_schemas = self.versions(&newest, true, false).await?.into_iter();
+        self.load_users(list.iter().filter_map(|r| r.creator_uid.clone()))
+            .await?;
         let mut out = Vec::with_capacity(list.len());
-        for r in list {
+        for (r, (v, n)) in list.iter().zip(latest) {
             let kind = r.kind;
             let mut schema = self.repository_shell(r).await?;
-            let latest = latest
-                .iter()
-                .position(|v| v.repository_uid == r.uid)
-                .map(|i| latest_schemas[i].clone());
-            let n = versions::count_in_repository(self.state.db.pool(), &r.uid).await?;
+            let latest = v.and_then(|_| newest_schemas.next());
             let value = serde_json::to_value(latest).map_err(|e| Error::Internal(e.to_string()))?;
             schema
                 .kind_fields
