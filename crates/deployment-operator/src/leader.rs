@@ -280,3 +280,33 @@ impl LeaderElector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(renewed_ago_s: i64, duration_s: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some("other".into()),
+            renew_time: Some(MicroTime(now() - SignedDuration::from_secs(renewed_ago_s))),
+            lease_duration_seconds: Some(duration_s),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_lease_expires_when_renew_time_plus_duration_is_past() {
+        assert!(!expired(&spec(5, 15), now()));
+        assert!(expired(&spec(16, 15), now()));
+        assert!(
+            expired(&LeaseSpec::default(), now()),
+            "never renewed: free to take"
+        );
+    }
+
+    #[test]
+    fn client_go_timing_by_default() {
+        let s = LeaseSettings::new("l", "ns", "me");
+        assert!(s.renew_every < s.renew_deadline && s.renew_deadline < s.duration);
+    }
+}
