@@ -165,6 +165,8 @@ pub struct ControllerArgs {
     /// Build timeout when a BentoRequest sets no imageBuildTimeout, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     timeout: u64,
+    #[command(flatten)]
+    leader: crate::operator::LeaderArgs,
 }
 
 /// `yatai image-builder`: the controller, with the kubeconfig or in-cluster config.
@@ -188,8 +190,16 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         "cannot reach Kubernetes: run inside a cluster or with a kubeconfig (KUBECONFIG or ~/.kube/config)",
     )?;
     tracing::info!(namespace = ?args.namespace, "image-builder controller started");
-    yatai_image_builder_controller::run(client, Arc::new(builder), args.namespace).await;
-    Ok(())
+    let settings = args.leader.settings(
+        &client,
+        yatai_deployment_operator::leader::IMAGE_BUILDER_LEASE,
+    );
+    crate::operator::lead(
+        &client,
+        settings,
+        yatai_image_builder_controller::run(client.clone(), Arc::new(builder), args.namespace),
+    )
+    .await
 }
 
 /// Arguments of `yatai image build`.

@@ -209,6 +209,75 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Leader election flags, shared by `yatai deployment-operator` and `yatai image-builder`.
+#[derive(Debug, Args, Clone)]
+pub struct LeaderArgs {
+    /// Elect one leader among replicas through a coordination.k8s.io Lease; only the leader reconciles
+    /// [default: on inside a cluster, off outside]
+    #[arg(long, alias = "leader-elect", env = "YATAI_OPERATOR_LEADER_ELECT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub leader_election: Option<bool>,
+    /// Namespace of the leader Lease [default: the pod's namespace, else the client's default namespace]
+    #[arg(
+        long,
+        alias = "lease-namespace",
+        env = "POD_NAMESPACE",
+        value_name = "NS"
+    )]
+    pub leader_election_namespace: Option<String>,
+    /// holderIdentity in the Lease [default: POD_NAME, else the host name and a random suffix]
+    #[arg(long, alias = "lease-identity", value_name = "ID")]
+    pub leader_election_identity: Option<String>,
+}
+
+impl LeaderArgs {
+    /// The Lease settings when leader election is on.
+    pub fn settings(
+        &self,
+        client: &kube::Client,
+        lease: &str,
+    ) -> Option<yatai_deployment_operator::leader::LeaseSettings> {
+        use yatai_deployment_operator::leader;
+        if !self.leader_election.unwrap_or_else(leader::in_cluster) {
+            return None;
+        }
+        let namespace = self
+            .leader_election_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(leader::pod_namespace)
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let identity = self
+            .leader_election_identity
+            .clone()
+            .unwrap_or_else(leader::default_identity);
+        Some(leader::LeaseSettings::new(lease, &namespace, &identity))
+    }
+}
+
+/// Runs `work` directly, or only while this replica holds the Lease. Losing the lease is an error: the process
+/// exits (the pod restarts and campaigns again) rather than keep caches that another leader has moved past.
+pub async fn lead<F: std::future::Future>(
+    client: &kube::Client,
+    settings: Option<yatai_deployment_operator::leader::LeaseSettings>,
+    work: F,
+) -> anyhow::Result<F::Output> {
+    use yatai_deployment_operator::leader::{LeaderElector, Outcome};
+    let Some(settings) = settings else {
+        return Ok(work.await);
+    };
+    tracing::info!(lease = %settings.name, namespace = %settings.namespace, identity = %settings.identity,
+        "leader election on: waiting for the lease");
+    match LeaderElector::new(client.clone(), settings)
+        .lead(work)
+        .await
+    {
+        Outcome::Finished(output) => Ok(output),
+        Outcome::Lost { reason } => {
+            anyhow::bail!("lost the leader lease ({reason}); exiting so that the pod restarts and campaigns again")
+        }
+    }
+}
+
 /// Flags of the running operator (besides the object settings).
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
@@ -219,15 +288,8 @@ pub struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub metrics_addr: std::net::SocketAddr,
-    /// Elect one leader among replicas through a Lease (run several replicas for HA)
-    #[arg(long, env = "YATAI_OPERATOR_LEADER_ELECT", value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub leader_elect: bool,
-    /// Namespace of the leader Lease [default: the pod's namespace, else default]
-    #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
-    pub lease_namespace: Option<String>,
-    /// Identity in the Lease [default: the host name]
-    #[arg(long, env = "POD_NAME", value_name = "ID")]
-    pub lease_identity: Option<String>,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
 
 pub async fn run(objects: ObjectArgs, run: RunArgs) -> anyhow::Result<()> {
@@ -243,42 +305,20 @@ pub async fn run(objects: ObjectArgs, run: RunArgs) -> anyhow::Result<()> {
         ready.clone(),
     ));
     tracing::info!(metrics = %run.metrics_addr, "deployment operator starting");
-    if run.leader_elect {
-        let identity = run
-            .lease_identity
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| format!("yatai-{}", std::process::id()));
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(
-            client.clone(),
-            "yatai-deployment-operator",
-        )
-        .with_namespace(
-            run.lease_namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-        )
-        .with_identity(identity.clone())
-        .with_field_manager(yatai_deployment_operator::controller::FIELD_MANAGER)
-        .build()
-        .await
-        .context("leader election")?;
-        let (mut leader, _task) = manager.watch().await;
-        tracing::info!(identity = %identity, "waiting to become the leader");
-        while !*leader.borrow_and_update() {
-            leader.changed().await.context("leader election stopped")?;
-        }
-        tracing::info!(identity = %identity, "leading");
-        tokio::select! {
-            _ = yatai_deployment_operator::controller::run(client, config, ready) => {}
-            _ = async { loop { if leader.changed().await.is_err() || !*leader.borrow() { break } } } => {
-                // Another replica may already act: stop at once rather than apply with stale views.
-                anyhow::bail!("lost the leader lease; exiting so that the pod restarts and campaigns again");
-            }
-        }
-    } else {
-        yatai_deployment_operator::controller::run(client, config, ready).await;
+    let settings = run.leader.settings(
+        &client,
+        yatai_deployment_operator::leader::DEPLOYMENT_OPERATOR_LEASE,
+    );
+    if settings.is_some() {
+        // A replica waiting for the lease is healthy: ready, so that rollouts of several replicas finish.
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    let result = lead(
+        &client,
+        settings,
+        yatai_deployment_operator::controller::run(client.clone(), config, ready),
+    )
+    .await;
     metrics.abort();
-    Ok(())
+    result
 }

@@ -1,6 +1,11 @@
 //! The reconcile: read the BentoDeployment and its Bento, compute [`desired`](crate::desired::desired), apply
 //! what differs with server-side apply, delete what is no longer desired, and report conditions.
 //!
+//! Kubernetes Events on the BentoDeployment tell what happened: `Applied` (Normal) when objects were applied or
+//! deleted, and a Warning when the input cannot be served (`BentoNotFound`, `InvalidSpec`, with the condition's
+//! message, once per change of the condition) or a reconcile failed (`ReconcileFailed`). A reconcile that changes
+//! nothing posts no event.
+//!
 //! Taking over from the original (Go) operator: its objects already match what [`desired`] computes, so they are
 //! left as they are; the first reconcile that must change one applies it (taking ownership of every field) and
 //! removes the original's field-manager entry, so that a field later removed from the BentoDeployment is removed
@@ -18,6 +23,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -69,17 +75,53 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub config: Config,
+    /// Who writes our Kubernetes Events.
+    pub reporter: Reporter,
     /// Consecutive failures per BentoDeployment, for the back-off.
     failures: Mutex<HashMap<ObjectRef<BentoDeployment>, u32>>,
 }
 
 impl Context {
     pub fn new(client: Client, config: Config) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Arc::new(Self {
+            reporter,
             client,
             config,
             failures: Mutex::new(HashMap::new()),
         })
+    }
+}
+
+/// Longest note of an event (the API server refuses longer ones).
+const EVENT_NOTE_MAX: usize = 1024;
+
+/// Posts an event about `bd`; a failure to post is logged, never fails the reconcile.
+async fn event(ctx: &Context, bd: &BentoDeployment, type_: EventType, reason: &str, note: &str) {
+    let mut note = note.to_string();
+    if note.len() > EVENT_NOTE_MAX {
+        let mut end = EVENT_NOTE_MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // A recorder per event: kube's Recorder folds events of the same reason and object into one series that keeps
+    // the first note, and "Applied" must say what this reconcile applied.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&ev, &bd.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "could not write a Kubernetes event");
     }
 }
 
@@ -111,6 +153,16 @@ pub async fn reconcile(bd: Arc<BentoDeployment>, ctx: Arc<Context>) -> Result<Ac
     let started = Instant::now();
     let result = reconcile_inner(&bd, &ctx).await;
     metrics::reconciled(started.elapsed(), result.as_ref().err().map(Error::kind));
+    if let Err(e) = &result {
+        event(
+            &ctx,
+            &bd,
+            EventType::Warning,
+            "ReconcileFailed",
+            &e.to_string(),
+        )
+        .await;
+    }
     if result.is_ok() {
         ctx.failures
             .lock()
@@ -158,7 +210,7 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
         } else {
             "BentoNotFound"
         };
-        set_status(
+        let changed = set_status(
             &bd_api,
             bd,
             &[
@@ -169,6 +221,15 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
             None,
         )
         .await?;
+        if changed {
+            // A missing Bento is a mistake to fix; an image being built is only a wait.
+            let type_ = if request.is_some() {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            event(ctx, bd, type_, reason, &message).await;
+        }
         return Ok(Action::requeue(BENTO_WAIT));
     };
 
@@ -181,7 +242,7 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
             // Nothing is applied for an input that cannot be served; the condition says what to fix.
             let message = format!("Invalid BentoDeployment: {e}");
             tracing::warn!("{message}");
-            set_status(
+            let changed = set_status(
                 &bd_api,
                 bd,
                 &[
@@ -192,6 +253,9 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
                 None,
             )
             .await?;
+            if changed {
+                event(ctx, bd, EventType::Warning, "InvalidSpec", &message).await;
+            }
             return Ok(Action::await_change());
         }
     };
@@ -205,6 +269,14 @@ async fn reconcile_inner(bd: &BentoDeployment, ctx: &Context) -> Result<Action, 
     let deleted = prune(client, &ns, bd, &desired.objects).await?;
     if !applied.is_empty() || !deleted.is_empty() {
         tracing::info!(applied = ?applied, deleted = ?deleted, "objects updated");
+        let mut parts = Vec::new();
+        if !applied.is_empty() {
+            parts.push(format!("applied {}", applied.join(", ")));
+        }
+        if !deleted.is_empty() {
+            parts.push(format!("deleted {}", deleted.join(", ")));
+        }
+        event(ctx, bd, EventType::Normal, "Applied", &parts.join("; ")).await;
     }
 
     // Availability from the Deployments' own conditions.
@@ -479,13 +551,13 @@ fn now() -> Time {
 }
 
 /// Writes the conditions (keeping the transition time of those whose status did not change) when they differ
-/// from the current ones.
+/// from the current ones; returns whether they did.
 async fn set_status(
     api: &Api<BentoDeployment>,
     bd: &BentoDeployment,
     wanted: &[(&str, &str, &str, &str)],
     pod_selector: Option<&BTreeMap<String, String>>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let current = bd
         .status
         .as_ref()
@@ -517,7 +589,7 @@ async fn set_status(
     let same = conditions == current
         && selector == bd.status.as_ref().and_then(|s| s.pod_selector.clone());
     if same {
-        return Ok(());
+        return Ok(false);
     }
     let patch = json!({"status": {"conditions": conditions, "podSelector": selector}});
     api.patch_status(
@@ -526,7 +598,7 @@ async fn set_status(
         &Patch::Merge(&patch),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Runs the controller until the process is asked to stop: watches BentoDeployments, the objects they own and the

@@ -393,3 +393,135 @@ async fn fake_api_reconciles_are_counted_timed_and_their_errors_labelled() {
         assert!(text.contains(line), "{line} missing from /metrics:\n{text}");
     }
 }
+
+/// The Kubernetes Events posted to the fake API about the BentoDeployment, as (type, reason, note).
+fn events(fake: &FakeApiServer) -> Vec<(String, String, String)> {
+    fake.list("events.k8s.io/v1", "Event", NS)
+        .iter()
+        .map(|e| {
+            assert_eq!(e["regarding"]["kind"], "BentoDeployment", "{e}");
+            assert_eq!(e["regarding"]["name"], "svc", "{e}");
+            assert_eq!(e["reportingController"], controller::FIELD_MANAGER, "{e}");
+            (
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Requests that wrote events (a new one is a POST, a repeated one a PATCH of its series).
+fn event_writes(fake: &FakeApiServer) -> usize {
+    fake.log()
+        .iter()
+        .filter(|r| r.path.contains("/events"))
+        .count()
+}
+
+#[tokio::test]
+async fn fake_api_events_applied_once_and_none_on_a_no_op_reconcile() {
+    let (client, fake) = FakeApiServer::start();
+    fake.seed(bento("iris", &["clf"]));
+    fake.seed(bento_deployment(json!({"bento": "iris"})));
+    let ctx = Context::new(client, config());
+    reconcile(&fake, &ctx).await.unwrap();
+    let posted = events(&fake);
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+    let (type_, reason, note) = &posted[0];
+    assert_eq!((type_.as_str(), reason.as_str()), ("Normal", "Applied"));
+    for what in [
+        "Deployment svc",
+        "Deployment svc-runner-0",
+        "Service svc",
+        "HorizontalPodAutoscaler svc",
+    ] {
+        assert!(note.contains(what), "{note:?} should name {what}");
+    }
+
+    // Unchanged: no event at all.
+    fake.clear_log();
+    reconcile(&fake, &ctx).await.unwrap();
+    assert_eq!(applies(&fake), Vec::<String>::new());
+    assert_eq!(event_writes(&fake), 0, "{:#?}", fake.log());
+
+    // One env changes: an event names the one object applied.
+    let mut bd = status_of(&fake);
+    bd["spec"]["envs"] = json!([{"name": "MODE", "value": "fast"}]);
+    fake.seed(bd);
+    fake.clear_log();
+    reconcile(&fake, &ctx).await.unwrap();
+    assert_eq!(event_writes(&fake), 1);
+    let posted = events(&fake);
+    assert_eq!(posted.len(), 2, "{posted:#?}");
+    assert!(
+        posted
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Applied" && n == "applied Deployment svc"),
+        "{posted:#?}"
+    );
+}
+
+#[tokio::test]
+async fn fake_api_events_warn_about_a_missing_bento_and_an_invalid_spec_with_the_condition_message()
+{
+    let (client, fake) = FakeApiServer::start();
+    fake.seed(bento_deployment(
+        json!({"bento": "iris", "autoscaling": {"minReplicas": 5, "maxReplicas": 2}}),
+    ));
+    let ctx = Context::new(client, config());
+    reconcile(&fake, &ctx).await.unwrap();
+    let message = condition(&status_of(&fake), "BentoFound")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        events(&fake),
+        [("Warning".to_string(), "BentoNotFound".to_string(), message)]
+    );
+    // Still missing: the condition is the same, no new event.
+    fake.clear_log();
+    reconcile(&fake, &ctx).await.unwrap();
+    assert_eq!(event_writes(&fake), 0, "{:#?}", fake.log());
+
+    // The Bento appears, but the spec cannot be served.
+    fake.seed(bento("iris", &[]));
+    reconcile(&fake, &ctx).await.unwrap();
+    let message = condition(&status_of(&fake), "Available")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("minReplicas (5) is greater than maxReplicas (2)"),
+        "{message}"
+    );
+    let posted = events(&fake);
+    assert!(
+        posted.contains(&("Warning".to_string(), "InvalidSpec".to_string(), message)),
+        "{posted:#?}"
+    );
+    assert_eq!(posted.len(), 2);
+    fake.clear_log();
+    reconcile(&fake, &ctx).await.unwrap();
+    assert_eq!(event_writes(&fake), 0, "no event while nothing changes");
+}
+
+#[tokio::test]
+async fn fake_api_events_warn_about_a_failed_reconcile() {
+    let (client, fake) = FakeApiServer::start();
+    fake.seed(bento("iris", &[]));
+    fake.seed(bento_deployment(json!({"bento": "iris"})));
+    let ctx = Context::new(client, config());
+    fake.fail(Method::PATCH, "/deployments/svc", 500, 1);
+    let error = reconcile(&fake, &ctx).await.unwrap_err();
+    let posted = events(&fake);
+    assert_eq!(
+        posted,
+        [(
+            "Warning".to_string(),
+            "ReconcileFailed".to_string(),
+            error.to_string()
+        )]
+    );
+    assert!(error.to_string().contains("etcdserver"), "{error}");
+}

@@ -147,3 +147,45 @@ fn the_crd_chart_holds_the_generated_crds() {
         "deploy/helm/yatai-crds/crds/yatai.yaml is stale: regenerate it with `yatai crds > deploy/helm/yatai-crds/crds/yatai.yaml`"
     );
 }
+
+/// The rules of a chart's RBAC template, as (apiGroups, resources, verbs) lines (the templates use one flow list
+/// per key).
+fn rbac_rules(chart: &str) -> Vec<(String, String, String)> {
+    let text =
+        std::fs::read_to_string(charts_dir().join(chart).join("templates/rbac.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(3)
+        .filter_map(|w| {
+            let groups = w[0].strip_prefix("- apiGroups: ")?;
+            let resources = w[1].strip_prefix("resources: ")?;
+            let verbs = w[2].strip_prefix("verbs: ")?;
+            Some((groups.into(), resources.into(), verbs.into()))
+        })
+        .collect()
+}
+
+#[test]
+fn operator_charts_grant_the_leader_lease_and_events() {
+    for chart in ["yatai-deployment-operator", "yatai-image-builder"] {
+        let rules = rbac_rules(chart);
+        let lease = (
+            "[coordination.k8s.io]".to_string(),
+            "[leases]".to_string(),
+            "[get, create, update]".to_string(),
+        );
+        assert!(rules.contains(&lease), "{chart}: {rules:#?}");
+        assert!(
+            rules.iter().any(|(g, r, v)| g.contains("events.k8s.io")
+                && r == "[events]"
+                && v.contains("create")),
+            "{chart}: kube-rs writes events.k8s.io/v1 Events: {rules:#?}"
+        );
+    }
+    // The Lease rule is a namespaced Role, only when leader election is on.
+    let text =
+        std::fs::read_to_string(charts_dir().join("yatai-deployment-operator/templates/rbac.yaml"))
+            .unwrap();
+    let role = &text[text.find("{{- if .Values.leaderElection }}").unwrap()..];
+    assert!(role.contains("kind: Role\n") && role.contains("[leases]"));
+}

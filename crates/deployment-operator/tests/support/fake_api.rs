@@ -1,7 +1,8 @@
 //! A FAKE Kubernetes API server for the controller tests (no real API server can run here).
 //!
 //! Built on `tower-test`'s mock service, like controller-rs's scripted fixtures, but stateful: it keeps objects
-//! by URL, answers GET (item and list with a label selector), server-side apply PATCH (a simplified merge: maps
+//! by URL, answers GET (item and list with a label selector), POST (create), PUT (replace, 409 on a stale
+//! resourceVersion), server-side apply PATCH (a simplified merge: maps
 //! merged, associative lists merged by key, other lists replaced, a `managedFields` entry per field manager;
 //! it does not remove fields a manager stops applying), merge PATCH (also for `/status`) and DELETE,
 //! and records every request. Faults (an HTTP status for the next N matching requests) script failures.
@@ -234,6 +235,32 @@ impl FakeApiServer {
             .collect()
     }
 
+    /// The stored objects of a kind.
+    pub fn list(&self, api_version: &str, kind: &str, ns: &str) -> Vec<Value> {
+        self.names(api_version, kind, ns)
+            .iter()
+            .filter_map(|n| self.get(api_version, kind, ns, n))
+            .collect()
+    }
+
+    /// Replaces a stored object by `edit`ed copy, as another client would (a new resourceVersion).
+    pub fn edit(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) {
+        let key = format!("{}/{name}", collection(api_version, kind, ns));
+        let mut s = self.state.lock().unwrap();
+        s.resource_version += 1;
+        let rv = s.resource_version.to_string();
+        let object = s.objects.get_mut(&key).expect("object to edit");
+        edit(object);
+        object["metadata"]["resourceVersion"] = json!(rv);
+    }
+
     pub fn log(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().log.clone()
     }
@@ -369,6 +396,53 @@ impl FakeApiServer {
                 }
                 object["metadata"]["resourceVersion"] = json!(rv);
                 ok(object)
+            }
+            Method::POST if looks_like_collection(&key) => {
+                // Create: the name from the body (or generateName plus a counter).
+                let mut object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                s.resource_version += 1;
+                s.uid += 1;
+                let (rv, uid) = (s.resource_version.to_string(), s.uid);
+                let meta = object["metadata"].as_object_mut().unwrap();
+                let name = match meta.get("name").and_then(Value::as_str) {
+                    Some(n) => n.to_string(),
+                    None => format!(
+                        "{}{uid}",
+                        meta.get("generateName")
+                            .and_then(Value::as_str)
+                            .unwrap_or("object-")
+                    ),
+                };
+                meta.insert("name".into(), json!(name));
+                meta.insert("uid".into(), json!(format!("fake-uid-{uid}")));
+                meta.insert("resourceVersion".into(), json!(rv));
+                let item = format!("{key}/{name}");
+                if s.objects.contains_key(&item) {
+                    return status(409, "AlreadyExists", &format!("{item} already exists"));
+                }
+                s.objects.insert(item, object.clone());
+                Response::builder()
+                    .status(StatusCode::CREATED)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&object).unwrap()))
+                    .unwrap()
+            }
+            Method::PUT => {
+                // Replace, with optimistic concurrency: a stale resourceVersion is a conflict.
+                let mut object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let Some(live) = s.objects.get(&key) else {
+                    return status(404, "NotFound", &format!("{key} not found"));
+                };
+                let sent = object.pointer("/metadata/resourceVersion").cloned();
+                if sent.is_some() && sent.as_ref() != live.pointer("/metadata/resourceVersion") {
+                    return status(409, "Conflict", "the object has been modified; please apply your changes to the latest version");
+                }
+                let uid = live["metadata"]["uid"].clone();
+                s.resource_version += 1;
+                object["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+                object["metadata"]["uid"] = uid;
+                s.objects.insert(key, object.clone());
+                ok(&object)
             }
             Method::DELETE => match s.objects.remove(&key) {
                 Some(_) => ok(
