@@ -63,7 +63,11 @@ impl Source {
             Source::Fetcher(f) => {
                 report(&format!(
                     "reading {} {name}:{version} from storage",
-                    if kind == Kind::Bento { "bento" } else { "model" }
+                    if kind == Kind::Bento {
+                        "bento"
+                    } else {
+                        "model"
+                    }
                 ));
                 f.fetch(kind, name, version, dest).await
             }

@@ -594,12 +594,18 @@ impl Bench {
         let c = &self.admin_default;
         let name = format!("bento{n}");
         let (s, b) = c
-            .post("/api/v1/bento_repositories", json!({"name": name, "description": ""}))
+            .post(
+                "/api/v1/bento_repositories",
+                json!({"name": name, "description": ""}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         let path = format!("/api/v1/bento_repositories/{name}/bentos");
         let (s, b) = c
-            .post(&path, json!({"version": "v1", "manifest": {"size_bytes": 1}, "labels": []}))
+            .post(
+                &path,
+                json!({"version": "v1", "manifest": {"size_bytes": 1}, "labels": []}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         let (s, b) = c.patch(&format!("{path}/v1/start_upload"), json!({})).await;
@@ -608,7 +614,10 @@ impl Bench {
             .http
             .put(format!("{}{path}/v1/upload", c.base))
             .header("X-YATAI-API-TOKEN", c.token.as_deref().unwrap())
-            .body(common::registry::tar_archive(&[("bento.yaml", b"name: x\n")]))
+            .body(common::registry::tar_archive(&[(
+                "bento.yaml",
+                b"name: x\n",
+            )]))
             .send()
             .await
             .unwrap();

@@ -207,15 +207,25 @@ backend_test!(
 /// An image builder standing in for the real one: it reads the bento archive through the
 /// server's storage (as the real one does), then waits until the test lets it finish, with an
 /// image or with a failure.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FakeState {
     gate: tokio::sync::Semaphore,
     fail: std::sync::atomic::AtomicBool,
     archives: Mutex<Vec<Vec<u8>>>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct FakeBuilder(Arc<FakeState>);
+
+impl Default for FakeBuilder {
+    fn default() -> Self {
+        FakeBuilder(Arc::new(FakeState {
+            gate: tokio::sync::Semaphore::new(0),
+            fail: Default::default(),
+            archives: Default::default(),
+        }))
+    }
+}
 
 impl std::ops::Deref for FakeBuilder {
     type Target = FakeState;
@@ -234,7 +244,12 @@ impl yatai_service::registry::images::ImageBuilder for FakeBuilder {
             let dir = tempfile::tempdir().unwrap();
             let dest = dir.path().join("bento.archive");
             job.archives
-                .fetch(yatai_domain::registry::Kind::Bento, &job.name, &job.version, &dest)
+                .fetch(
+                    yatai_domain::registry::Kind::Bento,
+                    &job.name,
+                    &job.version,
+                    &dest,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             me.archives
@@ -308,7 +323,10 @@ async fn builds_in_the_server(backend: common::Backend) {
     .await;
     let admin = app.setup_admin().await;
     let (_, token) = admin
-        .create_token("pusher", &["api", "read_organization", "write_organization"])
+        .create_token(
+            "pusher",
+            &["api", "read_organization", "write_organization"],
+        )
         .await;
     let c = app.with_token(&token);
     let archive = tar_archive(&[
@@ -326,16 +344,26 @@ async fn builds_in_the_server(backend: common::Backend) {
     common::assert_error(s, &b, StatusCode::FORBIDDEN);
     let (s, b) = dev.post(&build("v2"), json!({})).await;
     common::assert_error(s, &b, StatusCode::CONFLICT);
-    assert!(b["message"].as_str().unwrap().contains("not uploaded"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("not uploaded"),
+        "{b}"
+    );
     let (s, b) = dev.post(&build("nope"), json!({})).await;
     common::assert_error(s, &b, StatusCode::NOT_FOUND);
     assert_eq!(status_of(&c, "v1").await["image_build_status"], "pending");
-    assert_eq!(app.count_rows("image_builds").await, 0, "refusals wrote nothing");
+    assert_eq!(
+        app.count_rows("image_builds").await,
+        0,
+        "refusals wrote nothing"
+    );
 
     // The dashboard shows the button to developers and admins, not to guests.
     let page_path = "/bentos/echo/v1";
     let (_, html) = common::page(&guest_browser, page_path).await;
-    assert!(!html.contains("id=\"build-image\""), "guests see no build button");
+    assert!(
+        !html.contains("id=\"build-image\""),
+        "guests see no build button"
+    );
     let (_, html) = common::page(&dev_browser, page_path).await;
     assert!(html.contains("id=\"build-image\""), "{html}");
 
@@ -345,11 +373,23 @@ async fn builds_in_the_server(backend: common::Backend) {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["image_build_status"], "pending", "{b}");
     wait_for(&c, "v1", "building").await;
-    assert_eq!(fake.archives.lock().unwrap().as_slice(), &[archive.clone()]);
+    for _ in 0..200 {
+        if !fake.archives.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        fake.archives.lock().unwrap().as_slice() == [archive.clone()],
+        "the builder read the pushed archive from storage"
+    );
     // A second request while it builds: refused, through the API and the dashboard alike.
     let (s, b) = dev.post(&build("v1"), json!({})).await;
     common::assert_error(s, &b, StatusCode::CONFLICT);
-    assert!(b["message"].as_str().unwrap().contains("already building"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("already building"),
+        "{b}"
+    );
     let csrf = common::csrf_of(&html);
     let (s, html) = common::post_form(
         &dev_browser,
@@ -360,7 +400,10 @@ async fn builds_in_the_server(backend: common::Backend) {
     assert_eq!(s, StatusCode::CONFLICT, "{html}");
     fake.gate.add_permits(1);
     let v = wait_for(&c, "v1", "success").await;
-    assert_eq!(v["image_reference"], "reg.example/yatai-bentos:yatai.echo.v1", "{v}");
+    assert_eq!(
+        v["image_reference"], "reg.example/yatai-bentos:yatai.echo.v1",
+        "{v}"
+    );
 
     // Again, from the dashboard's button (an admin's session), and this time it fails.
     fake.fail.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -372,12 +415,19 @@ async fn builds_in_the_server(backend: common::Backend) {
         &[("csrf", csrf.as_str())],
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "redirected back to the bento's page: {html}");
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "redirected back to the bento's page: {html}"
+    );
     assert!(html.contains("id=\"image-build-status\""), "{html}");
     wait_for(&c, "v1", "building").await;
     fake.gate.add_permits(1);
     let v = wait_for(&c, "v1", "failed").await;
-    assert_eq!(v["image_build_reason"], "cannot install requirement nosuchpkg", "{v}");
+    assert_eq!(
+        v["image_build_reason"], "cannot install requirement nosuchpkg",
+        "{v}"
+    );
     assert_eq!(
         v["image_reference"], "reg.example/yatai-bentos:yatai.echo.v1",
         "the last good image is kept"
@@ -401,13 +451,19 @@ backend_test!(
     |app: TestApp| async move {
         let admin = app.setup_admin().await;
         let (_, token) = admin
-            .create_token("pusher", &["api", "read_organization", "write_organization"])
+            .create_token(
+                "pusher",
+                &["api", "read_organization", "write_organization"],
+            )
             .await;
         let c = app.with_token(&token);
         let archive = tar_archive(&[("bento.yaml", b"name: echo\nversion: v1\n")]);
         push_bento(&c, "echo", "v1", archive).await;
         let (s, b) = c
-            .post("/api/v1/bento_repositories/echo/bentos/v1/build_image", json!({}))
+            .post(
+                "/api/v1/bento_repositories/echo/bentos/v1/build_image",
+                json!({}),
+            )
             .await;
         common::assert_error(s, &b, StatusCode::CONFLICT);
         let message = b["message"].as_str().unwrap();
@@ -415,6 +471,9 @@ backend_test!(
         assert_eq!(status_of(&c, "v1").await["image_build_status"], "pending");
         assert_eq!(app.count_rows("image_builds").await, 0);
         let (_, html) = common::page(&admin, "/bentos/echo/v1").await;
-        assert!(!html.contains("id=\"build-image\""), "no button without builds");
+        assert!(
+            !html.contains("id=\"build-image\""),
+            "no button without builds"
+        );
     }
 );

@@ -410,7 +410,9 @@ async fn version_page<K: KindPages>(
             image_build_reason: image.reason,
             can_build: kind == Kind::Bento
                 && yatai_service::registry::images::builds_enabled(&state)
-                && caller.authorize(yatai_domain::Action::WriteRegistry).is_ok(),
+                && caller
+                    .authorize(yatai_domain::Action::WriteRegistry)
+                    .is_ok(),
             description: v.description.clone(),
             facts: manifest_facts(kind, &manifest),
             pull_command: match kind {
