@@ -69,6 +69,9 @@ _SERVER_KNOBS = {
     "TRANSMISSION_STRATEGY",
     *(f"PG_{k}" for k in ("HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSLMODE")),
     *(f"S3_{k}" for k in ("ENDPOINT", "ACCESS_KEY", "SECRET_KEY", "REGION", "SECURE", "BUCKET_NAME")),
+    # A registry makes the server build images itself: only the tests that want it set one.
+    *(f"DOCKER_REGISTRY_{k}" for k in ("SERVER", "IN_CLUSTER_SERVER", "USERNAME", "PASSWORD", "SECURE", "BENTO_REPOSITORY_NAME")),
+    "YATAI_IMAGE_BUILDER_BASE_IMAGE",
 }
 
 
@@ -329,8 +332,9 @@ def serve_argv(port: int, data_dir: Path, binary: Path | None = None) -> list[st
     return [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
 
 
-def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServer:
-    """Start the binary, wait for ``/healthz`` and bootstrap it (api.md recipe)."""
+def start_server(backend: str, strategy: str | None, workdir: Path, extra_env: dict[str, str] | None = None) -> YataiServer:
+    """Start the binary, wait for ``/healthz`` and bootstrap it (api.md recipe); ``extra_env``
+    adds settings (e.g. the ``DOCKER_REGISTRY_*`` that enable image builds)."""
     binary = yatai_bin()
     env_extra, cleanups = backend_env(backend)
     port = free_port()
@@ -340,6 +344,7 @@ def start_server(backend: str, strategy: str | None, workdir: Path) -> YataiServ
     # Nothing inherited may pick the backend or the strategy behind the test's back.
     env = {k: v for k, v in os.environ.items() if k not in _SERVER_KNOBS}
     env.update(env_extra, YATAI_INITIALIZATION_TOKEN=init_token)
+    env.update(extra_env or {})
     if strategy:
         env["TRANSMISSION_STRATEGY"] = strategy
     log_path = workdir / "server.log"

@@ -9,9 +9,11 @@ over HTTP. Rebuilds after a code-only change are checked in the registry's own r
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -200,6 +202,65 @@ def test_bentoml14_bento_becomes_an_image_that_serves(server_for, make_client, o
     assert set(pushed) <= {m2["layers"][-1]["digest"], m2["config"]["digest"]}, pushed
     assert "reused from the registry" in second.stderr, second.stderr
     assert not any(l.startswith("PATCH") and deps_digest in l for l in oci_registry.requests_since(offset))
+
+
+def test_server_with_a_registry_builds_the_image_itself(make_client, oci_registry, base_image, tmp_path):
+    """`yatai serve` with the DOCKER_REGISTRY_* settings builds images itself: the bento page's
+    "Build image" button (a real form post with its CSRF token) marks the bento pending, the
+    server builds it in the background from its own storage (the bento and the model it uses),
+    the status ends in success with the image reference, and skopeo finds that image in the
+    registry, with the bento layer equal to the pushed archive."""
+    repo = unique_repo("srv")
+    env = {**registry_env(oci_registry, repo), "YATAI_IMAGE_BUILDER_BASE_IMAGE": base_image}
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    server = servers.start_server("local", None, workdir, extra_env=env)
+    try:
+        client = make_client("bentoml14")
+        tag, _ = make_echo_bento(client, tmp_path, "srv-echo14")
+        client.login(server.endpoint, server.token)
+        client.push_bento(tag)
+        name, version = tag.split(":")
+        api_path = f"/api/v1/bento_repositories/{name}/bentos/{version}/build_image"
+
+        # The admin's browser: the bento page offers the button; clicking it posts the form.
+        page = server.admin.get(f"{server.endpoint}/bentos/{name}/{version}", timeout=30)
+        assert page.status_code == 200, page.text
+        assert 'id="build-image"' in page.text, "builds are enabled: the page offers the button"
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        resp = server.admin.post(f"{server.endpoint}/bentos/{name}/{version}/build_image",
+                                 data={"csrf": csrf}, timeout=30, allow_redirects=False)
+        assert resp.status_code == 303, f"{resp.status_code} {resp.text[:500]}"
+        assert resp.headers["location"] == f"/bentos/{name}/{version}"
+        first = reg_api.get_version(server, "bento", tag)["image_build_status"]
+        assert first in ("pending", "building"), first
+
+        # A second request while it builds is refused.
+        again = server.api_with_token("POST", api_path)
+        assert again.status_code == 409, f"{again.status_code} {again.text}"
+        assert "already" in again.json()["message"], again.text
+
+        deadline = time.monotonic() + 900
+        while True:
+            version_json = reg_api.get_version(server, "bento", tag)
+            if version_json["image_build_status"] in ("success", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert version_json["image_build_status"] == "success", f"{version_json}\n{server.log_tail()}"
+        expected = f"{oci_registry.host}/{repo}:yatai.{tag.replace(':', '.')}"
+        assert version_json["image_reference"] == expected, version_json
+
+        # The image is in the registry, as independent tools see it.
+        summary, _, _ = images.inspect(expected)
+        built = images.Built(expected, summary["Digest"], "", "")
+        manifest, _ = check_image(built, tag, base_image)
+        layout = tmp_path / "layout"
+        images.copy_to_layout(expected, layout)
+        check_bento_layer(layout, manifest, download_archive(server, tag, tmp_path / "bento.tar"))
+        log = server.log_path.read_text("utf-8", errors="replace")
+        assert "image build succeeded" in log, server.log_tail()
+    finally:
+        server.stop()
 
 
 def test_bentoml10_runners_bento_becomes_an_image_that_serves(make_client, oci_registry, base_image, tmp_path):

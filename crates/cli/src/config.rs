@@ -237,6 +237,13 @@ pub struct ServeArgs {
     /// Seconds between two sweeps for abandoned uploads and their leftovers [default: 60]
     #[arg(long, env = "YATAI_JANITOR_INTERVAL", value_name = "SECS")]
     pub janitor_interval: Option<u64>,
+    /// With a registry (DOCKER_REGISTRY_SERVER), the server builds bento images itself (the
+    /// "build image" action of the API and the dashboard), as `yatai image build` does
+    #[command(flatten)]
+    pub registry: crate::image::RegistryArgs,
+    /// The Python base image of the images the server builds [default: the bento's base image, else python:X.Y-slim]
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_BASE_IMAGE", value_name = "REF")]
+    pub image_builder_base_image: Option<String>,
 }
 
 /// The resolved settings of `yatai serve`.
@@ -251,6 +258,9 @@ pub struct Serve {
     pub upload_stale_after: Option<u64>,
     pub presigned_upload_stale_after: Option<u64>,
     pub janitor_interval: Option<u64>,
+    /// The registry the server pushes the images it builds to, when builds are enabled.
+    pub registry: Option<yatai_image_builder::RegistryConfig>,
+    pub image_builder_base_image: Option<String>,
 }
 
 impl ServeArgs {
@@ -283,6 +293,11 @@ impl ServeArgs {
                 .presigned_upload_stale_after
                 .or(file.presigned_upload_stale_after),
             janitor_interval: self.janitor_interval.or(file.janitor_interval),
+            registry: self.registry.resolve_if_set()?,
+            image_builder_base_image: self
+                .image_builder_base_image
+                .clone()
+                .filter(|b| !b.trim().is_empty()),
         })
     }
 }

@@ -37,7 +37,7 @@ enum InstallerArg {
 }
 
 /// The `DOCKER_REGISTRY_*` settings, as flags of the same names.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Registry to push to (host[:port][/path])
     #[arg(
@@ -85,6 +85,14 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// The registry, or `None` when no `DOCKER_REGISTRY_SERVER` is given.
+    pub fn resolve_if_set(&self) -> anyhow::Result<Option<RegistryConfig>> {
+        if self.server.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return Ok(None);
+        }
+        self.resolve().map(Some)
+    }
+
     fn resolve(&self) -> anyhow::Result<RegistryConfig> {
         let flags = [
             ("DOCKER_REGISTRY_SERVER", self.server.clone()),
@@ -302,4 +310,78 @@ async fn build(args: BuildArgs) -> anyhow::Result<()> {
     println!("image: {}", out.image);
     println!("digest: {}", out.digest);
     Ok(())
+}
+
+/// The image builder of `yatai serve` (when a registry is configured): builds in the server's
+/// process, reading the archives from the server's own storage.
+#[derive(Debug)]
+pub struct InServerBuilder {
+    pub registry: RegistryConfig,
+    pub base_image: Option<String>,
+    pub timeout: Duration,
+}
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl yatai_service::registry::images::ImageBuilder for InServerBuilder {
+    fn build(
+        &self,
+        job: yatai_service::registry::images::BuildJob,
+    ) -> Boxed<'static, Result<String, String>> {
+        let tag = format!("{}:{}", job.name, job.version);
+        let opts = BuildOptions {
+            bento_tag: tag.clone(),
+            source: Source::Fetcher(Arc::new(StorageFetch(job.archives))),
+            base_image: self.base_image.clone(),
+            registry: self.registry.clone(),
+            insecure_registries: Vec::new(),
+            installer: Installer::detect(),
+            // No local state: the registry keeps the dependency cache.
+            cache_dir: None,
+            registry_cache: true,
+            python_version: None,
+            timeout: Some(self.timeout),
+            work_dir: None,
+        };
+        Box::pin(async move {
+            let bento = tag.clone();
+            let report: Arc<yatai_image_builder::Reporter> =
+                Arc::new(move |line: &str| tracing::info!(bento = %bento, "{line}"));
+            yatai_image_builder::build(&opts, report)
+                .await
+                .map(|out| out.image)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The server's storage as the image builder's source of archives.
+#[derive(Debug)]
+struct StorageFetch(Arc<dyn yatai_service::registry::images::ArchiveSource>);
+
+impl yatai_image_builder::Fetch for StorageFetch {
+    fn fetch<'a>(
+        &'a self,
+        kind: yatai_client::Kind,
+        name: &'a str,
+        version: &'a str,
+        dest: &'a std::path::Path,
+    ) -> Boxed<'a, Result<(), yatai_image_builder::BuildError>> {
+        use yatai_domain::Error;
+        use yatai_image_builder::BuildError;
+        let kind = match kind {
+            yatai_client::Kind::Bento => yatai_domain::registry::Kind::Bento,
+            yatai_client::Kind::Model => yatai_domain::registry::Kind::Model,
+        };
+        Box::pin(async move {
+            self.0
+                .fetch(kind, name, version, dest)
+                .await
+                .map_err(|e| match e {
+                    Error::NotFound(m) => BuildError::NotFound(m),
+                    Error::Conflict(m) => BuildError::NotUploaded(m),
+                    other => BuildError::Source(format!("reading {name}:{version}: {other}")),
+                })
+        })
+    }
 }

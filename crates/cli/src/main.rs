@@ -483,12 +483,25 @@ async fn serve(cfg: config::Serve) -> anyhow::Result<()> {
         anyhow::ensure!(secs > 0, "--janitor-interval must be at least 1 second");
         uploads.janitor_interval = std::time::Duration::from_secs(secs);
     }
+    let image_builder = cfg.registry.clone().map(|registry| {
+        yatai_image_builder::install_crypto_provider();
+        tracing::info!(
+            registry = %registry.repository_uri(false),
+            "image builds enabled: the server builds bento images itself"
+        );
+        std::sync::Arc::new(image::InServerBuilder {
+            registry,
+            base_image: cfg.image_builder_base_image.clone(),
+            timeout: std::time::Duration::from_secs(3600),
+        }) as std::sync::Arc<dyn yatai_service::registry::images::ImageBuilder>
+    });
     let settings = Settings {
         initialization_token: initialization_token.clone(),
         secure_cookies: public_url.starts_with("https://"),
         public_url: public_url.clone(),
         transmission_strategy,
         uploads,
+        image_builder,
         ..Settings::default()
     };
     let state = AppState::new(db.clone(), objects, settings);

@@ -36,7 +36,7 @@ pub use deps::Installer;
 use layer::Layer;
 pub use naming::{image_tag, RegistryConfig};
 use registry::Registry;
-pub use source::Source;
+pub use source::{Fetch, Source};
 
 /// Receives one line of progress at a time.
 pub type Reporter = dyn Fn(&str) + Send + Sync;
@@ -279,9 +279,11 @@ async fn build_inner(
     let _ = std::fs::remove_dir_all(&bento_dir);
     std::fs::create_dir_all(&bento_dir).map_err(|e| BuildError::Io(e.to_string()))?;
     let archive = match &opts.source {
-        Source::Server(c) => {
+        Source::Server(_) | Source::Fetcher(_) => {
             let dest = work.join("bento.archive");
-            source::from_server(c, Kind::Bento, name, version, &dest, report.clone()).await?;
+            opts.source
+                .fetch_named(Kind::Bento, name, version, &dest, report.clone())
+                .await?;
             dest
         }
         Source::Url(url) => {
@@ -553,22 +555,16 @@ async fn fetch_models(
         if dir.join("model.yaml").exists() {
             continue;
         }
-        let Some(client) = opts.source.server() else {
+        if !opts.source.has_models() {
             return Err(BuildError::Source(format!(
                 "the bento uses model {tag}, which it does not carry; build from the Yatai server \
                  (--endpoint) so that the model can be fetched"
             )));
-        };
+        }
         let archive = work.join(format!("model-{model}-{mversion}.archive"));
-        source::from_server(
-            client,
-            Kind::Model,
-            model,
-            mversion,
-            &archive,
-            report.clone(),
-        )
-        .await?;
+        opts.source
+            .fetch_named(Kind::Model, model, mversion, &archive, report.clone())
+            .await?;
         std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(e.to_string()))?;
         let (a, d, w) = (archive.clone(), dir.clone(), format!("model {tag}"));
         tokio::task::spawn_blocking(move || bento::extract(&a, &d, &w))

@@ -18,14 +18,62 @@ pub enum Source {
     Server(Client),
     /// An `http(s)://` or `s3://` URL, or a `file://` URL or plain path.
     Url(String),
+    /// Archives fetched by the embedding program: the Yatai server building in-process reads
+    /// them straight from its own storage.
+    Fetcher(Arc<dyn Fetch>),
+}
+
+/// Writes the archive of a bento or model version to a file (see [`Source::Fetcher`]).
+pub trait Fetch: Send + Sync + std::fmt::Debug {
+    fn fetch<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        version: &'a str,
+        dest: &'a Path,
+    ) -> futures::future::BoxFuture<'a, Result<(), BuildError>>;
 }
 
 impl Source {
-    /// The server, when the source is one (models are fetched from it).
+    /// The server, when the source is one (the build status is reported there).
     pub fn server(&self) -> Option<&Client> {
         match self {
             Source::Server(c) => Some(c),
-            Source::Url(_) => None,
+            Source::Url(_) | Source::Fetcher(_) => None,
+        }
+    }
+
+    /// Whether models the bento does not carry can be fetched from this source.
+    pub fn has_models(&self) -> bool {
+        !matches!(self, Source::Url(_))
+    }
+
+    /// Writes the archive of `kind` `name:version` to `dest`, when the source holds models and
+    /// bentos by name (a server or a fetcher; not a URL).
+    pub async fn fetch_named(
+        &self,
+        kind: Kind,
+        name: &str,
+        version: &str,
+        dest: &Path,
+        report: Arc<Reporter>,
+    ) -> Result<(), BuildError> {
+        match self {
+            Source::Server(c) => from_server(c, kind, name, version, dest, report).await,
+            Source::Fetcher(f) => {
+                report(&format!(
+                    "reading {} {name}:{version} from storage",
+                    if kind == Kind::Bento {
+                        "bento"
+                    } else {
+                        "model"
+                    }
+                ));
+                f.fetch(kind, name, version, dest).await
+            }
+            Source::Url(u) => Err(BuildError::Config(format!(
+                "{u} holds one archive, not {name}:{version}"
+            ))),
         }
     }
 }

@@ -361,6 +361,17 @@ fn variants() -> Vec<Variant> {
         .what("an image builder reports it is building")
         .body(|_, _, _| Body::Json(json!({"image_build_status": "building"}))),
     );
+    all.push(
+        v(
+            M::POST,
+            "/api/v1/bento_repositories/{name}/bentos/{version}/build_image",
+            S::Published("bento"),
+            W::ReadOrganization,
+            // The test server builds no images: whoever may ask is told how to enable builds.
+            [401, 401, 401, 403, 404, 403, 409, 409, 409, 403, 409, 409],
+        )
+        .what("a server without a docker registry: 409 after the permission check"),
+    );
     all.push(v(
         M::GET,
         "/api/v1/model_repositories/{name}/models/{version}/bentos",

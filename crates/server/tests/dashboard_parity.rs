@@ -184,9 +184,11 @@ enum Action {
     ResetSiteAdminPassword,
     ResetMemberPassword,
     ResetPasswordTooShort,
+    /// "Build image" on a bento's page; the test server has no docker registry configured.
+    BuildImage,
 }
 
-const ACTIONS: [Action; 18] = [
+const ACTIONS: [Action; 19] = [
     Action::Setup,
     Action::Login,
     Action::LoginWrongPassword,
@@ -205,6 +207,7 @@ const ACTIONS: [Action; 18] = [
     Action::ResetSiteAdminPassword,
     Action::ResetMemberPassword,
     Action::ResetPasswordTooShort,
+    Action::BuildImage,
 ];
 
 impl Action {
@@ -224,6 +227,7 @@ impl Action {
             Action::ResetSiteAdminPassword
             | Action::ResetMemberPassword
             | Action::ResetPasswordTooShort => "/users/{}/reset_password",
+            Action::BuildImage => "/bentos/{}/{}/build_image",
         }
     }
 
@@ -262,6 +266,10 @@ impl Action {
             Action::ResetPasswordTooShort if admin => Refused(400),
             // Only a site admin may set a site admin's password (the hole of issue 10).
             Action::ResetSiteAdminPassword if who == SiteAdmin => Done,
+            // The bento is not the other organization's; who may build is told how to enable
+            // builds (this server has no registry).
+            Action::BuildImage if who == OtherOrgAdmin => Refused(404),
+            Action::BuildImage if who != Guest => Refused(409),
             _ => forbidden,
         }
     }
@@ -535,6 +543,17 @@ impl Bench {
                     vec![("new_password", ADMIN_PASSWORD.into())],
                 ),
             ),
+            Action::BuildImage => {
+                let name = self.uploaded_bento(n).await;
+                plain(
+                    (
+                        Method::POST,
+                        format!("/api/v1/bento_repositories/{name}/bentos/v1/build_image"),
+                        None,
+                    ),
+                    (&format!("/bentos/{name}/v1/build_image"), vec![]),
+                )
+            }
             Action::ResetMemberPassword | Action::ResetPasswordTooShort => {
                 let (api_user, form_user) = self.two_members(n).await;
                 let password = match action {
@@ -568,6 +587,42 @@ impl Bench {
                 .unwrap();
             self.sessions[i] = fresh;
         }
+    }
+
+    /// A fresh bento `NAME:v1` of the default organization, uploaded.
+    async fn uploaded_bento(&self, n: usize) -> String {
+        let c = &self.admin_default;
+        let name = format!("bento{n}");
+        let (s, b) = c
+            .post(
+                "/api/v1/bento_repositories",
+                json!({"name": name, "description": ""}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let path = format!("/api/v1/bento_repositories/{name}/bentos");
+        let (s, b) = c
+            .post(
+                &path,
+                json!({"version": "v1", "manifest": {"size_bytes": 1}, "labels": []}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = c.patch(&format!("{path}/v1/start_upload"), json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let res = c
+            .http
+            .put(format!("{}{path}/v1/upload", c.base))
+            .header("X-YATAI-API-TOKEN", c.token.as_deref().unwrap())
+            .body(common::registry::tar_archive(&[(
+                "bento.yaml",
+                b"name: x\n",
+            )]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        name
     }
 
     /// Two fresh developers of the default organization: one for each path.

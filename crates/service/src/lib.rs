@@ -38,6 +38,9 @@ pub struct Settings {
     pub transmission_strategy: TransmissionStrategy,
     /// Timing of uploads: URL lifetimes and when an upload counts as abandoned.
     pub uploads: UploadTimings,
+    /// Builds bento images in this process (`yatai serve` with a docker registry configured);
+    /// `None`: the server does not build images (see [`registry::images::request_build`]).
+    pub image_builder: Option<Arc<dyn registry::images::ImageBuilder>>,
 }
 
 /// How long transfer URLs live, and after how long without a sign of life an upload counts as
@@ -80,6 +83,7 @@ impl Default for Settings {
             public_url: "http://127.0.0.1:7777".into(),
             transmission_strategy: TransmissionStrategy::Proxy,
             uploads: UploadTimings::default(),
+            image_builder: None,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// Failed logins of this process, per account and address.
     pub login_throttle: Arc<throttle::LoginThrottle>,
+    /// The image builds this process may run at once.
+    pub image_build_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
@@ -104,6 +110,9 @@ impl Services {
             objects,
             settings: Arc::new(settings),
             login_throttle: Arc::default(),
+            image_build_slots: Arc::new(tokio::sync::Semaphore::new(
+                registry::images::BUILD_CONCURRENCY,
+            )),
         }
     }
 }

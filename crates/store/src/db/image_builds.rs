@@ -26,14 +26,50 @@ pub async fn set(
     image_reference: Option<&str>,
     reason: &str,
 ) -> Result<(), Error> {
+    set_unless_in_progress(tx, version_uid, status, image_reference, reason, None).await?;
+    Ok(())
+}
+
+/// [`set`], but when `in_progress_since` is given, only if no build of the version is in
+/// progress: a build is, when its status is `pending` or `building` and was set (recorded in
+/// `image_builds`) at or after `in_progress_since` (older ones are builds that died). One
+/// statement decides, so that two concurrent requests cannot both start a build. Returns
+/// whether the status was set.
+pub async fn set_unless_in_progress(
+    tx: &mut Transaction<'_, Any>,
+    version_uid: &str,
+    status: &str,
+    image_reference: Option<&str>,
+    reason: &str,
+    in_progress_since: Option<i64>,
+) -> Result<bool, Error> {
     let now = now_micros();
-    sqlx::query("UPDATE versions SET image_build_status = $1, updated_at = $2 WHERE uid = $3")
+    let updated = match in_progress_since {
+        None => sqlx::query(
+            "UPDATE versions SET image_build_status = $1, updated_at = $2 WHERE uid = $3",
+        )
         .bind(status)
         .bind(now)
         .bind(version_uid)
         .execute(&mut **tx)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error)?,
+        Some(since) => sqlx::query(
+            "UPDATE versions SET image_build_status = $1, updated_at = $2 WHERE uid = $3 \
+             AND NOT (image_build_status IN ('pending', 'building') AND EXISTS \
+             (SELECT 1 FROM image_builds WHERE version_uid = $3 AND updated_at >= $4))",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(version_uid)
+        .bind(since)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?,
+    };
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO image_builds (version_uid, image_reference, reason, updated_at) VALUES ($1, COALESCE($2, ''), $3, $4) \
          ON CONFLICT (version_uid) DO UPDATE SET image_reference = COALESCE($2, image_builds.image_reference), \
@@ -46,7 +82,7 @@ pub async fn set(
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
-    Ok(())
+    Ok(true)
 }
 
 /// The image builds of the given versions, by version uid.

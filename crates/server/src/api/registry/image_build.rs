@@ -37,3 +37,19 @@ pub async fn update_image_build_status(
             .await?,
     ))
 }
+
+/// `POST .../build_image`: an adapter over `yatai_service::registry::images::request_build`
+/// (not in Yatai 1.x): the server builds the image itself when configured with a registry.
+pub async fn build_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath((name, version)): ApiPath<(String, String)>,
+) -> ApiResult<Json<VersionSchema>> {
+    let v = images::request_build(&state, &caller, &name, &version).await?;
+    Ok(Json(
+        Presenter::new(&state, client_generation(&headers))
+            .version(&v, false)
+            .await?,
+    ))
+}

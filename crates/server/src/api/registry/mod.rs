@@ -351,6 +351,16 @@ pub fn routes() -> Vec<RegistryRoute> {
     );
     all.push(
         route(
+            Method::POST,
+            "/api/v1/bento_repositories/{name}/bentos/{version}/build_image".into(),
+            "Build the bento's image in the server (not in Yatai 1.x): the status becomes pending, then building, then success with image_reference or failed with reason. Admins and developers; 409 when the bento is not uploaded, when a build of it is pending or building, or when the server has no docker registry configured (DOCKER_REGISTRY_*)",
+            "bentos",
+            axum::routing::post(image_build::build_image),
+        )
+        .answers(json::<yatai_api_types::VersionSchema>()),
+    );
+    all.push(
+        route(
             Method::GET,
             "/api/v1/model_repositories/{name}/models/{version}/bentos".into(),
             "The bentos that use a model",

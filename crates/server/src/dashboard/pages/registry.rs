@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use yatai_domain::registry::Kind;
@@ -15,7 +15,7 @@ use yatai_store::db::versions::Version;
 
 use crate::dashboard::form::FormError;
 use crate::dashboard::format::{exact, human_size, relative};
-use crate::dashboard::page::{Layout, Page};
+use crate::dashboard::page::{Layout, NoFields, Page, Submission};
 use crate::dashboard::pager::{Pager, PAGE_SIZE};
 use crate::AppState;
 
@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/bentos", get(repository_list::<Bentos>))
         .route("/bentos/{name}", get(version_list::<Bentos>))
         .route("/bentos/{name}/{version}", get(version_page::<Bentos>))
+        .route("/bentos/{name}/{version}/build_image", post(build_image))
         .route("/models", get(repository_list::<Models>))
         .route("/models/{name}", get(version_list::<Models>))
         .route("/models/{name}/{version}", get(version_page::<Models>))
@@ -303,6 +304,8 @@ struct VersionPage {
     /// The image of the last successful build, and why the last build failed.
     image_reference: String,
     image_build_reason: String,
+    /// Whether the "Build image" button is shown: builds are enabled and the caller may write.
+    can_build: bool,
     description: String,
     facts: Vec<(String, String)>,
     pull_command: String,
@@ -405,6 +408,11 @@ async fn version_page<K: KindPages>(
             image_build_status: v.image_build_status.to_string(),
             image_reference: image.image_reference,
             image_build_reason: image.reason,
+            can_build: kind == Kind::Bento
+                && yatai_service::registry::images::builds_enabled(&state)
+                && caller
+                    .authorize(yatai_domain::Action::WriteRegistry)
+                    .is_ok(),
             description: v.description.clone(),
             facts: manifest_facts(kind, &manifest),
             pull_command: match kind {
@@ -417,4 +425,19 @@ async fn version_page<K: KindPages>(
     }
     .await;
     page.respond(built)
+}
+
+/// The "Build image" button of a bento's page: the same service function as
+/// `POST /api/v1/bento_repositories/{name}/bentos/{version}/build_image`.
+async fn build_image(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    Submission { page, .. }: Submission<NoFields>,
+) -> Response {
+    match yatai_service::registry::images::request_build(&state, &page.caller, &name, &version)
+        .await
+    {
+        Ok(_) => page.redirect(&format!("/bentos/{name}/{version}")),
+        Err(e) => page.error(e),
+    }
 }
