@@ -173,13 +173,54 @@ pub struct ControllerArgs {
     /// Build timeout when a BentoRequest sets no imageBuildTimeout, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     timeout: u64,
+    /// Build each image in a Kubernetes Job (in the BentoRequest's namespace) running this
+    /// binary's `yatai image build`, instead of in this process
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB", default_value_t = false)]
+    build_in_job: bool,
+    /// The image of this very binary, which build Jobs run (required with --build-in-job)
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB_IMAGE", value_name = "REF")]
+    job_image: Option<String>,
+    /// A Secret in the BentoRequest's namespace whose key DOCKER_REGISTRY_PASSWORD build Jobs read
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB_REGISTRY_SECRET", value_name = "NAME")]
+    job_registry_secret: Option<String>,
+    /// A Secret in the BentoRequest's namespace whose key YATAI_API_TOKEN build Jobs read
+    #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB_TOKEN_SECRET", value_name = "NAME")]
+    job_token_secret: Option<String>,
     #[command(flatten)]
     leader: crate::operator::LeaderArgs,
+}
+
+impl ControllerArgs {
+    /// The Job settings with --build-in-job, which needs --job-image.
+    fn job_settings(&self) -> anyhow::Result<Option<yatai_image_builder_controller::JobSettings>> {
+        if !self.build_in_job {
+            return Ok(None);
+        }
+        let image = self
+            .job_image
+            .clone()
+            .filter(|i| !i.trim().is_empty())
+            .context(
+                "--build-in-job needs --job-image (YATAI_IMAGE_BUILDER_JOB_IMAGE): the image of \
+                 this yatai binary, which the build Jobs run",
+            )?;
+        Ok(Some(yatai_image_builder_controller::JobSettings {
+            image,
+            registry: self.target.registry.resolve()?,
+            registry_secret: self.job_registry_secret.clone(),
+            endpoint: self.endpoint.clone(),
+            token_secret: self.job_token_secret.clone(),
+            base_image: self.target.base_image.clone(),
+            insecure_registries: self.target.insecure.clone(),
+            default_timeout_secs: self.timeout as i64,
+        }))
+    }
 }
 
 /// `yatai image-builder`: the controller, with the kubeconfig or in-cluster config.
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     yatai_image_builder::install_crypto_provider();
+    let job = args.job_settings()?;
     let server = match &args.endpoint {
         Some(e) => Some(
             yatai_client::Client::new(e, args.api_token.as_deref()).map_err(anyhow::Error::msg)?,
@@ -205,7 +246,7 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     crate::operator::lead(
         &client,
         settings,
-        yatai_image_builder_controller::run(client.clone(), Arc::new(builder), args.namespace),
+        yatai_image_builder_controller::run(client.clone(), Arc::new(builder), args.namespace, job),
     )
     .await
 }

@@ -7,11 +7,15 @@
 //!   conditions `ImageExistsChecked`, `ImageExists`, `ImageBuilding`, `BentoAvailable`, with a
 //!   Kubernetes event at each step. Failed builds are retried with exponential back-off
 //!   ([`error_policy`]): they never loop hot.
+//! - [`job`]: Job mode (`--build-in-job`): the `batch/v1` Job that runs `yatai image build`
+//!   instead of building in this process, and how to read its state.
 //! - [`run`]: the controller loop (`yatai image-builder`).
 
 pub mod builder;
 pub mod desired;
+pub mod job;
 pub mod reconcile;
 
 pub use builder::{ImageBuilder, InProcessBuilder};
+pub use job::JobSettings;
 pub use reconcile::{error_policy, reconcile, run, Context, Error};

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -14,7 +15,11 @@ use yatai_crds::bento_request::condition;
 use yatai_crds::{Bento, BentoRequest};
 
 use crate::desired::{self, set_condition};
+use crate::job::{self, JobSettings, JobState};
 use crate::ImageBuilder;
+
+/// How often a running build Job is looked at (its changes wake the controller too).
+pub const JOB_POLL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The field manager of everything the controller writes.
 pub const MANAGER: &str = "yatai-image-builder";
@@ -35,6 +40,8 @@ pub struct Context {
     pub client: Client,
     pub builder: Arc<dyn ImageBuilder>,
     pub recorder: Recorder,
+    /// Job mode: builds run as `batch/v1` Jobs instead of in this process.
+    pub job: Option<JobSettings>,
     /// Failures in a row per request (`namespace/name`), for the back-off.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -49,8 +56,15 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             builder,
+            job: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Builds in Jobs (`--build-in-job`) instead of in this process.
+    pub fn with_job(mut self, settings: Option<JobSettings>) -> Self {
+        self.job = settings;
+        self
     }
 
     /// Failures in a row of one request.
@@ -198,6 +212,11 @@ pub async fn reconcile(request: Arc<BentoRequest>, ctx: Arc<Context>) -> Result<
 
     let image = if exists {
         image
+    } else if let Some(settings) = &ctx.job {
+        match build_in_job(&mut step, settings, &ns).await? {
+            Some(built) => built,
+            None => return Ok(Action::requeue(JOB_POLL)),
+        }
     } else {
         step.condition(
             condition::IMAGE_BUILDING,
@@ -267,6 +286,71 @@ pub async fn reconcile(request: Arc<BentoRequest>, ctx: Arc<Context>) -> Result<
     Ok(Action::await_change())
 }
 
+/// Job mode: makes sure the build Job of the request exists (an existing one is reused, never
+/// recreated) and reads its state: `Some(image)` when it succeeded, `None` while it runs, an
+/// error (hence the back-off) when it failed.
+async fn build_in_job(
+    step: &mut Step<'_>,
+    settings: &JobSettings,
+    ns: &str,
+) -> Result<Option<String>, Error> {
+    let request = step.request;
+    let tag = request.spec.bento_tag.clone();
+    let name = job::job_name(request);
+    let jobs: Api<Job> = Api::namespaced(step.ctx.client.clone(), ns);
+    let existing = jobs.get_opt(&name).await?;
+    let job = match existing {
+        Some(j) => j,
+        None => {
+            let desired = job::build_job(request, settings);
+            let created = jobs
+                .patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&desired))
+                .await?;
+            step.event(
+                EventType::Normal,
+                "ImageBuilding",
+                format!("building the image of {tag} in Job {name}"),
+            )
+            .await;
+            created
+        }
+    };
+    match job::job_state(&job) {
+        JobState::Running => {
+            step.condition(
+                condition::IMAGE_BUILDING,
+                true,
+                "BuildingInJob",
+                &format!("Job {name} is building the image of {tag}"),
+            )
+            .await?;
+            Ok(None)
+        }
+        JobState::Succeeded => {
+            let built = job::built_image(request, settings);
+            step.condition(condition::IMAGE_BUILDING, false, "Built", &built)
+                .await?;
+            step.condition(condition::IMAGE_EXISTS, true, "ImageBuilt", &built)
+                .await?;
+            step.event(
+                EventType::Normal,
+                "ImageBuilt",
+                format!("Job {name} built {built}"),
+            )
+            .await;
+            Ok(Some(built))
+        }
+        JobState::Failed(why) => {
+            let message = format!("Job {name} failed: {why}");
+            step.condition(condition::IMAGE_BUILDING, false, "BuildFailed", &message)
+                .await?;
+            step.event(EventType::Warning, "BuildFailed", message.clone())
+                .await;
+            Err(Error::Build { tag, message })
+        }
+    }
+}
+
 /// After a failure: retry later, later each time (5 s doubling up to 5 minutes), so that a
 /// failing build never loops hot.
 pub fn error_policy(request: Arc<BentoRequest>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -285,17 +369,37 @@ pub fn error_policy(request: Arc<BentoRequest>, error: &Error, ctx: Arc<Context>
 
 /// Runs the controller until a termination signal: every `BentoRequest` of the cluster (or of
 /// `namespace`), and the `Bento`s they own.
-pub async fn run(client: Client, builder: Arc<dyn ImageBuilder>, namespace: Option<String>) {
-    let (requests, bentos): (Api<BentoRequest>, Api<Bento>) = match &namespace {
+///
+/// With `job` set, builds run as Jobs, which the controller watches too.
+pub async fn run(
+    client: Client,
+    builder: Arc<dyn ImageBuilder>,
+    namespace: Option<String>,
+    job: Option<JobSettings>,
+) {
+    let (requests, bentos, jobs): (Api<BentoRequest>, Api<Bento>, Api<Job>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
-    let ctx = Arc::new(Context::new(client, builder));
-    Controller::new(requests, watcher::Config::default())
-        .owns(bentos, watcher::Config::default())
+    let in_job = job.is_some();
+    let ctx = Arc::new(Context::new(client, builder).with_job(job));
+    let mut controller = Controller::new(requests, watcher::Config::default())
+        .owns(bentos, watcher::Config::default());
+    if in_job {
+        controller = controller.owns(
+            jobs,
+            watcher::Config::default().labels(job::REQUEST_LABEL),
+        );
+    }
+    controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
