@@ -181,10 +181,18 @@ pub struct ControllerArgs {
     #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB_IMAGE", value_name = "REF")]
     job_image: Option<String>,
     /// A Secret in the BentoRequest's namespace whose key DOCKER_REGISTRY_PASSWORD build Jobs read
-    #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB_REGISTRY_SECRET", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "YATAI_IMAGE_BUILDER_JOB_REGISTRY_SECRET",
+        value_name = "NAME"
+    )]
     job_registry_secret: Option<String>,
     /// A Secret in the BentoRequest's namespace whose key YATAI_API_TOKEN build Jobs read
-    #[arg(long, env = "YATAI_IMAGE_BUILDER_JOB_TOKEN_SECRET", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "YATAI_IMAGE_BUILDER_JOB_TOKEN_SECRET",
+        value_name = "NAME"
+    )]
     job_token_secret: Option<String>,
     #[command(flatten)]
     leader: crate::operator::LeaderArgs,

@@ -115,6 +115,7 @@ fn every_chart_passes_helm_lint_with_every_option_on() {
         v["dockerRegistry"]["existingSecret"] = "registry".into();
         v["yatai"] =
             serde_json::json!({"endpoint": "http://yatai:7777", "apiTokenSecret": "token"});
+        v["buildInJob"] = serde_json::json!({"enabled": true, "registrySecret": "registry", "tokenSecret": "token"});
     });
     for dir in [&server, &operator, &builder] {
         let findings = lint(dir.path());

@@ -171,7 +171,10 @@ pub fn build_job(request: &BentoRequest, settings: &JobSettings) -> Job {
         annotations.extend(m.annotations.clone().unwrap_or_default());
     }
     labels.insert(REQUEST_LABEL.into(), request.name_any());
-    let extra = spec.image_builder_extra_pod_spec.clone().unwrap_or_default();
+    let extra = spec
+        .image_builder_extra_pod_spec
+        .clone()
+        .unwrap_or_default();
 
     let container = Container {
         name: "builder".into(),

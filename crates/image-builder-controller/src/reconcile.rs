@@ -394,10 +394,7 @@ pub async fn run(
     let mut controller = Controller::new(requests, watcher::Config::default())
         .owns(bentos, watcher::Config::default());
     if in_job {
-        controller = controller.owns(
-            jobs,
-            watcher::Config::default().labels(job::REQUEST_LABEL),
-        );
+        controller = controller.owns(jobs, watcher::Config::default().labels(job::REQUEST_LABEL));
     }
     controller
         .shutdown_on_signal()

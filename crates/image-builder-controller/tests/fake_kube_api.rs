@@ -378,3 +378,315 @@ async fn failed_builds_back_off_and_recover_against_a_fake_kubernetes_api() {
     );
     assert_eq!(builder.builds.load(Ordering::SeqCst), 4);
 }
+
+// ---- Job mode (`--build-in-job`): the build runs in a batch/v1 Job. ----
+
+const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
+
+fn job_settings() -> yatai_image_builder_controller::JobSettings {
+    let mut registry = yatai_image_builder::RegistryConfig::new("registry.test");
+    registry.in_cluster_server = Some("registry.cluster.local:5000".into());
+    registry.username = Some("pusher".into());
+    yatai_image_builder_controller::JobSettings {
+        image: "ghcr.io/acme/yatai:1.0".into(),
+        registry,
+        registry_secret: Some("registry-creds".into()),
+        endpoint: Some("http://yatai.yatai-system".into()),
+        token_secret: Some("yatai-token".into()),
+        base_image: None,
+        insecure_registries: vec![],
+        default_timeout_secs: 3600,
+    }
+}
+
+fn job_ctx(api: &Arc<FakeKubeApi>, builder: Arc<ScriptedBuilder>) -> Arc<Context> {
+    Arc::new(Context::new(client_of(api.clone()), builder).with_job(Some(job_settings())))
+}
+
+fn only_job(api: &FakeKubeApi) -> (String, Value) {
+    let objects = api.objects.lock().unwrap();
+    let jobs: Vec<(String, Value)> = objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(JOBS))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "exactly one Job: {:?}",
+        jobs.iter().map(|j| &j.0).collect::<Vec<_>>()
+    );
+    jobs.into_iter().next().unwrap()
+}
+
+fn set_job_status(api: &FakeKubeApi, path: &str, status: Value) {
+    api.objects.lock().unwrap().get_mut(path).unwrap()["status"] = status;
+}
+
+fn job_spec() -> BentoRequestSpec {
+    BentoRequestSpec {
+        image_build_timeout: Some(600_000_000_000),
+        image_builder_extra_pod_spec: Some(yatai_crds::bento_request::ImageBuilderExtraPodSpec {
+            node_selector: Some(BTreeMap::from([("pool".to_string(), "build".to_string())])),
+            service_account_name: Some("builder-sa".into()),
+            ..Default::default()
+        }),
+        image_builder_extra_pod_metadata: Some(yatai_crds::common::ExtraPodMetadata {
+            labels: Some(BTreeMap::from([("team".to_string(), "ml".to_string())])),
+            annotations: None,
+        }),
+        image_builder_extra_container_env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "PIP_INDEX_URL".into(),
+            value: Some("http://pypi.local/simple".into()),
+            value_from: None,
+        }]),
+        ..spec("iris:v1")
+    }
+}
+
+#[tokio::test]
+async fn job_mode_creates_the_build_job_and_waits_against_a_fake_kubernetes_api() {
+    let api = Arc::new(FakeKubeApi::default());
+    let request = seed(&api, job_spec());
+    let builder = ScriptedBuilder::new(false, 0);
+    let ctx = job_ctx(&api, builder.clone());
+    let action = reconcile(request.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(yatai_image_builder_controller::reconcile::JOB_POLL)
+    );
+    assert_eq!(
+        builder.builds.load(Ordering::SeqCst),
+        0,
+        "no in-process build"
+    );
+    assert!(
+        api.object(&format!("{BENTOS}/iris")).is_none(),
+        "no Bento yet"
+    );
+
+    let (path, job) = only_job(&api);
+    let name = yatai_image_builder_controller::job::job_name(&request);
+    assert_eq!(path, format!("{JOBS}/{name}"));
+    assert!(name.starts_with("iris-build-") && name.len() <= 63);
+    // It is a valid batch/v1 Job.
+    let typed: k8s_openapi::api::batch::v1::Job = serde_json::from_value(job.clone()).unwrap();
+    let spec = typed.spec.unwrap();
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.active_deadline_seconds, Some(600));
+    let owner = &typed.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("BentoRequest", "req-uid", Some(true))
+    );
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(pod.service_account_name.as_deref(), Some("builder-sa"));
+    assert_eq!(pod.node_selector.unwrap()["pool"], "build");
+    assert_eq!(
+        spec.template.metadata.unwrap().labels.unwrap()["team"],
+        "ml"
+    );
+    assert_eq!(pod.containers.len(), 1);
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ghcr.io/acme/yatai:1.0"));
+    let args = c.args.clone().unwrap();
+    assert_eq!(&args[..3], &["image", "build", "iris:v1"]);
+    assert!(
+        args.windows(2).any(|w| w == ["--timeout", "600"]),
+        "{args:?}"
+    );
+    let env: BTreeMap<String, (Option<String>, Option<String>)> = c
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let secret = e
+                .value_from
+                .and_then(|f| f.secret_key_ref)
+                .map(|s| format!("{}/{}", s.name, s.key));
+            (e.name, (e.value, secret))
+        })
+        .collect();
+    assert_eq!(
+        env["YATAI_ENDPOINT"].0.as_deref(),
+        Some("http://yatai.yatai-system")
+    );
+    assert_eq!(
+        env["YATAI_API_TOKEN"].1.as_deref(),
+        Some("yatai-token/YATAI_API_TOKEN")
+    );
+    assert_eq!(
+        env["DOCKER_REGISTRY_SERVER"].0.as_deref(),
+        Some("registry.test")
+    );
+    assert_eq!(
+        env["DOCKER_REGISTRY_IN_CLUSTER_SERVER"].0.as_deref(),
+        Some("registry.cluster.local:5000")
+    );
+    assert_eq!(env["DOCKER_REGISTRY_USERNAME"].0.as_deref(), Some("pusher"));
+    assert_eq!(
+        env["DOCKER_REGISTRY_PASSWORD"],
+        (None, Some("registry-creds/DOCKER_REGISTRY_PASSWORD".into()))
+    );
+    assert_eq!(
+        env["PIP_INDEX_URL"].0.as_deref(),
+        Some("http://pypi.local/simple")
+    );
+
+    let c = conditions(&api);
+    assert_eq!(c["ImageExists"], cond("False", "ImageMissing"));
+    assert_eq!(c["ImageBuilding"], cond("True", "BuildingInJob"));
+    let r = api.object(&format!("{REQUESTS}/iris")).unwrap();
+    let msg = r["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ImageBuilding")
+        .unwrap()["message"]
+        .clone();
+    assert!(
+        msg.as_str().unwrap().contains(&name),
+        "the condition names the Job: {msg}"
+    );
+
+    // Still running on the next reconcile: the Job is reused (no second one), no Bento.
+    set_job_status(&api, &path, json!({"active": 1}));
+    let action = reconcile(request, ctx).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(yatai_image_builder_controller::reconcile::JOB_POLL)
+    );
+    only_job(&api);
+    assert!(api.object(&format!("{BENTOS}/iris")).is_none());
+    let applies = api
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("PATCH") && l.contains("/jobs/"))
+        .count();
+    assert_eq!(applies, 1, "the Job is written once");
+}
+
+#[tokio::test]
+async fn job_mode_succeeded_job_gives_the_bento_against_a_fake_kubernetes_api() {
+    let api = Arc::new(FakeKubeApi::default());
+    let request = seed(&api, job_spec());
+    let ctx = job_ctx(&api, ScriptedBuilder::new(false, 0));
+    reconcile(request.clone(), ctx.clone()).await.unwrap();
+    let (path, _) = only_job(&api);
+    set_job_status(
+        &api,
+        &path,
+        json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+    );
+    let action = reconcile(request, ctx).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let expected = job_settings().registry.image_reference("iris", "v1", true);
+    assert_eq!(
+        expected,
+        "registry.cluster.local:5000/yatai-bentos:yatai.iris.v1"
+    );
+    let bento = api
+        .object(&format!("{BENTOS}/iris"))
+        .expect("the Bento is created");
+    assert_eq!(bento["spec"]["image"], expected.as_str());
+    assert_eq!(bento["status"]["ready"], true);
+    let c = conditions(&api);
+    assert_eq!(c["ImageExists"], cond("True", "ImageBuilt"));
+    assert_eq!(c["ImageBuilding"], cond("False", "Built"));
+    assert_eq!(c["BentoAvailable"], cond("True", "BentoCreated"));
+    let reasons: Vec<String> = api
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["ImageBuilding", "ImageBuilt", "BentoAvailable"]
+    );
+}
+
+#[tokio::test]
+async fn job_mode_failed_job_backs_off_and_is_not_recreated_against_a_fake_kubernetes_api() {
+    let api = Arc::new(FakeKubeApi::default());
+    let request = seed(&api, job_spec());
+    let ctx = job_ctx(&api, ScriptedBuilder::new(false, 0));
+    reconcile(request.clone(), ctx.clone()).await.unwrap();
+    let (path, _) = only_job(&api);
+    set_job_status(
+        &api,
+        &path,
+        json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}]}),
+    );
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let err = reconcile(request.clone(), ctx.clone()).await.unwrap_err();
+        assert!(err.to_string().contains("DeadlineExceeded"), "{err}");
+        delays.push(error_policy(request.clone(), &err, ctx.clone()));
+        assert_eq!(
+            conditions(&api)["ImageBuilding"],
+            cond("False", "BuildFailed")
+        );
+        assert!(api.object(&format!("{BENTOS}/iris")).is_none());
+        only_job(&api);
+    }
+    use std::time::Duration;
+    assert_eq!(
+        delays,
+        vec![
+            Action::requeue(Duration::from_secs(5)),
+            Action::requeue(Duration::from_secs(10))
+        ]
+    );
+    let applies = api
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("PATCH") && l.contains("/jobs/"))
+        .count();
+    assert_eq!(applies, 1, "no new Job after a failure");
+    let r = api.object(&format!("{REQUESTS}/iris")).unwrap();
+    let msg = r["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ImageBuilding")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("active longer than specified deadline"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn job_mode_existing_image_needs_no_job_against_a_fake_kubernetes_api() {
+    let api = Arc::new(FakeKubeApi::default());
+    let request = seed(&api, job_spec());
+    let ctx = job_ctx(&api, ScriptedBuilder::new(true, 0));
+    assert_eq!(
+        reconcile(request, ctx).await.unwrap(),
+        Action::await_change()
+    );
+    assert!(
+        !api.objects
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with(JOBS)),
+        "no Job"
+    );
+    assert!(
+        !api.log.lock().unwrap().iter().any(|l| l.contains("/jobs")),
+        "the Jobs API is not even asked"
+    );
+    assert!(api.object(&format!("{BENTOS}/iris")).is_some());
+}
