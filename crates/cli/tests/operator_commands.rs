@@ -165,3 +165,14 @@ fn the_operator_without_a_cluster_says_how_to_give_it_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_image_builder_in_job_mode_needs_the_job_image() {
+    let out = yatai(&["image-builder", "--build-in-job"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--build-in-job needs --job-image (YATAI_IMAGE_BUILDER_JOB_IMAGE)"),
+        "{stderr}"
+    );
+}
