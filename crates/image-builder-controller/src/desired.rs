@@ -6,18 +6,23 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use yatai_crds::{Bento, BentoRequest, BentoSpec};
 
-/// The `Bento` answering `request`, serving `image`: same name and namespace, owned by the
-/// request (so that Kubernetes deletes it with the request).
-pub fn bento(request: &BentoRequest, image: &str) -> Bento {
-    let spec = &request.spec;
-    let owner = OwnerReference {
+/// The controller owner reference to `request`: what it owns goes away with it.
+pub fn owned_by(request: &BentoRequest) -> OwnerReference {
+    OwnerReference {
         api_version: BentoRequest::api_version(&()).into_owned(),
         kind: BentoRequest::kind(&()).into_owned(),
         name: request.name_any(),
         uid: request.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
-    };
+    }
+}
+
+/// The `Bento` answering `request`, serving `image`: same name and namespace, owned by the
+/// request (so that Kubernetes deletes it with the request).
+pub fn bento(request: &BentoRequest, image: &str) -> Bento {
+    let spec = &request.spec;
+    let owner = owned_by(request);
     Bento {
         metadata: ObjectMeta {
             name: Some(request.name_any()),

@@ -7,9 +7,8 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use md5::{Digest, Md5};
 use yatai_crds::BentoRequest;
 use yatai_image_builder::RegistryConfig;
@@ -98,14 +97,7 @@ pub fn deadline_secs(request: &BentoRequest, settings: &JobSettings) -> i64 {
 pub fn build_job(request: &BentoRequest, settings: &JobSettings) -> Job {
     let spec = &request.spec;
     let name = job_name(request);
-    let owner = OwnerReference {
-        api_version: BentoRequest::api_version(&()).into_owned(),
-        kind: BentoRequest::kind(&()).into_owned(),
-        name: request.name_any(),
-        uid: request.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = crate::desired::owned_by(request);
     let deadline = deadline_secs(request, settings);
 
     let mut args = vec!["image".to_string(), "build".into(), spec.bento_tag.clone()];
