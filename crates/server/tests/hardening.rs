@@ -876,3 +876,49 @@ backend_test!(
         assert_eq!(object_keys(&app, "models").await.len(), 1);
     }
 );
+
+/// Many starts of a presigned upload of one version at the same moment, by one client's
+/// credentials: exactly one upload runs (the database keeps one per version), the others are
+/// told that they lost.
+async fn one_upload_runs_whatever_the_race(backend: common::Backend) {
+    let app = presigned_app(backend).await;
+    let c = api_client(&app).await;
+    create_version(&c, "model", "race1", "v1", model_manifest(1000), json!([])).await;
+    let path = version_path("model", "race1", "v1");
+    let starts = (0..8).map(|_| {
+        let c = c.clone();
+        let path = path.clone();
+        async move {
+            c.patch(&format!("{path}/presign_upload_url"), json!({}))
+                .await
+        }
+    });
+    let answers = futures::future::join_all(starts).await;
+    let won = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(won, 1, "exactly one upload starts: {answers:?}");
+    for (s, b) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*s, StatusCode::CONFLICT, "{b}");
+        assert!(
+            b["message"].as_str().unwrap_or_default().contains("lost"),
+            "{b}"
+        );
+    }
+    let (running,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM uploads WHERE status = 'uploading'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(running, 1);
+}
+
+mod one_upload_runs_whatever_the_race {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite_and_local_directory() {
+        one_upload_runs_whatever_the_race(common::Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_and_s3() {
+        one_upload_runs_whatever_the_race(common::Backend::Production).await;
+    }
+}

@@ -146,7 +146,18 @@ async fn open_upload(
             creator_uid: &caller.user().uid,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // Another push started an upload of this version between our check and this insert
+        // (the database keeps one running upload per version).
+        Error::Conflict(_) => Error::Conflict(format!(
+            "another push of {} {} is uploading; this push lost. Push again when it has \
+             finished (with --force to replace its archive)",
+            t.kind.as_str(),
+            t.tag
+        )),
+        other => other,
+    })?;
     versions::start_upload(svc.db.pool(), &t.version.uid).await?;
     Ok(u)
 }
