@@ -52,6 +52,7 @@ macro_rules! wire_enum {
 }
 
 pub mod access;
+pub mod deployments;
 pub mod error;
 pub mod manifest;
 pub mod names;
