@@ -7,12 +7,14 @@
 //! server.
 
 mod common;
+mod deployments;
 mod events;
 mod identity;
 mod meta;
 mod registry;
 
 pub use common::*;
+pub use deployments::*;
 pub use events::*;
 pub use identity::*;
 pub use meta::*;

@@ -126,8 +126,10 @@ pub enum Action {
     ManageOwnTokens,
     /// Read clusters and deployments.
     ReadCluster,
-    /// Change clusters and deployments.
+    /// Register or change clusters.
     WriteCluster,
+    /// Create, change, terminate or delete deployments.
+    WriteDeployment,
 }
 
 impl Action {
@@ -138,7 +140,9 @@ impl Action {
             | Action::ReadOrganization
             | Action::ReadCluster
             | Action::ManageOwnTokens => Role::Guest,
-            Action::WriteRegistry => Role::Developer,
+            // Deploying is a developer's work (as in Yatai 1.x); registering a cluster, which
+            // holds credentials, is an administrator's.
+            Action::WriteRegistry | Action::WriteDeployment => Role::Developer,
             Action::WriteOrganization | Action::ManageMembers | Action::WriteCluster => Role::Admin,
         }
     }
@@ -159,7 +163,7 @@ impl Action {
                     S::WriteOrganization
                 )
                 | (A::ReadCluster, S::ReadCluster | S::WriteCluster)
-                | (A::WriteCluster, S::WriteCluster)
+                | (A::WriteCluster | A::WriteDeployment, S::WriteCluster)
         )
     }
 
@@ -173,7 +177,8 @@ impl Action {
             Action::ManageMembers => "manage members and users",
             Action::ManageOwnTokens => "manage API tokens",
             Action::ReadCluster => "read clusters and deployments",
-            Action::WriteCluster => "change clusters and deployments",
+            Action::WriteCluster => "register or change clusters",
+            Action::WriteDeployment => "create, change or delete deployments",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! adapters over these functions and re-implement none of their checks.
 
 pub mod caller;
+pub mod deployments;
 pub mod events;
 pub mod members;
 pub mod organizations;
@@ -99,6 +100,8 @@ pub struct Services {
     pub login_throttle: Arc<throttle::LoginThrottle>,
     /// The image builds this process may run at once.
     pub image_build_slots: Arc<tokio::sync::Semaphore>,
+    /// The runtimes of the clusters (set by the server) and the reconciler's wake-up call.
+    pub runtimes: Arc<deployments::RuntimeSlot>,
 }
 
 impl Services {
@@ -113,6 +116,7 @@ impl Services {
             image_build_slots: Arc::new(tokio::sync::Semaphore::new(
                 registry::images::BUILD_CONCURRENCY,
             )),
+            runtimes: Arc::default(),
         }
     }
 }

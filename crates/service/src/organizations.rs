@@ -64,6 +64,7 @@ pub async fn create(
     let mut tx = svc.db.begin().await?;
     let org = organizations::create(&mut *tx, name, description, &identity.user.uid).await?;
     members::upsert(&mut *tx, &org.uid, &identity.user.uid, Role::Admin).await?;
+    crate::deployments::create_default_cluster(&mut tx, &org.uid, &identity.user.uid).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(org)
 }

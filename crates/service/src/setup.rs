@@ -71,6 +71,7 @@ pub async fn complete(svc: &Services, token: &str, account: &NewAccount) -> Resu
     .await?;
     let org = organizations::create(&mut *tx, DEFAULT_ORGANIZATION, "", &user.uid).await?;
     members::upsert(&mut *tx, &org.uid, &user.uid, Role::Admin).await?;
+    crate::deployments::create_default_cluster(&mut tx, &org.uid, &user.uid).await?;
     tx.commit().await.map_err(db_error)?;
     tracing::info!(user = %user.name, "setup completed: first admin created");
     Ok(user)

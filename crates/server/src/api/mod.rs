@@ -2,6 +2,7 @@
 
 pub mod api_tokens;
 pub mod auth;
+pub mod deployments;
 pub mod events;
 pub mod members;
 pub mod meta;
@@ -47,6 +48,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(api_tokens::routes())
         .merge(events::routes())
         .merge(presigned::routes())
+        .merge(deployments::routes())
 }
 
 /// Adds the registry routes (generic handlers mounted by a route table) to the OpenAPI document:

@@ -4,6 +4,8 @@
 pub mod api_tokens;
 pub mod bento_models;
 pub mod cli_logins;
+pub mod clusters;
+pub mod deployments;
 pub mod events;
 pub mod image_builds;
 pub mod labels;
@@ -22,6 +24,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use yatai_domain::Error;
+
+/// A transaction of the metadata database (so that layers above need not name sqlx).
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

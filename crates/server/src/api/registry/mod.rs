@@ -4,7 +4,7 @@
 //! kind ([`Bentos`] or [`Models`]), and mounted at both URL trees by one route table.
 
 pub mod image_build;
-mod present;
+pub mod present;
 mod repositories;
 mod transfer;
 mod versions;
