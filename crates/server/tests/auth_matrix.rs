@@ -164,6 +164,10 @@ enum Setup {
     AdminsToken,
     /// The site admin.
     TheSiteAdmin,
+    /// A deployment of the published bento on the default cluster (`uid`: its revision).
+    Deployment,
+    /// The same, terminated.
+    TerminatedDeployment,
 }
 
 /// The concrete values a call uses.
@@ -372,6 +376,66 @@ fn variants() -> Vec<Variant> {
         )
         .what("a server without a docker registry: 409 after the permission check"),
     );
+    // Clusters and deployments. Deploying is a developer's work, registering a cluster an
+    // admin's; the other organization has a `default` cluster of its own (so reading or
+    // changing "default" answers 200 there), but not the bento nor the deployment (404).
+    const DEPLOY_OWN_ORG: Row = [401, 401, 401, 403, 404, 403, 200, 200, 200, 403, 200, 200];
+    let dep = "/api/v1/clusters/{cluster}/namespaces/{namespace}/deployments/{name}";
+    all.extend([
+        v(M::GET, "/api/v1/clusters", S::Nothing, W::Api, READ_OWN_ORG),
+        v(M::POST, "/api/v1/clusters", S::Nothing, W::ReadCluster, ADMIN_OWN_ORG)
+            .what("an in-cluster kubernetes cluster")
+            .body(|w, _, _| Body::Json(json!({"name": w.neutral("cl"), "kind": "kubernetes"}))),
+        v(M::GET, "/api/v1/clusters/{cluster}", S::Nothing, W::Api, READ_OWN_ORG),
+        v(M::PATCH, "/api/v1/clusters/{cluster}", S::Nothing, W::ReadCluster, ADMIN_OWN_ORG)
+            .body(|_, _, _| Body::Json(json!({"description": "changed by the auth matrix"}))),
+        v(M::GET, "/api/v1/instance_types", S::Nothing, W::Api, READ_OWN_ORG),
+        v(M::GET, "/api/v1/deployments", S::Nothing, W::Api, READ_OWN_ORG),
+        v(M::GET, "/api/v1/clusters/{cluster}/deployments", S::Nothing, W::Api, READ_OWN_ORG),
+        v(M::POST, "/api/v1/clusters/{cluster}/deployments", S::Published("bento"), W::ReadCluster, DEPLOY_OWN_ORG)
+            .what("a deployment of the published bento")
+            .body(|w, f, _| {
+                Body::Json(json!({"name": w.fresh("dep"), "targets": [{"bento_repository": f.name, "bento": f.version}]}))
+            }),
+        v(M::GET, dep, S::Deployment, W::Api, READ_RESOURCE),
+        v(M::PATCH, dep, S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE)
+            .body(|w, _, _| {
+                let (name, version) = &w.published["bento"];
+                Body::Json(json!({"targets": [{"bento_repository": name, "bento": version}]}))
+            }),
+        v(M::DELETE, dep, S::TerminatedDeployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE),
+        v(M::POST, format!("{dep}/terminate"), S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE),
+        v(M::POST, format!("{dep}/rollback"), S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE)
+            .body(|_, f, _| Body::Json(json!({"revision_uid": f.uid}))),
+        v(M::GET, format!("{dep}/revisions"), S::Deployment, W::Api, READ_RESOURCE),
+        v(M::GET, format!("{dep}/revisions/{{uid}}"), S::Deployment, W::Api, READ_RESOURCE),
+        v(M::GET, format!("{dep}/logs"), S::Deployment, W::Api, [401, 401, 401, 403, 404, 503, 503, 503, 503, 503, 503, 503])
+            .what("a server that runs no deployments: 503 after the permission check"),
+        v(M::GET, "/api/v2/deployments", S::Nothing, W::Api, READ_OWN_ORG),
+        v(M::POST, "/api/v2/deployments", S::Published("bento"), W::ReadCluster, DEPLOY_OWN_ORG)
+            .what("a deployment of the published bento")
+            .body(|w, f, _| {
+                Body::Json(json!({"name": w.fresh("dep"), "bento": format!("{}:{}", f.name, f.version), "services": {}}))
+            }),
+        v(M::GET, "/api/v2/deployments/{name}", S::Deployment, W::Api, READ_RESOURCE),
+        v(M::PUT, "/api/v2/deployments/{name}", S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE)
+            .body(|w, _, _| {
+                let (name, version) = &w.published["bento"];
+                Body::Json(json!({"bento": format!("{name}:{version}"), "services": {}}))
+            }),
+        v(M::PATCH, "/api/v2/deployments/{name}", S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE)
+            .body(|w, _, _| {
+                let (name, version) = &w.published["bento"];
+                Body::Json(json!({"bento": format!("{name}:{version}"), "services": {}}))
+            }),
+        v(M::DELETE, "/api/v2/deployments/{name}", S::TerminatedDeployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE),
+        v(M::POST, "/api/v2/deployments/{name}/terminate", S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE),
+        v(M::PUT, "/api/v2/deployments/{name}/void_update", S::Deployment, W::ReadCluster, WRITE_REGISTRY_RESOURCE),
+        v(M::GET, "/api/v2/deployments/{name}/files", S::Nothing, W::Api, [401, 401, 401, 400, 400, 400, 400, 400, 400, 400, 400, 400])
+            .what("codespaces are not supported: 400 for whoever asks"),
+        v(M::POST, "/api/v2/deployments/{name}/files", S::Nothing, W::Api, [401, 401, 401, 400, 400, 400, 400, 400, 400, 400, 400, 400])
+            .what("codespaces are not supported: 400 for whoever asks"),
+    ]);
     all.push(v(
         M::GET,
         "/api/v1/model_repositories/{name}/models/{version}/bentos",
@@ -710,6 +774,33 @@ impl World {
                 f.version = version.clone();
                 return f;
             }
+            Setup::Deployment | Setup::TerminatedDeployment => {
+                let (bento, version) = &self.published["bento"];
+                f.name = self.fresh("dep");
+                let d = self
+                    .site(
+                        Method::POST,
+                        "/api/v1/clusters/default/deployments",
+                        Body::Json(json!({"name": f.name, "targets": [{"bento_repository": bento, "bento": version}]})),
+                    )
+                    .await;
+                f.uid = d["latest_revision"]["uid"].as_str().unwrap().into();
+                if setup == Setup::TerminatedDeployment {
+                    let path = format!(
+                        "/api/v1/clusters/default/namespaces/default/deployments/{}",
+                        f.name
+                    );
+                    self.site(Method::POST, &format!("{path}/terminate"), Body::None)
+                        .await;
+                    // No runtime runs in this test: say what a runtime would have reported.
+                    sqlx::query("UPDATE deployments SET status = 'terminated' WHERE name = $1")
+                        .bind(&f.name)
+                        .execute(self.db.pool())
+                        .await
+                        .expect("mark terminated");
+                }
+                return f;
+            }
             Setup::Repository(k)
             | Setup::Version(k)
             | Setup::Uploading(k)
@@ -808,6 +899,8 @@ fn fill(route: &str, f: &Fix) -> String {
         .replace("{name}", &f.name)
         .replace("{version}", &f.version)
         .replace("{uid}", &f.uid)
+        .replace("{cluster}", "default")
+        .replace("{namespace}", "default")
 }
 
 /// Every (METHOD, path) the server lists: the OpenAPI document and the registry route table.
