@@ -89,7 +89,14 @@ impl std::fmt::Debug for KubernetesRuntime {
     }
 }
 
-fn client_from(config: kube::Config) -> Result<Client, Error> {
+/// How long one call to the API server may take: the server reconciles every deployment every few seconds, and a
+/// cluster that stopped answering must not hold those calls for minutes.
+pub const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn client_from(mut config: kube::Config) -> Result<Client, Error> {
+    config.connect_timeout = Some(API_TIMEOUT.min(config.connect_timeout.unwrap_or(API_TIMEOUT)));
+    config.read_timeout = Some(API_TIMEOUT);
+    config.write_timeout = Some(API_TIMEOUT);
     // Fixed message: the TLS errors do not quote keys, but nothing from the kubeconfig is echoed anyway.
     Client::try_from(config).map_err(|e| {
         Error::Client(match e {
@@ -212,12 +219,10 @@ impl KubernetesRuntime {
                     return Ok(Observed::new(DeploymentStatus::Failed, why))
                 }
             };
-            if creator == d.uid
-                && live_br
-                    .as_ref()
-                    .and_then(|r| objects::applied_hash(&r.metadata))
-                    != objects::applied_hash(&desired.metadata)
-            {
+            let current = live_br.as_ref().is_some_and(|r| {
+                objects::up_to_date(&desired, &desired.metadata, &r.metadata, r.data.get("spec"))
+            });
+            if creator == d.uid && !current {
                 tracing::info!(namespace = ns, name = %request_name, "applying BentoRequest");
                 live_br = Some(
                     brs.patch(&request_name, &params, &Patch::Apply(&desired))
@@ -251,11 +256,23 @@ impl KubernetesRuntime {
             Ok(b) => b,
             Err(InvalidDesired(why)) => return Ok(Observed::new(DeploymentStatus::Failed, why)),
         };
-        if live_bd
+        if let Some(bd) = live_bd
             .as_ref()
-            .and_then(|b| objects::applied_hash(&b.metadata))
-            != objects::applied_hash(&desired.metadata)
+            .filter(|b| b.metadata.deletion_timestamp.is_some())
         {
+            // Terminated a moment ago: an apply now would land on the object on its way out.
+            return Ok(Observed::new(
+                DeploymentStatus::Deploying,
+                format!(
+                    "waiting for Kubernetes to finish deleting the previous BentoDeployment {} in namespace {ns}",
+                    bd.name_any()
+                ),
+            ));
+        }
+        let current = live_bd.as_ref().is_some_and(|b| {
+            objects::up_to_date(&desired, &desired.metadata, &b.metadata, b.data.get("spec"))
+        });
+        if !current {
             tracing::info!(namespace = ns, name = %d.name, revision = %d.revision_uid, "applying BentoDeployment");
             live_bd = Some(
                 bds.patch(&d.name, &params, &Patch::Apply(&desired))

@@ -359,6 +359,48 @@ pub fn bento_deployment(desired: &Desired) -> Result<BentoDeployment, InvalidDes
     Ok(bd)
 }
 
+/// Whether every field of `desired` has the same value in `live` (fields only others set are ignored; lists must
+/// match item for item): a live object edited by hand is applied again, one only defaulted by the API server is
+/// not.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, v)| match l.get(k) {
+            Some(lv) => is_subset(v, lv),
+            None => {
+                v.is_null()
+                    || v.as_object().is_some_and(|o| o.is_empty())
+                    || v.as_array().is_some_and(|a| a.is_empty())
+            }
+        }),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
+        }
+        _ => desired == live,
+    }
+}
+
+/// Whether a live object already is what `desired` would make it: applied with the same body (hash), and its
+/// labels and spec not changed since by someone else.
+pub fn up_to_date<T: serde::Serialize>(
+    desired: &T,
+    desired_meta: &ObjectMeta,
+    live_meta: &ObjectMeta,
+    live_spec: Option<&Value>,
+) -> bool {
+    if applied_hash(live_meta).is_none() || applied_hash(live_meta) != applied_hash(desired_meta) {
+        return false;
+    }
+    let labels_kept = desired_meta.labels.iter().flatten().all(|(k, v)| {
+        live_meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .is_some_and(|lv| lv == v)
+    });
+    let want = serde_json::to_value(desired).unwrap_or_default();
+    labels_kept && is_subset(&want["spec"], live_spec.unwrap_or(&Value::Null))
+}
+
 /// The deployment uid of a live object: the annotation (exact), else the label.
 pub fn uid_of(meta: &ObjectMeta) -> Option<String> {
     meta.annotations

@@ -902,3 +902,45 @@ async fn invalid_desired_states_fail_without_calling_the_api() {
     );
     assert!(fake.log().is_empty());
 }
+
+#[tokio::test]
+async fn fake_api_a_bento_deployment_edited_by_hand_is_applied_again() {
+    let (rt, fake) = runtime();
+    rt.reconcile(&desired()).await;
+    // Only what the API server adds (status, defaults elsewhere) is not a change.
+    fake.edit(BD, "BentoDeployment", NS, "svc", |o| {
+        o["metadata"]["labels"]["added-by-someone"] = json!("x");
+    });
+    fake.clear_log();
+    rt.reconcile(&desired()).await;
+    assert!(applies(&fake).is_empty());
+    // `kubectl edit` of a field Yatai sets is undone.
+    fake.edit(BD, "BentoDeployment", NS, "svc", |o| {
+        o["spec"]["autoscaling"]["minReplicas"] = json!(7);
+    });
+    rt.reconcile(&desired()).await;
+    assert_eq!(
+        applies(&fake),
+        [format!("/apis/{BD}/namespaces/{NS}/bentodeployments/svc")]
+    );
+    let live = fake.get(BD, "BentoDeployment", NS, "svc").unwrap();
+    assert_eq!(live["spec"]["autoscaling"]["minReplicas"], 1);
+}
+
+#[tokio::test]
+async fn fake_api_a_start_while_the_old_bento_deployment_is_deleted_waits() {
+    let (rt, fake) = runtime();
+    rt.reconcile(&desired()).await;
+    fake.edit(BD, "BentoDeployment", NS, "svc", |o| {
+        o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    });
+    fake.clear_log();
+    let o = rt.reconcile(&desired()).await;
+    assert_eq!(o.status, DeploymentStatus::Deploying);
+    assert!(
+        o.reason
+            .contains("finish deleting the previous BentoDeployment svc"),
+        "{o:?}"
+    );
+    assert!(applies(&fake).is_empty());
+}
