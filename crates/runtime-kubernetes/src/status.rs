@@ -7,7 +7,8 @@
 //! | any | `BentoFound=True`, `Available=True`, `Progressing=True` | `deploying` | Progressing's message |
 //! | any | `BentoFound=True`, `Available=False` (`InvalidSpec`) | `failed` | Available's message |
 //! | any | `BentoFound=True`, `Available=False`, `Progressing=True` | `deploying` | Available's message |
-//! | any | `BentoFound=True`, `Available≠True`, `Progressing≠True` | `unhealthy` | Available's message |
+//! | any | `BentoFound=True`, `Available=False`, `Progressing≠True` | `unhealthy` | Available's message |
+//! | any | `BentoFound=True`, no `Available` | `deploying` | waiting for the operator's report |
 //! | `ImageBuilding=True` | Bento not found yet, or stale | `image-building` | ImageBuilding's message |
 //! | `ImageBuilding=False` (`BuildFailed`) | Bento not found yet, or stale | `image-build-failed` | its message |
 //! | `ImageExistsChecked=False` | Bento not found yet, or stale | `image-build-failed` | "cannot check …" + message |
