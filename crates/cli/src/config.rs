@@ -244,6 +244,24 @@ pub struct ServeArgs {
     /// The Python base image of the images the server builds [default: the bento's base image, else python:X.Y-slim]
     #[arg(long, env = "YATAI_IMAGE_BUILDER_BASE_IMAGE", value_name = "REF")]
     pub image_builder_base_image: Option<String>,
+    /// Run the deployments of `local` clusters (the `default` one) as processes on this machine
+    /// [default: true]
+    #[arg(long, env = "YATAI_LOCAL_DEPLOYMENTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub local_deployments: Option<bool>,
+    /// Where local deployments keep their bentos, state and logs [default: DATA_DIR/deployments]
+    #[arg(long, env = "YATAI_DEPLOYMENTS_DIR", value_name = "DIR")]
+    pub deployments_dir: Option<PathBuf>,
+    /// Where the Python environments of local deployments are prepared, one per (Python version,
+    /// locked requirements); may be shared between installations [default: DEPLOYMENTS_DIR/envs]
+    #[arg(long, env = "YATAI_DEPLOYMENTS_ENVS_DIR", value_name = "DIR")]
+    pub deployments_envs_dir: Option<PathBuf>,
+    /// The address local deployments listen on (0.0.0.0 to serve other machines) [default: 127.0.0.1]
+    #[arg(long, env = "YATAI_DEPLOYMENTS_HOST", value_name = "HOST")]
+    pub deployments_host: Option<String>,
+    /// The host name in the URLs of local deployments [default: the listening address, or
+    /// 127.0.0.1 when it is 0.0.0.0]
+    #[arg(long, env = "YATAI_DEPLOYMENTS_PUBLIC_HOST", value_name = "HOST")]
+    pub deployments_public_host: Option<String>,
 }
 
 /// The resolved settings of `yatai serve`.
@@ -261,6 +279,17 @@ pub struct Serve {
     /// The registry the server pushes the images it builds to, when builds are enabled.
     pub registry: Option<yatai_image_builder::RegistryConfig>,
     pub image_builder_base_image: Option<String>,
+    /// Local deployments: where they live, where they listen; `None`: not run here.
+    pub local_deployments: Option<LocalDeployments>,
+}
+
+/// Where and how `local` clusters run their deployments.
+#[derive(Debug, Clone)]
+pub struct LocalDeployments {
+    pub dir: PathBuf,
+    pub envs_dir: PathBuf,
+    pub bind_host: String,
+    pub public_host: String,
 }
 
 impl ServeArgs {
@@ -298,6 +327,39 @@ impl ServeArgs {
                 .image_builder_base_image
                 .clone()
                 .filter(|b| !b.trim().is_empty()),
+            local_deployments: self.resolve_local(&self.storage.resolve(file)?.data_dir),
+        })
+    }
+
+    fn resolve_local(&self, data_dir: &std::path::Path) -> Option<LocalDeployments> {
+        if self.local_deployments == Some(false) {
+            return None;
+        }
+        let dir = self
+            .deployments_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("deployments"));
+        let bind_host = self
+            .deployments_host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let public_host = self
+            .deployments_public_host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| match bind_host.as_str() {
+                "0.0.0.0" | "::" => "127.0.0.1".into(),
+                h => h.to_string(),
+            });
+        Some(LocalDeployments {
+            envs_dir: self
+                .deployments_envs_dir
+                .clone()
+                .unwrap_or_else(|| dir.join("envs")),
+            dir,
+            bind_host,
+            public_host,
         })
     }
 }

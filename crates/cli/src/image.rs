@@ -406,7 +406,7 @@ impl yatai_service::registry::images::ImageBuilder for InServerBuilder {
 
 /// The server's storage as the image builder's source of archives.
 #[derive(Debug)]
-struct StorageFetch(Arc<dyn yatai_service::registry::images::ArchiveSource>);
+pub struct StorageFetch(pub Arc<dyn yatai_service::registry::images::ArchiveSource>);
 
 impl yatai_image_builder::Fetch for StorageFetch {
     fn fetch<'a>(

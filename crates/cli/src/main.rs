@@ -1,6 +1,7 @@
 //! `yatai`: the one binary of Yatai in Rust — the registry server and its operations.
 
 mod config;
+mod deployments;
 mod image;
 mod operator;
 
@@ -516,7 +517,21 @@ async fn serve(cfg: config::Serve) -> anyhow::Result<()> {
     if !yatai_server::api::setup::is_completed(&state).await? {
         println!("Setup is open: create the first admin at {public_url}/setup?token={initialization_token}");
     }
-    yatai_server::serve(listener, state).await?;
+    // Deployments: the runtimes of the clusters, and the reconciler that makes them match
+    // the database (after a restart too).
+    let runtimes = std::sync::Arc::new(deployments::ServerRuntimes::new(
+        state.svc.clone(),
+        cfg.local_deployments.clone(),
+    ));
+    if let Some(local) = &cfg.local_deployments {
+        tracing::info!(dir = %local.dir.display(), envs = %local.envs_dir.display(), host = %local.bind_host, "local deployments run on this machine");
+    }
+    state.runtimes.set(runtimes.clone());
+    let reconciler = yatai_service::deployments::spawn_reconciler(state.svc.clone());
+    let served = yatai_server::serve(listener, state).await;
+    reconciler.abort();
+    runtimes.shutdown().await;
+    served?;
     db.close().await;
     Ok(())
 }

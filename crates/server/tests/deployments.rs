@@ -96,8 +96,11 @@ impl TestRuntimes {
 }
 
 impl Runtimes for TestRuntimes {
-    fn runtime(&self, cluster: &Cluster) -> Result<Arc<dyn ClusterRuntime>, Error> {
-        Ok(self.of(&cluster.name))
+    fn runtime<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+    ) -> BoxFuture<'a, Result<Arc<dyn ClusterRuntime>, Error>> {
+        Box::pin(async move { Ok(self.of(&cluster.name) as Arc<dyn ClusterRuntime>) })
     }
     fn check_kube_config(&self, kube_config: &str) -> Result<(), Error> {
         if kube_config.contains("clusters:") {

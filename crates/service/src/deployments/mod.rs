@@ -44,7 +44,10 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 /// wires `runtime-local` and `runtime-kubernetes`; the service layer knows only the trait).
 pub trait Runtimes: Send + Sync {
     /// The runtime of a cluster (built once per cluster and configuration, then reused).
-    fn runtime(&self, cluster: &Cluster) -> Result<Arc<dyn ClusterRuntime>, Error>;
+    fn runtime<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+    ) -> yatai_domain::deployments::BoxFuture<'a, Result<Arc<dyn ClusterRuntime>, Error>>;
     /// Refuses a kubeconfig that cannot be used, with a message saying why.
     fn check_kube_config(&self, kube_config: &str) -> Result<(), Error>;
     /// A kubeconfig with its credentials removed, for display.
@@ -825,7 +828,7 @@ pub async fn delete(svc: &Services, caller: &Caller, current: &View) -> Result<V
     rows::delete(svc.db.pool(), &d.uid).await?;
     events::record(svc, caller, "deployment", &d.name, "delete").await;
     if let Some(runtimes) = svc.runtimes.get() {
-        if let Ok(rt) = runtimes.runtime(&current.cluster) {
+        if let Ok(rt) = runtimes.runtime(&current.cluster).await {
             if let Err(e) = rt.remove(&d.uid).await {
                 tracing::warn!(deployment = %d.name, error = %e, "could not remove what the runtime kept; the reconciler will retry");
             }
@@ -870,7 +873,7 @@ pub async fn logs(
     let Some(runtimes) = svc.runtimes.get() else {
         return Err(Error::Unavailable("this server runs no deployments".into()));
     };
-    let rt = runtimes.runtime(&current.cluster)?;
+    let rt = runtimes.runtime(&current.cluster).await?;
     rt.logs(&current.deployment.uid, lines.min(10_000))
         .await
         .ok_or_else(|| {
@@ -969,7 +972,7 @@ pub async fn reconcile_once(svc: &Services) -> Result<usize, Error> {
         let Some(cluster) = clusters.get(&d.cluster_uid) else {
             continue;
         };
-        let runtime = match runtimes.runtime(cluster) {
+        let runtime = match runtimes.runtime(cluster).await {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("cluster {:?} cannot be reached: {e}", cluster.name);
@@ -1034,7 +1037,7 @@ pub async fn reconcile_once(svc: &Services) -> Result<usize, Error> {
         let rt = match used.get(&cluster.uid) {
             Some((rt, _)) => rt.clone(),
             None if cluster.kind == ClusterKind::Local.as_str() => {
-                match runtimes.runtime(cluster) {
+                match runtimes.runtime(cluster).await {
                     Ok(rt) => rt,
                     Err(_) => continue,
                 }
@@ -1109,4 +1112,60 @@ pub fn spawn_reconciler(svc: Services) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// The archives of one organization's bentos and models, as a runtime reads them for the
+/// deployments of that organization (the reconciler acts for the organization, not for a
+/// member: it only ever reads what a deployment of the organization names).
+#[derive(Clone)]
+pub struct OrganizationArchives {
+    svc: Services,
+    organization_uid: String,
+}
+
+impl OrganizationArchives {
+    pub fn new(svc: Services, organization_uid: &str) -> Self {
+        OrganizationArchives {
+            svc,
+            organization_uid: organization_uid.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OrganizationArchives {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OrganizationArchives({})", self.organization_uid)
+    }
+}
+
+impl crate::registry::images::ArchiveSource for OrganizationArchives {
+    fn fetch<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        version: &'a str,
+        dest: &'a std::path::Path,
+    ) -> yatai_domain::deployments::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            use futures::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            let tag = crate::registry::tag(name, version);
+            let pool = self.svc.db.pool();
+            let repo = repositories::find(pool, &self.organization_uid, kind, name)
+                .await?
+                .ok_or_else(|| Error::not_found(kind.as_str(), &tag))?;
+            let v = versions::find(pool, &repo.uid, version)
+                .await?
+                .ok_or_else(|| Error::not_found(kind.as_str(), &tag))?;
+            let key = crate::registry::versions::pullable(kind, &tag, &v)?;
+            let mut reader = self.svc.objects.get(&key, None).await?;
+            let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
+            let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+            while let Some(chunk) = reader.stream.next().await {
+                file.write_all(&chunk?).await.map_err(io)?;
+            }
+            file.flush().await.map_err(io)?;
+            Ok(())
+        })
+    }
 }
