@@ -237,3 +237,55 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// `POST url+path` with a JSON body: (status, body).
+pub async fn post_json(url: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(hostport).await?;
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::other("read timed out"))??;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    Ok((status, body))
+}
+
+/// Writes a plain tar of `dir`'s contents (what a push uploads) to `dest`.
+pub fn tar_dir(dir: &Path, dest: &Path) {
+    let mut b = tar::Builder::new(std::fs::File::create(dest).unwrap());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir).unwrap();
+    b.finish().unwrap();
+}
+
+/// Writes a tar holding `files` (path, content) to `dest`.
+pub fn tar_files(dest: &Path, files: &[(&str, &str)]) {
+    let mut b = tar::Builder::new(std::fs::File::create(dest).unwrap());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data.as_bytes()).unwrap();
+    }
+    b.finish().unwrap();
+}

@@ -1,0 +1,237 @@
+//! Preparing real bentos: fetch and extraction (with models), the Python lookup, the
+//! environment, and one real bentoml 1.4 bento served through the proxy.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use yatai_domain::deployments::{ClusterRuntime, DeploymentStatus, Desired};
+use yatai_runtime_local::{LocalConfig, LocalRuntime};
+
+fn runtime(cfg: LocalConfig, archives: &Path) -> LocalRuntime {
+    LocalRuntime::new(
+        cfg,
+        Arc::new(FileFetch {
+            dir: archives.to_path_buf(),
+        }),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_bento_that_cannot_be_fetched_fails_the_deployment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(LocalConfig::new(tmp.path().join("data")), tmp.path());
+    let d = desired("nofetch", "r1", 1, &[]);
+    let o = wait_status(&rt, &d, DeploymentStatus::Failed, Duration::from_secs(20)).await;
+    assert!(
+        o.reason.contains("bento echo:v1 cannot be fetched") && o.reason.contains("not found"),
+        "{o:?}"
+    );
+    assert!(!tmp.path().join("data/bentos/echo/v1").exists());
+    // Failed stays failed (no fetch storm) until a new revision or the retry interval.
+    assert_eq!(rt.reconcile(&d).await.status, DeploymentStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_missing_python_version_fails_the_deployment_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    tar_files(
+        &tmp.path().join("bento-echo-v1.tar"),
+        &[
+            (
+                "bento.yaml",
+                "name: echo\nversion: v1\nbentoml_version: 1.4.40\nservice: service:Echo\n\
+                 image: {python_version: '3.9'}\n\
+                 services: [{name: echo, service: '', models: [{tag: 'm:1'}]}]\n",
+            ),
+            ("src/service.py", "print('hi')\n"),
+        ],
+    );
+    tar_files(
+        &tmp.path().join("model-m-1.tar"),
+        &[
+            ("model.yaml", "name: m\nversion: '1'\n"),
+            ("saved.bin", "x"),
+        ],
+    );
+    let mut cfg = LocalConfig::new(tmp.path().join("data"));
+    // A PATH without any python.
+    let empty = tmp.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    cfg.python_search_path = Some(empty.into_os_string());
+    let rt = runtime(cfg, tmp.path());
+    let d = desired("nopython", "r1", 1, &[]);
+    let o = wait_status(&rt, &d, DeploymentStatus::Failed, Duration::from_secs(20)).await;
+    assert!(
+        o.reason
+            .starts_with("this bento needs Python 3.9, and no python3.9 was found on PATH"),
+        "{o:?}"
+    );
+    // The bento was extracted in place, with its model where `bentoml serve` finds it.
+    let bento = tmp.path().join("data/bentos/echo/v1");
+    assert!(bento.join("bento.yaml").is_file());
+    assert!(bento.join("src/service.py").is_file());
+    assert!(bento.join("models/m/1/model.yaml").is_file());
+    assert_eq!(
+        std::fs::read_to_string(bento.join("models/m/latest")).unwrap(),
+        "1"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("data/bentos"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// `$BENTOML14`, made by the repository's scripts/venvs.sh when not set.
+fn bentoml14() -> PathBuf {
+    if let Some(v) = std::env::var_os("BENTOML14") {
+        return v.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/venvs.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found = stdout.lines().find_map(|l| {
+        l.trim_start_matches("export ")
+            .strip_prefix("BENTOML14=")
+            .map(|v| v.trim_matches(['"', '\'']).to_string())
+    });
+    match found {
+        Some(v) if out.status.success() => v.into(),
+        _ => panic!(
+            "this test builds a bento with bentoml 1.4: run `eval \"$(scripts/venvs.sh)\"` (needs \
+             python3.11 and PyPI) so that $BENTOML14 is set; scripts/venvs.sh said:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn only_version(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .find(|n| n != "latest")
+        .unwrap()
+}
+
+/// A real bentoml 1.4 bento with a model it references: built with the real CLI, fetched as
+/// an archive, its environment installed from PyPI (into `~/.cache/yatai/local-envs`, kept
+/// between runs), served by `bentoml serve` behind the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_bentoml_1_4_bento_answers_through_the_proxy() {
+    let venv = bentoml14();
+    // Not under a hidden directory (`.tmpXXX`): bentoml refuses to build or serve from one.
+    let tmp = tempfile::Builder::new()
+        .prefix("yatai-runtime-local-")
+        .tempdir()
+        .unwrap();
+    let home = tmp.path().join("bentoml-home");
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("service.py"),
+        "import os\nimport bentoml\n\n\n@bentoml.service(name=\"rtecho\")\nclass Echo:\n    \
+         model = bentoml.models.BentoModel(\"rtmodel:latest\")\n\n    @bentoml.api\n    \
+         def echo(self, text: str) -> str:\n        \
+         with open(self.model.path_of(\"greeting.txt\")) as f:\n            \
+         greeting = f.read()\n        \
+         return greeting + text + os.environ.get(\"SUFFIX\", \"\")\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("bentofile.yaml"),
+        "service: \"service:Echo\"\ninclude: [\"service.py\"]\n",
+    )
+    .unwrap();
+    let payload = tmp.path().join("payload");
+    std::fs::create_dir_all(&payload).unwrap();
+    std::fs::write(payload.join("greeting.txt"), "model says: ").unwrap();
+    let make_model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/projects/make_model.py");
+    let spec = format!(
+        r#"{{"name":"rtmodel","style":"modern","payload":"{}"}}"#,
+        payload.display()
+    );
+    run(std::process::Command::new(venv.join("bin/python"))
+        .arg(&make_model)
+        .arg(spec)
+        .env("BENTOML_HOME", &home)
+        .env("BENTOML_DO_NOT_TRACK", "True"));
+    run(std::process::Command::new(venv.join("bin/bentoml"))
+        .arg("build")
+        .current_dir(&project)
+        .env("BENTOML_HOME", &home)
+        .env("BENTOML_DO_NOT_TRACK", "True"));
+    let archives = tmp.path().join("archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    let bver = only_version(&home.join("bentos/rtecho"));
+    let mver = only_version(&home.join("models/rtmodel"));
+    tar_dir(
+        &home.join("bentos/rtecho").join(&bver),
+        &archives.join(format!("bento-rtecho-{bver}.tar")),
+    );
+    tar_dir(
+        &home.join("models/rtmodel").join(&mver),
+        &archives.join(format!("model-rtmodel-{mver}.tar")),
+    );
+
+    let mut cfg = LocalConfig::new(tmp.path().join("data"));
+    cfg.envs_dir = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/yatai/local-envs");
+    cfg.stop_grace = Duration::from_secs(5);
+    let rt = runtime(cfg, &archives);
+    let d = Desired {
+        bento_repository: "rtecho".into(),
+        bento_version: bver.clone(),
+        ..desired("real14", "r1", 1, &[("SUFFIX", "!")])
+    };
+    let o = rt.reconcile(&d).await;
+    assert_eq!(o.status, DeploymentStatus::Deploying, "{o:?}");
+    let url = o.url.clone().unwrap();
+    let o = wait_for(&rt, &d, Duration::from_secs(1200), "running", |o| {
+        o.status == DeploymentStatus::Running || o.status == DeploymentStatus::Failed
+    })
+    .await;
+    assert_eq!(o.status, DeploymentStatus::Running, "{o:?}");
+    let (code, body) = post_json(&url, "/echo", r#"{"text":"hi"}"#).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("model says: hi!"), "{body}");
+    let logs = rt.logs("real14", 500).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l.starts_with("[api-server-0]")),
+        "{logs:#?}"
+    );
+
+    let mut stop = d.clone();
+    stop.running = false;
+    rt.reconcile(&stop).await;
+    wait_status(
+        &rt,
+        &stop,
+        DeploymentStatus::Terminated,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(post_json(&url, "/echo", "{}").await.is_err());
+}
