@@ -88,9 +88,9 @@ async fn a_missing_python_version_fails_the_deployment_naming_it() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// `$BENTOML14`, made by the repository's scripts/venvs.sh when not set.
-fn bentoml14() -> PathBuf {
-    if let Some(v) = std::env::var_os("BENTOML14") {
+/// `$BENTOML14` / `$BENTOML11`, made by the repository's scripts/venvs.sh when not set.
+fn client_venv(var: &str) -> PathBuf {
+    if let Some(v) = std::env::var_os(var) {
         return v.into();
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/venvs.sh");
@@ -101,14 +101,14 @@ fn bentoml14() -> PathBuf {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let found = stdout.lines().find_map(|l| {
         l.trim_start_matches("export ")
-            .strip_prefix("BENTOML14=")
+            .strip_prefix(&format!("{var}="))
             .map(|v| v.trim_matches(['"', '\'']).to_string())
     });
     match found {
         Some(v) if out.status.success() => v.into(),
         _ => panic!(
-            "this test builds a bento with bentoml 1.4: run `eval \"$(scripts/venvs.sh)\"` (needs \
-             python3.11 and PyPI) so that $BENTOML14 is set; scripts/venvs.sh said:\n{}",
+            "this test builds a bento with the real bentoml client: run `eval \"$(scripts/venvs.sh)\"` \
+             (needs python3.11 and PyPI) so that ${var} is set; scripts/venvs.sh said:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ),
     }
@@ -133,78 +133,41 @@ fn only_version(dir: &Path) -> String {
         .unwrap()
 }
 
-/// A real bentoml 1.4 bento with a model it references: built with the real CLI, fetched as
-/// an archive, its environment installed from PyPI (into `~/.cache/yatai/local-envs`, kept
-/// between runs), served by `bentoml serve` behind the proxy.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_bentoml_1_4_bento_answers_through_the_proxy() {
-    let venv = bentoml14();
-    // Not under a hidden directory (`.tmpXXX`): bentoml refuses to build or serve from one.
-    let tmp = tempfile::Builder::new()
-        .prefix("yatai-runtime-local-")
-        .tempdir()
-        .unwrap();
-    let home = tmp.path().join("bentoml-home");
-    let project = tmp.path().join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(
-        project.join("service.py"),
-        "import os\nimport bentoml\n\n\n@bentoml.service(name=\"rtecho\")\nclass Echo:\n    \
-         model = bentoml.models.BentoModel(\"rtmodel:latest\")\n\n    @bentoml.api\n    \
-         def echo(self, text: str) -> str:\n        \
-         with open(self.model.path_of(\"greeting.txt\")) as f:\n            \
-         greeting = f.read()\n        \
-         return greeting + text + os.environ.get(\"SUFFIX\", \"\")\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.join("bentofile.yaml"),
-        "service: \"service:Echo\"\ninclude: [\"service.py\"]\n",
-    )
-    .unwrap();
-    let payload = tmp.path().join("payload");
-    std::fs::create_dir_all(&payload).unwrap();
-    std::fs::write(payload.join("greeting.txt"), "model says: ").unwrap();
-    let make_model =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/projects/make_model.py");
-    let spec = format!(
-        r#"{{"name":"rtmodel","style":"modern","payload":"{}"}}"#,
-        payload.display()
-    );
-    run(std::process::Command::new(venv.join("bin/python"))
-        .arg(&make_model)
-        .arg(spec)
-        .env("BENTOML_HOME", &home)
-        .env("BENTOML_DO_NOT_TRACK", "True"));
-    run(std::process::Command::new(venv.join("bin/bentoml"))
-        .arg("build")
-        .current_dir(&project)
-        .env("BENTOML_HOME", &home)
-        .env("BENTOML_DO_NOT_TRACK", "True"));
-    let archives = tmp.path().join("archives");
+/// Serves a built bento (`home/bentos/<name>`, models in `home/models`) through a runtime
+/// whose environments are cached in `~/.cache/yatai/local-envs`, checks `/echo` answers
+/// `expect` for `{"text":"hi"}` (1.4) or `hi` (1.1), then terminates it.
+async fn serve_built_bento(
+    tmp: &Path,
+    home: &Path,
+    name: &str,
+    model: &str,
+    json: bool,
+    expect: &str,
+) {
+    let archives = tmp.join("archives");
     std::fs::create_dir_all(&archives).unwrap();
-    let bver = only_version(&home.join("bentos/rtecho"));
-    let mver = only_version(&home.join("models/rtmodel"));
+    let bver = only_version(&home.join("bentos").join(name));
+    let mver = only_version(&home.join("models").join(model));
     tar_dir(
-        &home.join("bentos/rtecho").join(&bver),
-        &archives.join(format!("bento-rtecho-{bver}.tar")),
+        &home.join("bentos").join(name).join(&bver),
+        &archives.join(format!("bento-{name}-{bver}.tar")),
     );
     tar_dir(
-        &home.join("models/rtmodel").join(&mver),
-        &archives.join(format!("model-rtmodel-{mver}.tar")),
+        &home.join("models").join(model).join(&mver),
+        &archives.join(format!("model-{model}-{mver}.tar")),
     );
-
-    let mut cfg = LocalConfig::new(tmp.path().join("data"));
+    let mut cfg = LocalConfig::new(tmp.join("data"));
     cfg.envs_dir = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(".cache/yatai/local-envs");
     cfg.stop_grace = Duration::from_secs(5);
     let rt = runtime(cfg, &archives);
+    let uid = format!("real-{name}");
     let d = Desired {
-        bento_repository: "rtecho".into(),
+        bento_repository: name.into(),
         bento_version: bver.clone(),
-        ..desired("real14", "r1", 1, &[("SUFFIX", "!")])
+        ..desired(&uid, "r1", 1, &[("SUFFIX", "!")])
     };
     let o = rt.reconcile(&d).await;
     assert_eq!(o.status, DeploymentStatus::Deploying, "{o:?}");
@@ -214,10 +177,21 @@ async fn a_real_bentoml_1_4_bento_answers_through_the_proxy() {
     })
     .await;
     assert_eq!(o.status, DeploymentStatus::Running, "{o:?}");
-    let (code, body) = post_json(&url, "/echo", r#"{"text":"hi"}"#).await.unwrap();
+    let bento_dir = tmp.join("data/bentos").join(name).join(&bver);
+    assert!(bento_dir
+        .join("models")
+        .join(model)
+        .join(&mver)
+        .join("model.yaml")
+        .is_file());
+    let (code, body) = if json {
+        post_json(&url, "/echo", r#"{"text":"hi"}"#).await.unwrap()
+    } else {
+        post_text(&url, "/echo", "hi").await.unwrap()
+    };
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("model says: hi!"), "{body}");
-    let logs = rt.logs("real14", 500).await.unwrap();
+    assert!(body.contains(expect), "{body}");
+    let logs = rt.logs(&uid, 500).await.unwrap();
     assert!(
         logs.iter().any(|l| l.starts_with("[api-server-0]")),
         "{logs:#?}"
@@ -233,5 +207,114 @@ async fn a_real_bentoml_1_4_bento_answers_through_the_proxy() {
         Duration::from_secs(60),
     )
     .await;
-    assert!(post_json(&url, "/echo", "{}").await.is_err());
+    assert!(get(&url, "/readyz").await.is_err());
+}
+
+/// Not under a hidden directory (`.tmpXXX`): bentoml refuses to build or serve from one.
+fn visible_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("yatai-runtime-local-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A real bentoml 1.4 bento with a model it references: built with the real CLI, fetched as
+/// an archive, its environment installed from PyPI (into `~/.cache/yatai/local-envs`, kept
+/// between runs), served by `bentoml serve` behind the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_bentoml_1_4_bento_answers_through_the_proxy() {
+    let venv = client_venv("BENTOML14");
+    let tmp = visible_tempdir();
+    let home = tmp.path().join("bentoml-home");
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("service.py"),
+        "import os\nimport bentoml\n\n\n@bentoml.service(name=\"rtecho\")\nclass Echo:\n    \
+         model = bentoml.models.BentoModel(\"rtmodel:latest\")\n\n    @bentoml.api\n    \
+         def echo(self, text: str) -> str:\n        \
+         with open(self.model.path_of(\"greeting.txt\")) as f:\n            \
+         greeting = f.read()\n        \
+         return greeting + text + os.environ.get(\"SUFFIX\", \"\")\n",
+    )
+    .unwrap();
+    make_model(&venv, tmp.path(), &home, "rtmodel", "modern");
+    build(&venv, &project, &home, "service:Echo");
+    serve_built_bento(
+        tmp.path(),
+        &home,
+        "rtecho",
+        "rtmodel",
+        true,
+        "model says: hi!",
+    )
+    .await;
+}
+
+/// A real bentoml 1.1 bento with a runner (started by `bentoml serve` itself) and its model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_bentoml_1_1_bento_with_a_runner_answers_through_the_proxy() {
+    let venv = client_venv("BENTOML11");
+    let tmp = visible_tempdir();
+    let home = tmp.path().join("bentoml-home");
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let tag = make_model(&venv, tmp.path(), &home, "rt11model", "legacy");
+    std::fs::write(
+        project.join("service.py"),
+        format!(
+            "import os\nimport bentoml\nfrom bentoml.io import Text\n\n\
+             runner = bentoml.picklable_model.get(\"{tag}\").to_runner()\n\
+             svc = bentoml.Service(\"rt11echo\", runners=[runner])\n\n\n\
+             @svc.api(input=Text(), output=Text())\n\
+             def echo(text: str) -> str:\n    \
+             return \"runner says: \" + text + os.environ.get(\"SUFFIX\", \"\")\n"
+        ),
+    )
+    .unwrap();
+    build(&venv, &project, &home, "service:svc");
+    serve_built_bento(
+        tmp.path(),
+        &home,
+        "rt11echo",
+        "rt11model",
+        false,
+        "runner says: hi!",
+    )
+    .await;
+}
+
+/// Saves a model with the repository's e2e helper; returns its tag.
+fn make_model(venv: &Path, tmp: &Path, home: &Path, name: &str, style: &str) -> String {
+    let payload = tmp.join("payload");
+    std::fs::create_dir_all(&payload).unwrap();
+    std::fs::write(payload.join("greeting.txt"), "model says: ").unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/projects/make_model.py");
+    let spec = format!(
+        r#"{{"name":"{name}","style":"{style}","payload":"{}"}}"#,
+        payload.display()
+    );
+    let out = run(std::process::Command::new(venv.join("bin/python"))
+        .arg(&script)
+        .arg(spec)
+        .env("BENTOML_HOME", home)
+        .env("BENTOML_DO_NOT_TRACK", "True"));
+    out.lines()
+        .find_map(|l| l.strip_prefix("MODEL_TAG="))
+        .unwrap_or_else(|| panic!("make_model.py printed no MODEL_TAG: {out}"))
+        .to_string()
+}
+
+fn build(venv: &Path, project: &Path, home: &Path, service: &str) {
+    std::fs::write(
+        project.join("bentofile.yaml"),
+        format!("service: \"{service}\"\ninclude: [\"service.py\"]\n"),
+    )
+    .unwrap();
+    run(std::process::Command::new(venv.join("bin/bentoml"))
+        .arg("build")
+        .current_dir(project)
+        .env("BENTOML_HOME", home)
+        .env("BENTOML_DO_NOT_TRACK", "True"));
 }

@@ -240,11 +240,20 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// `POST url+path` with a JSON body: (status, body).
 pub async fn post_json(url: &str, path: &str, json: &str) -> std::io::Result<(u16, String)> {
+    post(url, path, "application/json", json).await
+}
+
+/// `POST url+path` with a text body: (status, body).
+pub async fn post_text(url: &str, path: &str, text: &str) -> std::io::Result<(u16, String)> {
+    post(url, path, "text/plain", text).await
+}
+
+async fn post(url: &str, path: &str, ctype: &str, json: &str) -> std::io::Result<(u16, String)> {
     let hostport = url.trim_start_matches("http://").trim_end_matches('/');
     let mut s = tokio::net::TcpStream::connect(hostport).await?;
     s.write_all(
         format!(
-            "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: {ctype}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
             json.len()
         )
