@@ -335,7 +335,9 @@ mod tests {
     #[test]
     fn cache_key_is_stable_and_covers_its_inputs() {
         let k = cache_key("3.11", "bentoml==1.4.40\n");
-        // Fixed value: a change of this function must be deliberate (it orphans every env).
+        // A fixed value: changing this function orphans every prepared environment, so it
+        // must be deliberate (bump LAYOUT_VERSION and this value together).
+        assert_eq!(k, "eda49bac62d62cac8f1ccefb1c3ba800");
         assert_eq!(k, cache_key("3.11", "bentoml==1.4.40\n"));
         assert_eq!(k.len(), 32);
         assert_ne!(k, cache_key("3.12", "bentoml==1.4.40\n"));

@@ -988,7 +988,19 @@ async fn supervise(
         if started.elapsed() >= cfg.restart_backoff_max {
             backoff = cfg.restart_backoff_initial;
         }
-        let tail = replica.log.tail(6);
+        // Long lines (a JSON log record, a huge traceback line) would drown the status.
+        let tail: Vec<String> = replica
+            .log
+            .tail(6)
+            .into_iter()
+            .map(|l| {
+                if l.chars().count() > 300 {
+                    format!("{}…", l.chars().take(300).collect::<String>())
+                } else {
+                    l
+                }
+            })
+            .collect();
         replica.log.line(&format!(
             "yatai: {} {failure}; restarting in {:.1} s",
             replica.name,

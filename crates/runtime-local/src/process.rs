@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -31,8 +31,26 @@ const TAIL_LINES: usize = 20;
 /// `RFC3339-timestamp line` per line, and the last lines in memory.
 #[derive(Debug, Clone)]
 pub struct LogSink {
-    file: Arc<Mutex<Option<std::fs::File>>>,
+    path: Arc<PathBuf>,
+    /// The open file and how many bytes it holds.
+    file: Arc<Mutex<(Option<std::fs::File>, u64)>>,
     tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// Moves `path` to `path.1` (replacing an older one).
+fn rotate(path: &Path) {
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    let _ = std::fs::rename(path, old);
+}
+
+fn open_append(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((file, len))
 }
 
 impl LogSink {
@@ -45,27 +63,34 @@ impl LogSink {
             .map(|m| m.len() > MAX_LOG_BYTES)
             .unwrap_or(false)
         {
-            let mut old = path.as_os_str().to_owned();
-            old.push(".1");
-            let _ = std::fs::rename(path, old);
+            rotate(path);
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let (file, len) = open_append(path)?;
         Ok(LogSink {
-            file: Arc::new(Mutex::new(Some(file))),
+            path: Arc::new(path.to_path_buf()),
+            file: Arc::new(Mutex::new((Some(file), len))),
             tail: Arc::new(Mutex::new(VecDeque::new())),
         })
     }
 
-    /// Appends one line.
+    /// Appends one line (rotating the file once it exceeds 8 MiB, so that a chatty replica
+    /// cannot fill the disk; one older file is kept).
     pub fn line(&self, line: &str) {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         if let Ok(mut f) = self.file.lock() {
-            if let Some(f) = f.as_mut() {
+            if f.1 > MAX_LOG_BYTES {
+                rotate(&self.path);
+                *f = match open_append(&self.path) {
+                    Ok((file, len)) => (Some(file), len),
+                    Err(_) => (None, 0),
+                };
+            }
+            let text = format!("{now} {line}\n");
+            if let Some(file) = f.0.as_mut() {
                 // A full disk must not stop the process whose output this is.
-                let _ = writeln!(f, "{now} {line}");
+                if file.write_all(text.as_bytes()).is_ok() {
+                    f.1 += text.len() as u64;
+                }
             }
         }
         if let Ok(mut t) = self.tail.lock() {
@@ -293,6 +318,20 @@ mod tests {
         assert!(start_time(pid).is_some());
         stop(&mut child, Duration::from_secs(2)).await;
         assert!(start_time(pid).is_none() || !group_alive(pid));
+    }
+
+    #[test]
+    fn big_logs_are_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.log");
+        let log = LogSink::open(&path).unwrap();
+        let line = "x".repeat(64 * 1024);
+        for _ in 0..(MAX_LOG_BYTES / line.len() as u64 + 2) {
+            log.line(&line);
+        }
+        let old = dir.path().join("r.log.1");
+        assert!(std::fs::metadata(&old).unwrap().len() > MAX_LOG_BYTES);
+        assert!(std::fs::metadata(&path).unwrap().len() < MAX_LOG_BYTES);
     }
 
     #[tokio::test]
