@@ -953,6 +953,7 @@ async fn supervise(
                 st.pid = pid;
                 st.ready = false;
             }
+            let mut failures = 0u32;
             let status = loop {
                 tokio::select! {
                     s = child.wait() => break s,
@@ -967,10 +968,19 @@ async fn supervise(
                     _ = tokio::time::sleep(cfg.health_interval) => {
                         let ok = readyz(port).await;
                         let mut st = lock(&replica.st);
-                        st.ready = ok;
                         if ok {
+                            failures = 0;
+                            st.ready = true;
                             st.ever_ready = true;
                             st.down = None;
+                        } else {
+                            // One slow answer (a busy worker) does not take a ready replica
+                            // out of rotation; three in a row do, as Kubernetes' default
+                            // failureThreshold.
+                            failures += 1;
+                            if failures >= 3 {
+                                st.ready = false;
+                            }
                         }
                     }
                 }

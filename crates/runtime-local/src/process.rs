@@ -274,8 +274,18 @@ pub fn kill_recorded(path: &Path) -> bool {
     ) else {
         return false;
     };
-    if pid <= 1 || start_time(pid) != Some(start) {
+    if pid <= 1 {
         return false;
+    }
+    match start_time(pid) {
+        Some(s) if s == start => {}
+        // The pid now belongs to another process: spare it (and its group).
+        Some(_) => return false,
+        // The leader is gone (a server killed with -9 takes `bentoml serve` with it through
+        // PDEATHSIG, but not its workers): whatever is left in its group is ours, since Linux
+        // does not hand out a pid that is still in use as a process group id.
+        None if group_alive(pid) => {}
+        None => return false,
     }
     signal_group(pid, libc::SIGTERM);
     for _ in 0..40 {
@@ -318,6 +328,33 @@ mod tests {
         assert!(start_time(pid).is_some());
         stop(&mut child, Duration::from_secs(2)).await;
         assert!(start_time(pid).is_none() || !group_alive(pid));
+    }
+
+    #[tokio::test]
+    async fn orphaned_workers_of_a_dead_leader_are_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogSink::open(&dir.path().join("x.log")).unwrap();
+        // The leader leaves a "worker" behind in its group, as `bentoml serve` killed by
+        // PDEATHSIG does.
+        let spec = CommandSpec {
+            program: "sh".into(),
+            args: vec!["-c".into(), "sleep 120 & sleep 0.5".into()],
+            ..Default::default()
+        };
+        let mut child = spawn(&spec, &log).unwrap();
+        let pid = child.id().unwrap();
+        let file = dir.path().join("x.pid");
+        write_pid_file(&file, pid).unwrap();
+        child.wait().await.unwrap();
+        assert!(group_alive(pid), "the worker should outlive its leader");
+        assert!(kill_recorded(&file));
+        for _ in 0..50 {
+            if !group_alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!group_alive(pid), "the orphaned worker survived");
     }
 
     #[test]
