@@ -63,6 +63,7 @@ pub async fn ensure(
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = root.join(format!(".tmp-{repo}-{version}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
+    let _scratch = crate::env::Scratch(tmp.clone());
     let result = fill(&tmp, fetch, repo, version, &what).await;
     let manifest = match result {
         Ok(m) => m,

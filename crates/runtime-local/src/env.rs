@@ -149,9 +149,10 @@ pub fn is_complete(env: &Path) -> bool {
 
 const MARKER: &str = "yatai-env.json";
 
-/// Removes temporary directories of installs whose process is gone (a crash mid-install).
-pub fn clean_stale(envs_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(envs_dir) else {
+/// Removes temporary directories (`.tmp-<what>-<pid>-<n>`) of installs or extractions whose
+/// process is gone (a crash midway).
+pub fn clean_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
@@ -159,11 +160,21 @@ pub fn clean_stale(envs_dir: &Path) {
         let Some(rest) = name.strip_prefix(".tmp-") else {
             continue;
         };
-        let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        // `.tmp-<what>-<pid>-<n>`, where <what> may hold '-'.
+        let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
         if !alive {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+/// Removes a temporary directory when dropped (a no-op once it was renamed into place).
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -202,6 +213,8 @@ pub async fn install(req: &InstallRequest<'_>, log: &LogSink) -> Result<PathBuf,
         .envs_dir
         .join(format!(".tmp-{key}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
+    // Also when this future is dropped midway (the deployment was removed or rolled out).
+    let _scratch = Scratch(tmp.clone());
     let result = install_into(req, &tmp, log).await;
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);

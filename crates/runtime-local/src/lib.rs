@@ -415,6 +415,7 @@ impl LocalRuntime {
             }
         }
         env::clean_stale(&cfg.envs_dir);
+        env::clean_stale(&cfg.data_dir.join("bentos"));
         Ok(LocalRuntime {
             inner: Arc::new(Inner {
                 cfg,

@@ -318,3 +318,50 @@ fn build(venv: &Path, project: &Path, home: &Path, service: &str) {
         .env("BENTOML_HOME", home)
         .env("BENTOML_DO_NOT_TRACK", "True"));
 }
+
+/// Writes half an archive, then never finishes.
+#[derive(Debug)]
+struct HangingFetch;
+
+impl yatai_image_builder::Fetch for HangingFetch {
+    fn fetch<'a>(
+        &'a self,
+        _kind: yatai_client::Kind,
+        _name: &'a str,
+        _version: &'a str,
+        dest: &'a Path,
+    ) -> futures::future::BoxFuture<'a, Result<(), yatai_image_builder::BuildError>> {
+        Box::pin(async move {
+            std::fs::write(dest, b"half").unwrap();
+            futures::future::pending::<()>().await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn removing_a_deployment_mid_fetch_leaves_no_half_bento() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rt = LocalRuntime::new(LocalConfig::new(&data), Arc::new(HangingFetch)).unwrap();
+    let d = desired("hang", "r1", 1, &[]);
+    let o = wait_for(&rt, &d, Duration::from_secs(10), "fetching", |o| {
+        o.reason.contains("fetching bento echo:v1")
+    })
+    .await;
+    assert_eq!(o.status, DeploymentStatus::Deploying);
+    // The reconcile answered at once although the fetch never ends.
+    let started = std::time::Instant::now();
+    rt.reconcile(&d).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let bentos = data.join("bentos");
+    assert_eq!(
+        std::fs::read_dir(&bentos).unwrap().count(),
+        1,
+        "a temp dir while fetching"
+    );
+    rt.remove("hang").await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(&bentos).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!data.join("deployments/hang").exists());
+}
