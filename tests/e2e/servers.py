@@ -72,6 +72,7 @@ _SERVER_KNOBS = {
     # A registry makes the server build images itself: only the tests that want it set one.
     *(f"DOCKER_REGISTRY_{k}" for k in ("SERVER", "IN_CLUSTER_SERVER", "USERNAME", "PASSWORD", "SECURE", "BENTO_REPOSITORY_NAME")),
     "YATAI_IMAGE_BUILDER_BASE_IMAGE",
+    *(f"YATAI_{k}" for k in ("LOCAL_DEPLOYMENTS", "DEPLOYMENTS_DIR", "DEPLOYMENTS_ENVS_DIR", "DEPLOYMENTS_HOST", "DEPLOYMENTS_PUBLIC_HOST")),
 }
 
 
@@ -248,6 +249,9 @@ class YataiServer:
     admin: requests.Session = field(default_factory=requests.Session)
     token: str = ""
     cleanups: list = field(default_factory=list)
+    #: How it was started (for :meth:`crash_and_restart`).
+    argv: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)
 
     def log_tail(self, n: int = 120) -> str:
         """The last ``n`` lines the server wrote (stdout and stderr)."""
@@ -313,6 +317,15 @@ class YataiServer:
                     digest.update(chunk)
         return digest.hexdigest()
 
+    def crash_and_restart(self) -> None:
+        """``kill -9`` the server, then start it again on the same storage and port, as after
+        a crash; nothing else is done (no setup: the database already has it)."""
+        self.process.kill()
+        self.process.wait(timeout=15)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _wait_healthy(self, self.argv)
+
     def stop(self) -> None:
         """Stop the server and drop what was created for it."""
         if self.process.poll() is None:
@@ -360,6 +373,8 @@ def start_server(backend: str, strategy: str | None, workdir: Path, extra_env: d
         data_dir=data_dir,
         settings=env_extra,
         cleanups=cleanups,
+        argv=argv,
+        env=env,
     )
     try:
         _wait_healthy(server, argv)

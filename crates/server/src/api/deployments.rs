@@ -190,11 +190,20 @@ impl<'a> Present<'a> {
             };
             let key = (t.bento_repository.clone(), t.bento_version.clone());
             let bento = match bentos.get(&key) {
-                Some((_, v)) => self
-                    .bentos
-                    .versions(std::slice::from_ref(v), true, true)
-                    .await?
-                    .remove(0),
+                Some((_, v)) => {
+                    let mut b = self
+                        .bentos
+                        .versions(std::slice::from_ref(v), true, true)
+                        .await?
+                        .remove(0);
+                    // The clients structure a target's bento as BentoWithRepositorySchema, whose
+                    // repository declares `latest_bento` without a default: the key must be
+                    // there (null is fine; the embedded repository is a shell).
+                    if let Some(repo) = b.repository.as_mut().and_then(|r| r.as_object_mut()) {
+                        repo.entry("latest_bento").or_insert(serde_json::Value::Null);
+                    }
+                    b
+                }
                 // The bento was deleted since: the record still names it.
                 None => deleted_bento(&t.bento_repository, &t.bento_version),
             };
