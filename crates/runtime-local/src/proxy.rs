@@ -44,13 +44,22 @@ impl Drop for Proxy {
 /// Binds `host:port` with SO_REUSEADDR (a port the previous run just closed is reusable at
 /// once, despite TIME_WAIT).
 fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("bind host {host:?} is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)"),
-        )
-    })?;
-    let addr = SocketAddr::new(ip, port);
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        // A name (`localhost`): its first address.
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "the bind host {host:?} is neither an IP address nor a name this machine                          resolves (use e.g. 127.0.0.1, 0.0.0.0 or localhost)"
+                    ),
+                )
+            })?,
+    };
+    let ip = addr.ip();
     let socket = if ip.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
