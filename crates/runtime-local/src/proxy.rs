@@ -189,8 +189,32 @@ async fn forward(
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = pq.as_str().parse().unwrap_or_default();
         }
+        // WebSocket (any `Upgrade`): once the replica answers 101, bytes flow both ways.
+        let client_upgrade = req
+            .headers()
+            .contains_key(hyper::header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut req));
         return Ok(match sender.send_request(req).await {
-            Ok(resp) => resp.map(|b| b.boxed()),
+            Ok(mut resp) => {
+                // Our side speaks HTTP/1.1 whatever the replica spoke (Python's http.server
+                // answers 1.0); hyper frames the body for the client.
+                *resp.version_mut() = hyper::Version::HTTP_11;
+                if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
+                    (client_upgrade, resp.status())
+                {
+                    let backend = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(async move {
+                        if let (Ok(c), Ok(b)) = tokio::join!(client, backend) {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(c),
+                                &mut TokioIo::new(b),
+                            )
+                            .await;
+                        }
+                    });
+                }
+                resp.map(|b| b.boxed())
+            }
             Err(e) => text(
                 StatusCode::BAD_GATEWAY,
                 format!("the replica on port {port} failed to answer: {e}\n"),
