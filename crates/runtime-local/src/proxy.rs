@@ -44,13 +44,22 @@ impl Drop for Proxy {
 /// Binds `host:port` with SO_REUSEADDR (a port the previous run just closed is reusable at
 /// once, despite TIME_WAIT).
 fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("bind host {host:?} is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)"),
-        )
-    })?;
-    let addr = SocketAddr::new(ip, port);
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        // A name (`localhost`): its first address.
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "the bind host {host:?} is neither an IP address nor a name this machine                          resolves (use e.g. 127.0.0.1, 0.0.0.0 or localhost)"
+                    ),
+                )
+            })?,
+    };
+    let ip = addr.ip();
     let socket = if ip.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -180,8 +189,32 @@ async fn forward(
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = pq.as_str().parse().unwrap_or_default();
         }
+        // WebSocket (any `Upgrade`): once the replica answers 101, bytes flow both ways.
+        let client_upgrade = req
+            .headers()
+            .contains_key(hyper::header::UPGRADE)
+            .then(|| hyper::upgrade::on(&mut req));
         return Ok(match sender.send_request(req).await {
-            Ok(resp) => resp.map(|b| b.boxed()),
+            Ok(mut resp) => {
+                // Our side speaks HTTP/1.1 whatever the replica spoke (Python's http.server
+                // answers 1.0); hyper frames the body for the client.
+                *resp.version_mut() = hyper::Version::HTTP_11;
+                if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) =
+                    (client_upgrade, resp.status())
+                {
+                    let backend = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(async move {
+                        if let (Ok(c), Ok(b)) = tokio::join!(client, backend) {
+                            let _ = tokio::io::copy_bidirectional(
+                                &mut TokioIo::new(c),
+                                &mut TokioIo::new(b),
+                            )
+                            .await;
+                        }
+                    });
+                }
+                resp.map(|b| b.boxed())
+            }
             Err(e) => text(
                 StatusCode::BAD_GATEWAY,
                 format!("the replica on port {port} failed to answer: {e}\n"),

@@ -288,3 +288,75 @@ async fn bad_input_is_a_failed_status_not_a_panic() {
     assert!(rt.remove("../x").await.is_err());
     rt.remove("never-deployed").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_and_public_hosts_are_configurable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&tmp.path().join("data"));
+    cfg.bind_host = "localhost".into();
+    cfg.public_host = "models.example.test".into();
+    let rt = LocalRuntime::with_launcher(
+        cfg,
+        Arc::new(FileFetch {
+            dir: tmp.path().to_path_buf(),
+        }),
+        Arc::new(StandIn::new(tmp.path())),
+    )
+    .unwrap();
+    let d = desired("hosts", "r1", 1, &[("GREETING", "hi")]);
+    let o = wait_status(&rt, &d, DeploymentStatus::Running, T).await;
+    let url = o.url.unwrap();
+    let port = url
+        .strip_prefix("http://models.example.test:")
+        .unwrap_or_else(|| panic!("{url}"));
+    let (code, body) = get(&format!("http://127.0.0.1:{port}"), "/").await.unwrap();
+    assert_eq!((code, body.starts_with("hi ")), (200, true), "{body}");
+
+    // Upgrades (WebSocket) pass through: after 101 the bytes flow both ways.
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .await
+        .unwrap();
+    let mut s = tokio::io::BufReader::new(s);
+    s.get_mut()
+        .write_all(
+            b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        s.read_line(&mut line).await.unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.get_mut().write_all(b"hello upgrade\n").await.unwrap();
+    let mut echoed = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut echoed))
+        .await
+        .expect("no echo through the upgraded connection")
+        .unwrap();
+    assert_eq!(echoed, "HELLO UPGRADE\n");
+
+    // A bind host that does not resolve: a failed status saying what to use.
+    let mut cfg = config(&tmp.path().join("data2"));
+    cfg.bind_host = "no such host".into();
+    let rt2 = LocalRuntime::with_launcher(
+        cfg,
+        Arc::new(FileFetch {
+            dir: tmp.path().to_path_buf(),
+        }),
+        Arc::new(StandIn::new(tmp.path())),
+    )
+    .unwrap();
+    let o = rt2.reconcile(&desired("hosts2", "r1", 1, &[])).await;
+    assert_eq!(o.status, DeploymentStatus::Failed);
+    assert!(
+        o.reason.contains("bind host") && o.reason.contains("0.0.0.0"),
+        "{o:?}"
+    );
+}

@@ -21,6 +21,18 @@ delay = float(os.environ.get("READY_AFTER", "0"))
 start = time.time()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/upgrade":
+            # A protocol switch, then echo every line back upper-cased (a WebSocket stand-in).
+            self.send_response(101)
+            self.send_header("Upgrade", "shout")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            for line in self.rfile:
+                self.wfile.write(line.upper())
+                self.wfile.flush()
+            self.close_connection = True
+            return
         if self.path == "/readyz":
             ok = time.time() - start >= delay
             body = b"ok" if ok else b"not yet"
