@@ -316,7 +316,7 @@ def test_a_crashed_bento_and_a_restarted_server_come_back(dserver, make_client):
     # kill -9 the server: its children die with it; the new process reconciles from the database.
     dserver.crash_and_restart()
     wait_answer(url, "1.4", "hi:x", timeout=300)
-    assert deployment(dserver, name)["status"] == "running"
+    wait_status(dserver, name, "running", timeout=60)
 
     c.run("deployment", "terminate", name, "--wait")
     wait_gone(url)

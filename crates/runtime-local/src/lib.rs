@@ -414,6 +414,11 @@ impl LocalRuntime {
                 }
             }
         }
+        // Workers of replicas whose arbiter died with a previous run (kill -9 of the server).
+        let orphans = process::kill_marked(&deployments, true);
+        if orphans > 0 {
+            tracing::info!("killed {orphans} leftover worker process(es) of a previous run");
+        }
         env::clean_stale(&cfg.envs_dir);
         env::clean_stale(&cfg.data_dir.join("bentos"));
         Ok(LocalRuntime {
@@ -691,6 +696,7 @@ impl Drop for LocalRuntime {
                     let _ =
                         std::fs::remove_file(dep.dir.join("pids").join(format!("{}.pid", r.name)));
                 }
+                process::kill_marked(&dep.dir.join("home").join(&r.name), false);
             }
         }
     }
@@ -934,6 +940,10 @@ async fn supervise(
                 Err(e) => break 'run e,
             };
             spec.env.extend(desired.api_server.envs.iter().cloned());
+            spec.env.push((
+                process::REPLICA_MARK.into(),
+                home.display().to_string(),
+            ));
             replica.log.line(&format!(
                 "yatai: starting {} of revision {} on port {port}",
                 replica.name, desired.revision_uid
@@ -962,6 +972,7 @@ async fn supervise(
                         lock(&replica.st).ready = false;
                         replica.log.line("yatai: stopping");
                         process::stop(&mut child, cfg.stop_grace).await;
+                        process::kill_marked(&home, false);
                         lock(&replica.st).pid = None;
                         let _ = std::fs::remove_file(&pid_file);
                         return;
@@ -986,10 +997,12 @@ async fn supervise(
                     }
                 }
             };
-            // Workers of the replica may outlive it: end its whole group.
+            // Workers of the replica may outlive it: end its whole group, and whatever else
+            // carries its mark (workers in sessions of their own).
             if let Some(pid) = pid {
                 process::signal_group(pid, libc::SIGKILL);
             }
+            process::kill_marked(&home, false);
             let _ = std::fs::remove_file(&pid_file);
             match status {
                 Ok(s) => format!("exited with {}", process::describe_exit(&s)),

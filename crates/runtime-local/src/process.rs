@@ -195,6 +195,58 @@ pub fn signal_group(pid: u32, signal: libc::c_int) {
     }
 }
 
+/// The variable every process of a replica carries (inherited by whatever it forks), holding
+/// the replica's home directory. Why: `bentoml serve`'s workers (circus) run in sessions of
+/// their own, so neither the replica's process group nor PR_SET_PDEATHSIG reaches them once
+/// their arbiter is gone; the environment is the one mark they cannot drop.
+pub const REPLICA_MARK: &str = "YATAI_LOCAL_REPLICA";
+
+/// SIGKILLs every process whose [`REPLICA_MARK`] is `home`, or lies under `home` when
+/// `prefix` (a whole data directory); returns how many. Reads `/proc/*/environ` (the
+/// processes of the server's own user).
+pub fn kill_marked(home: &Path, prefix: bool) -> usize {
+    let mark = format!("{REPLICA_MARK}={}", home.display());
+    let own = std::process::id();
+    let mut killed = 0;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own || pid <= 1 {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let hit = environ.split(|b| *b == 0).any(|var| {
+            let Ok(var) = std::str::from_utf8(var) else {
+                return false;
+            };
+            if prefix {
+                var.starts_with(&mark)
+                    && var[mark.len()..].chars().next().is_none_or(|c| c == '/')
+            } else {
+                var == mark
+            }
+        });
+        if hit {
+            // SAFETY: a plain kill of a process carrying our mark.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// Whether any process of the group led by `pid` is still alive.
 pub fn group_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {

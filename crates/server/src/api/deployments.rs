@@ -208,8 +208,10 @@ impl<'a> Present<'a> {
                 None => deleted_bento(&t.bento_repository, &t.bento_version),
             };
             out.push(DeploymentTargetSchema {
+                // bentoml 1.1 reads `resource_type` as its ResourceType enum, which has no
+                // "deployment_target": a target is shown as a part of its revision.
                 resource: schemas::resource(
-                    "deployment_target",
+                    "deployment_revision",
                     &t.uid,
                     &t.bento_version,
                     t.created_at,
