@@ -34,15 +34,26 @@ use crate::dashboard::pages::events::{event_rows, EventRow};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
-    const ONE: &str = "/clusters/{cluster}/namespaces/{namespace}/deployments/{name}";
     Router::new()
         .route("/deployments", get(list).post(create))
         .route("/deployments/new", get(new_form))
-        .route(ONE, get(detail))
-        .route(&format!("{ONE}/edit"), get(edit_form).post(update))
-        .route(&format!("{ONE}/rollback"), post(rollback))
-        .route(&format!("{ONE}/terminate"), post(terminate))
-        .route(&format!("{ONE}/delete"), post(delete))
+        .route("/clusters/{c}/namespaces/{ns}/deployments/{d}", get(detail))
+        .route(
+            "/clusters/{c}/namespaces/{ns}/deployments/{d}/edit",
+            get(edit_form).post(update),
+        )
+        .route(
+            "/clusters/{c}/namespaces/{ns}/deployments/{d}/rollback",
+            post(rollback),
+        )
+        .route(
+            "/clusters/{c}/namespaces/{ns}/deployments/{d}/terminate",
+            post(terminate),
+        )
+        .route(
+            "/clusters/{c}/namespaces/{ns}/deployments/{d}/delete",
+            post(delete),
+        )
 }
 
 /// How many log lines the page shows.
@@ -321,8 +332,9 @@ struct FormPage {
     title: String,
     /// Where the bento (and, for a new deployment, cluster) picker sends the browser.
     pick_action: String,
-    /// Where the form is sent.
-    action: String,
+    /// The namespace and name of the deployment being edited.
+    at_namespace: String,
+    at_name: String,
     back: String,
     bentos: Vec<BentoChoice>,
     bento: String,
@@ -453,7 +465,7 @@ struct FormParts<'a> {
     editing: bool,
     title: String,
     pick_action: String,
-    action: String,
+    at: (String, String),
     back: String,
     bento: String,
     cluster: String,
@@ -492,7 +504,8 @@ async fn form_page(state: &AppState, page: &Page, p: FormParts<'_>) -> Result<Fo
         editing: p.editing,
         title: p.title.clone(),
         pick_action: p.pick_action.clone(),
-        action: p.action.clone(),
+        at_namespace: p.at.0.clone(),
+        at_name: p.at.1.clone(),
         back: p.back.clone(),
         bentos: bento_choices(state, &page.caller, &p.bento).await?,
         bento: p.bento.clone(),
@@ -610,7 +623,7 @@ async fn new_form(
                 editing: false,
                 title: "New deployment".into(),
                 pick_action: "/deployments/new".into(),
-                action: "/deployments".into(),
+                at: Default::default(),
                 back: "/deployments".into(),
                 bento,
                 cluster: cluster.name.clone(),
@@ -700,7 +713,7 @@ async fn create(
                         editing: false,
                         title: "New deployment".into(),
                         pick_action: "/deployments/new".into(),
-                        action: "/deployments".into(),
+                        at: Default::default(),
                         back: "/deployments".into(),
                         bento: field(&form, "bento").to_string(),
                         cluster: field(&form, "cluster").to_string(),
@@ -795,7 +808,7 @@ async fn edit_page(
             editing: true,
             title: format!("Edit {}", d.name),
             pick_action: format!("{href}/edit"),
-            action: format!("{href}/edit"),
+            at: (d.kube_namespace.clone(), d.name.clone()),
             back: href,
             bento,
             cluster: v.cluster.name.clone(),
