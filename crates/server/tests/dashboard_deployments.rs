@@ -418,3 +418,25 @@ backend_test!(
         );
     }
 );
+
+backend_test!(
+    without_runtimes_the_page_says_why_there_are_no_logs,
+    |app: TestApp| async move {
+        let (admin, api) = admin_and_api(&app).await;
+        push_bento(&api, "iris", "v1").await;
+        let (_, html) = page(&admin, "/deployments/new").await;
+        let (s, html) = post_form(&admin, "/deployments", &form(&csrf_of(&html), &[])).await;
+        assert_eq!(s, StatusCode::OK, "{html}");
+        assert!(
+            html.contains("id=\"logs-note\"")
+                && html.contains("runs no deployments")
+                && html.contains("Status: deploying"),
+            "{html}"
+        );
+        assert!(
+            html.contains("curl -X POST &lt;URL&gt;/classify")
+                || html.contains("curl -X POST &#60;URL&#62;/classify"),
+            "{html}"
+        );
+    }
+);

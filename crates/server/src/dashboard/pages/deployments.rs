@@ -1038,7 +1038,12 @@ async fn detail(
         let (logs, logs_note) = match svc::logs(&state, caller, &v, LOG_LINES).await {
             Ok(lines) => (Some(lines.join("\n")), String::new()),
             Err(e) => {
-                let note = FormError::anywhere(e, &[]).message;
+                // Why there are none, in the service's words ("no logs are kept" on Kubernetes,
+                // "runs no deployments" without runtimes); any other error as the API says it.
+                let note = match e {
+                    Error::NotFound(m) | Error::Unavailable(m) => m,
+                    e => FormError::anywhere(e, &[]).message,
+                };
                 let why = if d.status_reason.is_empty() {
                     format!("Status: {}.", d.status)
                 } else {
