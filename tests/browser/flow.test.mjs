@@ -1,6 +1,7 @@
 // The dashboard's main flow in headless Chromium: setup → login → create an API token → the
 // token works with the REST API → push a bento (and its model) through the API → it is listed,
-// its detail shows its model → events show the push → revoke the token in the UI → 401.
+// its detail shows its model → events show the push → deploy it through the form (a field error
+// first), edit, roll back, terminate → add a Kubernetes cluster → revoke the token in the UI → 401.
 // The steps share one server and one browser and run in order.
 
 import assert from 'node:assert/strict';
@@ -226,6 +227,78 @@ test('events show the push', async () => {
   assert.ok((await pushes.count()) >= 1, `/events has no tr[data-operation="push"][data-resource="${bento.name}" or "${tags.bentoTag}"]; rows: ${JSON.stringify(await page.locator('tr[data-operation]').evaluateAll((rs) => rs.map((r) => [r.dataset.operation, r.dataset.resource])))}`);
   assert.ok((await text(pushes.first())).includes(admin.name), 'the push event does not name its user');
   await screenshot(page, 'events');
+});
+
+test('deploy the bento through the form: a field error first, then its page; edit, roll back, terminate', async () => {
+  assert.ok(tags, 'nothing was pushed');
+  await clickNav(page, 'Deployments');
+  await Promise.all([page.waitForNavigation(), page.locator('#new-deployment').click()]);
+  assert.equal(new URL(page.url()).pathname, '/deployments/new');
+  const options = await page.locator('#pick-bento-select option').evaluateAll((os) => os.map((o) => [o.value, o.selected]));
+  assert.deepEqual(options[0], [tags.bentoTag, true], `the newest uploaded bento is not picked first: ${JSON.stringify(options)}`);
+  await screenshot(page, 'deployment-new');
+
+  let form = page.locator('form#deployment-form');
+  await form.evaluate((f) => (f.noValidate = true));
+  await fillAndSubmit(page, form, { name: 'Bad_Name', min_replicas: '1', max_replicas: '2', envs: 'GREETING=hello' });
+  form = page.locator('form#deployment-form');
+  assert.equal(await form.count(), 1, `an invalid name did not show the form again (at ${page.url()})`);
+  assert.ok(await fieldError(form, 'name'), `no .field-error next to the name; errors: ${JSON.stringify(await fieldErrors(form))}`);
+  assert.equal(await form.locator('[name=envs]').inputValue(), 'GREETING=hello', 'what was typed is lost');
+  await screenshot(page, 'deployment-new-error');
+
+  await fillAndSubmit(page, form, { name: 'iris-web' });
+  const at = '/clusters/default/namespaces/default/deployments/iris-web';
+  assert.equal(here(page), at, `after creating: at ${page.url()}`);
+  assert.ok((await text(page.locator('#deployment-status'))).length > 0, 'no #deployment-status');
+  assert.ok((await text(page.locator('#curl-example'))).includes('/classify'), `the curl example does not call the bento's API: ${await text(page.locator('#curl-example'))}`);
+  assert.equal(await page.locator('#deployment-bento').getAttribute('href'), `/bentos/${bento.name}/${bento.version}`);
+  assert.equal(await page.locator('#revisions tr[data-revision="1"]').count(), 1, 'no revision 1');
+  assert.ok((await page.locator('#logs, #logs-note').count()) === 1, 'neither logs nor a note on why there are none');
+  assert.equal(await page.locator('#events tr[data-operation="create"]').count(), 1, 'the create event is not shown');
+  for (const href of new Set(await page.locator('main a[href^="/"]').evaluateAll((as) => as.map((a) => a.getAttribute('href'))))) {
+    const r = await page.request.get(`${server.url}${href}`);
+    assert.ok(r.status() < 400, `the link ${href} answered ${r.status()}`);
+  }
+  await screenshot(page, 'deployment');
+
+  await clickNav(page, 'Deployments');
+  const row = page.locator('tr[data-deployment="iris-web"]');
+  assert.equal(await row.count(), 1, '/deployments does not list iris-web');
+  assert.ok((await text(row)).includes(tags.bentoTag), 'the row does not show the bento');
+  await screenshot(page, 'deployments');
+  await Promise.all([page.waitForNavigation(), row.locator('a', { hasText: 'iris-web' }).click()]);
+
+  await Promise.all([page.waitForNavigation(), page.locator('#edit-deployment').click()]);
+  form = page.locator('form#deployment-form');
+  assert.equal(await form.locator('[name=max_replicas]').inputValue(), '2', 'the edit form does not start from the active revision');
+  await fillAndSubmit(page, form, { max_replicas: '3' });
+  assert.equal(here(page), at);
+  assert.equal(await page.locator('#revisions tr[data-revision="2"]').count(), 1, 'the edit made no revision 2');
+
+  await submit(page, page.locator('#revisions tr[data-revision="1"] form.rollback'));
+  assert.equal(here(page), at);
+  assert.match(await text(page.locator('#revisions tr[data-revision="3"]')), /rollback to #1/, 'the rollback made no revision 3 of revision 1');
+
+  await submit(page, page.locator('form#terminate'));
+  assert.equal(here(page), at);
+  assert.equal(await page.locator('form#terminate').count(), 0, 'Terminate is still offered');
+  await screenshot(page, 'deployment-terminated');
+});
+
+test('clusters: the local default cluster, and adding a Kubernetes cluster with a field error first', async () => {
+  await clickNav(page, 'Clusters');
+  assert.equal(await page.locator('tr[data-cluster="default"] .local-note').count(), 1, 'the default cluster has no note');
+  await Promise.all([page.waitForNavigation(), page.locator('#add-cluster').click()]);
+  let form = page.locator('form#create-cluster');
+  await form.evaluate((f) => (f.noValidate = true));
+  await fillAndSubmit(page, form, { name: 'Not A Label', description: 'edge', default_namespace: 'serving' });
+  form = page.locator('form#create-cluster');
+  assert.ok(await fieldError(form, 'name'), `no .field-error next to the name; errors: ${JSON.stringify(await fieldErrors(form))}`);
+  await fillAndSubmit(page, form, { name: 'edge' });
+  assert.equal(here(page), '/clusters/edge');
+  assert.match(await text(page.locator('#kube-config')), /runs in/, 'an empty kubeconfig is not explained');
+  await screenshot(page, 'cluster');
 });
 
 test('revoke the token in the UI: the API then answers 401', async () => {

@@ -1,7 +1,8 @@
-// Every page of the dashboard: reachable from the navigation bar, an empty state before anything
-// is pushed, lists with search / label filter / sort / pagination, event filters, read-only
-// pages without JavaScript, labelled inputs, keyboard navigation, no horizontal scrolling on a
-// laptop screen, and not one request to a host other than the server. Screenshots of each page.
+// Every page of the dashboard: reachable from the navigation bar (Deployments and Clusters
+// included, with their forms and detail pages), an empty state before anything is pushed, lists
+// with search / label filter / sort / pagination, event filters, read-only pages without
+// JavaScript, labelled inputs, keyboard navigation, no horizontal scrolling on a laptop screen,
+// and not one request to a host other than the server. Screenshots of each page.
 
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
@@ -39,7 +40,7 @@ after(async () => {
   await server?.cleanup();
 });
 
-test('the nav bar has every entry, Deployments and Clusters disabled, and a Log out button', async () => {
+test('the nav bar has every entry (Deployments and Clusters included) and a Log out button', async () => {
   await open(page, server, '/');
   const nav = page.locator('nav');
   assert.equal(await nav.count(), 1, 'not exactly one <nav>');
@@ -121,7 +122,7 @@ test('no page scrolls sideways on a 1280x800 laptop screen', async () => {
   await narrow.addCookies(await ctx.cookies(server.url));
   const p = await narrow.newPage();
   const wide = [];
-  for (const path of ['/', '/bentos', '/bentos/fraud-detector', '/bentos/fraud-detector/v20240101', '/models', '/models/fraud_xgb/v20240101', '/api_tokens', '/members', '/events', '/users']) {
+  for (const path of ['/', '/bentos', '/bentos/fraud-detector', '/bentos/fraud-detector/v20240101', '/models', '/models/fraud_xgb/v20240101', '/deployments', '/deployments/new', '/clusters', '/clusters/new', '/clusters/default', '/api_tokens', '/members', '/events', '/users']) {
     await open(p, server, path);
     const [sw, cw] = await p.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
     if (sw > cw + 1) wide.push(`${path}: ${sw}px wide in a ${cw}px window`);
@@ -241,12 +242,46 @@ test('read-only pages work with JavaScript disabled', async () => {
   assert.equal(await p.locator('#models a[data-model="fraud_xgb:v20240101"]').count(), 1, 'bento detail without JavaScript');
   await open(p, server, '/bentos?search=fraud');
   assert.deepEqual(await repos(p), ['fraud-detector'], 'search without JavaScript');
-  for (const path of ['/', '/models', '/events', '/members', '/api_tokens', '/users']) {
+  for (const path of ['/', '/models', '/events', '/members', '/api_tokens', '/users', '/deployments', '/clusters', '/clusters/default']) {
     await open(p, server, path);
     assert.equal(await p.locator('nav').count(), 1, `${path} without JavaScript`);
   }
   await screenshot(p, 'bento-detail-no-javascript');
   await nojs.close();
+});
+
+test('deployments and clusters: an empty list says what to do, the forms render with labelled inputs, every link works', async () => {
+  await open(page, server, '/deployments');
+  assert.equal(await page.locator('tr[data-deployment]').count(), 0, '/deployments lists something on a new server');
+  assert.match(await text(page.locator('main')), /push a bento|bentoml deployment/i, 'the empty /deployments does not say what to do');
+  assert.equal(await page.locator('#new-deployment').count(), 1, 'no "New deployment" button for an admin');
+  await screenshot(page, 'deployments-empty');
+  await open(page, server, '/clusters');
+  const local = page.locator('tr[data-cluster="default"]');
+  assert.equal(await local.count(), 1, '/clusters does not list the local default cluster');
+  assert.match(await text(local), /processes on the server's machine/, 'the default cluster has no note on what it is');
+  await screenshot(page, 'clusters');
+  const unlabelled = [];
+  for (const path of ['/deployments/new', '/clusters/new', '/clusters/default']) {
+    await open(page, server, path);
+    const bad = await page.locator('input, select, textarea').evaluateAll((els) =>
+      els
+        .filter((e) => !['hidden', 'submit', 'button'].includes(e.type) && e.offsetParent !== null)
+        .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+        .map((e) => `${e.tagName.toLowerCase()}[name=${e.name}]`),
+    );
+    unlabelled.push(...bad.map((b) => `${path}: ${b}`));
+    const links = await page.locator('main a[href^="/"]').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+    for (const href of new Set(links)) {
+      const r = await page.request.get(`${server.url}${href}`);
+      assert.ok(r.status() < 400, `${path}: the link ${href} answered ${r.status()}`);
+    }
+    await screenshot(page, `page-${path.slice(1).replace(/\//g, '-')}`);
+  }
+  assert.deepEqual(unlabelled, [], 'inputs without a label');
+  await open(page, server, '/deployments/new');
+  const picked = await page.locator('#pick-bento-select option').evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(picked.includes('fraud-detector:v20240101'), `the bento picker does not offer the uploaded bento: ${picked}`);
 });
 
 test('no page requested another host, and no page had a script error', () => {

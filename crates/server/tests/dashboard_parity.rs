@@ -14,6 +14,9 @@ use common::{csrf_of, TestApp, ADMIN_PASSWORD, INIT_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// The v1 deployments of the default cluster's default namespace.
+const DEPLOYMENTS: &str = "/api/v1/clusters/default/namespaces/default/deployments";
+
 // ---------------------------------------------------------------- callers
 
 /// Who sends the request.
@@ -186,9 +189,20 @@ enum Action {
     ResetPasswordTooShort,
     /// "Build image" on a bento's page; the test server has no docker registry configured.
     BuildImage,
+    /// "Add a Kubernetes cluster" (no kubeconfig: the cluster the server runs in).
+    CreateCluster,
+    CreateDeployment,
+    /// A name that is not a DNS-1123 label.
+    CreateDeploymentInvalid,
+    /// The edit form: a new revision.
+    UpdateDeployment,
+    RollbackDeployment,
+    TerminateDeployment,
+    /// Of a terminated deployment.
+    DeleteDeployment,
 }
 
-const ACTIONS: [Action; 19] = [
+const ACTIONS: [Action; 26] = [
     Action::Setup,
     Action::Login,
     Action::LoginWrongPassword,
@@ -208,6 +222,13 @@ const ACTIONS: [Action; 19] = [
     Action::ResetMemberPassword,
     Action::ResetPasswordTooShort,
     Action::BuildImage,
+    Action::CreateCluster,
+    Action::CreateDeployment,
+    Action::CreateDeploymentInvalid,
+    Action::UpdateDeployment,
+    Action::RollbackDeployment,
+    Action::TerminateDeployment,
+    Action::DeleteDeployment,
 ];
 
 impl Action {
@@ -228,6 +249,12 @@ impl Action {
             | Action::ResetMemberPassword
             | Action::ResetPasswordTooShort => "/users/{}/reset_password",
             Action::BuildImage => "/bentos/{}/{}/build_image",
+            Action::CreateCluster => "/clusters",
+            Action::CreateDeployment | Action::CreateDeploymentInvalid => "/deployments",
+            Action::UpdateDeployment => "/clusters/{}/namespaces/{}/deployments/{}/edit",
+            Action::RollbackDeployment => "/clusters/{}/namespaces/{}/deployments/{}/rollback",
+            Action::TerminateDeployment => "/clusters/{}/namespaces/{}/deployments/{}/terminate",
+            Action::DeleteDeployment => "/clusters/{}/namespaces/{}/deployments/{}/delete",
         }
     }
 
@@ -270,6 +297,30 @@ impl Action {
             // builds (this server has no registry).
             Action::BuildImage if who == OtherOrgAdmin => Refused(404),
             Action::BuildImage if who != Guest => Refused(409),
+            // Clusters are registered by admins, each in their own organization.
+            Action::CreateCluster if admin => Done,
+            // The bento is not one of the other organization.
+            Action::CreateDeployment if who == OtherOrgAdmin => Refused(404),
+            Action::CreateDeploymentInvalid if who != Guest => Refused(400),
+            // The deployment is not one of the other organization's default cluster.
+            Action::UpdateDeployment
+            | Action::RollbackDeployment
+            | Action::TerminateDeployment
+            | Action::DeleteDeployment
+                if who == OtherOrgAdmin =>
+            {
+                Refused(404)
+            }
+            // Developers and admins deploy.
+            Action::CreateDeployment
+            | Action::UpdateDeployment
+            | Action::RollbackDeployment
+            | Action::TerminateDeployment
+            | Action::DeleteDeployment
+                if who != Guest =>
+            {
+                Done
+            }
             _ => forbidden,
         }
     }
@@ -323,6 +374,8 @@ impl Bench {
         ] {
             create_user(client, who.name(), who.password(), role).await;
         }
+        // Deployments are handed to a scripted runtime (driven by `reconcile_once`).
+        common::runtime::install(&app);
         let mut sessions = Vec::new();
         for who in CALLERS {
             sessions.push(Session::open(&app, who).await);
@@ -554,6 +607,109 @@ impl Bench {
                     (&format!("/bentos/{name}/v1/build_image"), vec![]),
                 )
             }
+            Action::CreateCluster => plain(
+                (
+                    Method::POST,
+                    "/api/v1/clusters".into(),
+                    Some(json!({"name": format!("k{n}a"), "kind": "kubernetes"})),
+                ),
+                ("/clusters", vec![("name", format!("k{n}f"))]),
+            ),
+            Action::CreateDeployment | Action::CreateDeploymentInvalid => {
+                let bento = self.deployable_bento(n).await;
+                let name = |side: &str| match action {
+                    Action::CreateDeployment => format!("d{n}{side}"),
+                    _ => format!("Bad_{n}{side}"),
+                };
+                plain(
+                    (
+                        Method::POST,
+                        "/api/v1/clusters/default/deployments".into(),
+                        Some(
+                            json!({"name": name("a"), "targets": [{"bento_repository": bento, "bento": "v1", "config": {}}]}),
+                        ),
+                    ),
+                    (
+                        "/deployments",
+                        vec![
+                            ("bento", format!("{bento}:v1")),
+                            ("cluster", "default".into()),
+                            ("name", name("f")),
+                        ],
+                    ),
+                )
+            }
+            Action::UpdateDeployment
+            | Action::RollbackDeployment
+            | Action::TerminateDeployment
+            | Action::DeleteDeployment => {
+                let bento = self.deployable_bento(n).await;
+                let (a, f) = (format!("d{n}a"), format!("d{n}f"));
+                let mut first_revision = Vec::new();
+                for name in [&a, &f] {
+                    let (s, b) = self.admin_default.post("/api/v1/clusters/default/deployments", json!({"name": name, "targets": [{"bento_repository": bento, "bento": "v1", "config": {}}]})).await;
+                    assert_eq!(s, StatusCode::OK, "{b}");
+                    first_revision.push(b["latest_revision"]["uid"].as_str().unwrap().to_string());
+                    if action == Action::DeleteDeployment {
+                        let (s, b) = self
+                            .admin_default
+                            .post(&format!("{DEPLOYMENTS}/{name}/terminate"), json!({}))
+                            .await;
+                        assert_eq!(s, StatusCode::OK, "{b}");
+                    }
+                }
+                if action == Action::DeleteDeployment {
+                    yatai_service::deployments::reconcile_once(&self.app.state)
+                        .await
+                        .unwrap();
+                }
+                let target = json!([{"bento_repository": bento, "bento": "v1", "config": {"hpa_conf": {"max_replicas": 2}}}]);
+                match action {
+                    Action::UpdateDeployment => plain(
+                        (
+                            Method::PATCH,
+                            format!("{DEPLOYMENTS}/{a}"),
+                            Some(json!({"targets": target})),
+                        ),
+                        (
+                            &format!("/clusters/default/namespaces/default/deployments/{f}/edit"),
+                            vec![
+                                ("bento", format!("{bento}:v1")),
+                                ("max_replicas", "2".into()),
+                            ],
+                        ),
+                    ),
+                    Action::RollbackDeployment => plain(
+                        (
+                            Method::POST,
+                            format!("{DEPLOYMENTS}/{a}/rollback"),
+                            Some(json!({"revision_uid": first_revision[0]})),
+                        ),
+                        (
+                            &format!(
+                                "/clusters/default/namespaces/default/deployments/{f}/rollback"
+                            ),
+                            vec![("revision_uid", first_revision[1].clone())],
+                        ),
+                    ),
+                    Action::TerminateDeployment => plain(
+                        (Method::POST, format!("{DEPLOYMENTS}/{a}/terminate"), None),
+                        (
+                            &format!(
+                                "/clusters/default/namespaces/default/deployments/{f}/terminate"
+                            ),
+                            vec![],
+                        ),
+                    ),
+                    _ => plain(
+                        (Method::DELETE, format!("{DEPLOYMENTS}/{a}"), None),
+                        (
+                            &format!("/clusters/default/namespaces/default/deployments/{f}/delete"),
+                            vec![],
+                        ),
+                    ),
+                }
+            }
             Action::ResetMemberPassword | Action::ResetPasswordTooShort => {
                 let (api_user, form_user) = self.two_members(n).await;
                 let password = match action {
@@ -622,6 +778,21 @@ impl Bench {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+        name
+    }
+
+    /// A fresh bento `NAME:v1` of the default organization that can be deployed (its upload
+    /// finished).
+    async fn deployable_bento(&self, n: usize) -> String {
+        let name = self.uploaded_bento(n).await;
+        let (s, b) = self
+            .admin_default
+            .patch(
+                &format!("/api/v1/bento_repositories/{name}/bentos/v1/finish_upload"),
+                json!({"status": "success", "reason": ""}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
         name
     }
 
@@ -884,9 +1055,26 @@ fn every_post_form_and_route_of_the_dashboard_has_a_row() {
     }
     for entry in std::fs::read_dir(root.join("src/dashboard/pages")).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for route in source.split(".route(\"").skip(1) {
+        for route in source.split(".route(").skip(1) {
+            // rustfmt puts the path of a long route on a line of its own.
+            let Some(route) = route.trim_start().strip_prefix('"') else {
+                continue;
+            };
             let (path, rest) = route.split_once('"').unwrap();
-            let handlers = &rest[..rest.find('\n').unwrap_or(rest.len())];
+            // The handlers: the rest of the `.route(...)` call.
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let handlers = &rest[..end];
             if handlers.contains("post(") {
                 found.insert(route_shape(path));
             }

@@ -41,6 +41,8 @@ pub struct EventQuery {
     pub resource_type: Option<String>,
     pub operation_name: Option<String>,
     pub user: Option<String>,
+    /// The name of one resource (the dashboard's page of a deployment shows its events).
+    pub resource_name: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
 }
@@ -66,6 +68,7 @@ pub async fn list(
         resource_type: q.resource_type.clone().unwrap_or_default(),
         operation_name: q.operation_name.clone().unwrap_or_default(),
         user_name: q.user.clone().unwrap_or_default(),
+        resource_name: q.resource_name.clone().unwrap_or_default(),
         since: time_param("since", q.since.as_deref())?,
         until: time_param("until", q.until.as_deref())?,
     };

@@ -7,12 +7,12 @@ export const NAV = [
   ['Overview', '/'],
   ['Bentos', '/bentos'],
   ['Models', '/models'],
+  ['Deployments', '/deployments'],
+  ['Clusters', '/clusters'],
   ['API tokens', '/api_tokens'],
   ['Members', '/members'],
   ['Events', '/events'],
   ['Users', '/users'],
-  ['Deployments', null],
-  ['Clusters', null],
 ];
 
 /** Opens `path` on the server; the final answer must have a status below 400 unless `status` says otherwise. */

@@ -35,6 +35,7 @@ pub async fn list(
         user: q.user.clone(),
         since: q.since.clone(),
         until: q.until.clone(),
+        resource_name: None,
     };
     let (rows, total) = events::list(state, caller, &query, page).await?;
     let items = rows

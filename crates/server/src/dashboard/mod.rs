@@ -6,9 +6,8 @@
 //!
 //! - `page`: the [`page::Page`] and [`page::Submission`] extractors, the frame, error pages.
 //! - `pager`, `form`, `format`: the one pager, forms with field errors, sizes and times.
-//! - `pages/`: one module per resource, each with its routes. The deployment and cluster pages
-//!   go to `pages/deployments.rs` and `pages/clusters.rs`, merged below and linked from the
-//!   navigation in `templates/base.html` (disabled there until then).
+//! - `pages/`: one module per resource, each with its routes, merged below (deployments and
+//!   clusters: `pages/deployments.rs`, `pages/clusters.rs`).
 
 mod form;
 mod format;
@@ -34,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .merge(pages::members::routes())
         .merge(pages::users::routes())
         .merge(pages::events::routes())
+        .merge(pages::deployments::routes())
+        .merge(pages::clusters::routes())
         .route("/static/app.css", get(stylesheet))
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod registry;
+pub mod runtime;
 
 pub use yatai_testkit::app::*;
 pub use yatai_testkit::{fresh_postgres_database, fresh_s3_bucket, ADMIN_PASSWORD, INIT_TOKEN};

@@ -271,6 +271,22 @@ pub async fn update_cluster(
         .ok_or_else(|| Error::not_found("cluster", name))
 }
 
+/// The names of the users who created some clusters, deployments or revisions, by uid (each
+/// read once; a user deleted since is missing).
+pub async fn user_names(
+    svc: &Services,
+    uids: &[Option<String>],
+) -> Result<HashMap<String, String>, Error> {
+    let mut uids: Vec<String> = uids.iter().flatten().cloned().collect();
+    uids.sort();
+    uids.dedup();
+    Ok(yatai_store::db::users::find_many(svc.db.pool(), &uids)
+        .await?
+        .into_iter()
+        .map(|u| (u.uid, u.name))
+        .collect())
+}
+
 /// The kubeconfig of a cluster as it may be shown: credentials removed.
 pub fn shown_kube_config(svc: &Services, cluster: &Cluster) -> String {
     if cluster.kube_config.is_empty() {

@@ -62,6 +62,8 @@ pub struct EventFilter {
     pub resource_type: String,
     pub operation_name: String,
     pub user_name: String,
+    /// Only events of the resource of this name (with `resource_type`, one resource).
+    pub resource_name: String,
     /// Only events at or after this time (microseconds).
     pub since: Option<i64>,
     /// Only events before this time (microseconds).
@@ -80,7 +82,7 @@ where
     E: Executor<'c, Database = Any> + Copy,
 {
     let filter = "organization_uid = $1 AND ($2 = '' OR resource_type = $2) AND ($3 = '' OR operation_name = $3) AND ($4 = '' OR user_name = $4) \
-                  AND created_at >= $5 AND created_at < $6";
+                  AND created_at >= $5 AND created_at < $6 AND ($7 = '' OR resource_name = $7)";
     let (since, until) = (f.since.unwrap_or(i64::MIN), f.until.unwrap_or(i64::MAX));
     let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events WHERE {filter}"))
         .bind(organization_uid)
@@ -89,12 +91,13 @@ where
         .bind(&f.user_name)
         .bind(since)
         .bind(until)
+        .bind(&f.resource_name)
         .fetch_one(ex)
         .await
         .map_err(db_error)?;
     let items = sqlx::query_as(&format!(
         "SELECT uid, organization_uid, user_uid, user_name, api_token_name, resource_type, resource_name, operation_name, status, created_at \
-         FROM events WHERE {filter} ORDER BY created_at DESC, uid LIMIT $7 OFFSET $8"
+         FROM events WHERE {filter} ORDER BY created_at DESC, uid LIMIT $8 OFFSET $9"
     ))
     .bind(organization_uid)
     .bind(&f.resource_type)
@@ -102,6 +105,7 @@ where
     .bind(&f.user_name)
     .bind(since)
     .bind(until)
+    .bind(&f.resource_name)
     .bind(count)
     .bind(start)
     .fetch_all(ex)

@@ -86,6 +86,7 @@ impl EventFilters {
             user: Some(self.user.clone()),
             since: (!self.since.is_empty()).then(|| format!("{}T00:00:00Z", self.since)),
             until: None,
+            resource_name: None,
         }
     }
 
@@ -116,9 +117,16 @@ async fn list(
     let mut view = EventsPage {
         layout: page.layout("events"),
         events: Vec::new(),
-        resource_types: ["bento", "bento_repository", "model", "model_repository"]
-            .map(String::from)
-            .to_vec(),
+        resource_types: [
+            "bento",
+            "bento_repository",
+            "cluster",
+            "deployment",
+            "model",
+            "model_repository",
+        ]
+        .map(String::from)
+        .to_vec(),
         operations,
         filters,
         error: String::new(),
