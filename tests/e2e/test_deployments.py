@@ -235,7 +235,7 @@ def test_bentoml11_deploys_updates_rolls_back_terminates_deletes(dserver, make_c
     wait_answer(url, "1.1", "one:x")
 
     listed = json.loads(c.run("deployment", "list", "-o", "json").stdout)
-    assert any(item["name"] == name for item in listed), listed
+    assert any(item["name"] == name for item in listed["items"]), listed
 
     c.run("deployment", "terminate", name)
     wait_status(dserver, name, "terminated", timeout=60)
