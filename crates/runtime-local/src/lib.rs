@@ -940,10 +940,8 @@ async fn supervise(
                 Err(e) => break 'run e,
             };
             spec.env.extend(desired.api_server.envs.iter().cloned());
-            spec.env.push((
-                process::REPLICA_MARK.into(),
-                home.display().to_string(),
-            ));
+            spec.env
+                .push((process::REPLICA_MARK.into(), home.display().to_string()));
             replica.log.line(&format!(
                 "yatai: starting {} of revision {} on port {port}",
                 replica.name, desired.revision_uid

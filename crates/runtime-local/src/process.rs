@@ -230,8 +230,7 @@ pub fn kill_marked(home: &Path, prefix: bool) -> usize {
                 return false;
             };
             if prefix {
-                var.starts_with(&mark)
-                    && var[mark.len()..].chars().next().is_none_or(|c| c == '/')
+                var.starts_with(&mark) && var[mark.len()..].chars().next().is_none_or(|c| c == '/')
             } else {
                 var == mark
             }

@@ -3,126 +3,20 @@
 //! rules (names, scopes, roles, bentos that are not uploaded), and the desired state a
 //! cluster's runtime receives from the reconciler, also after a restart.
 //!
-//! The cluster runtime here is a scripted test double (`ScriptedRuntime`): it records what the
+//! The cluster runtime here is a scripted test double (`common::runtime::ScriptedRuntime`): it records what the
 //! reconciler asks and answers what the test says. The real runtimes have their own tests
 //! (`runtime-local` with real processes, `runtime-kubernetes` against a fake Kubernetes API),
 //! and the end-to-end suite drives the real CLIs against the real local runtime.
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use common::registry::{bento_manifest, create_version, proxy_upload, tar_archive, version_path};
+use common::runtime::install;
 use common::{Client, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use yatai_domain::deployments::{BoxFuture, ClusterRuntime, DeploymentStatus, Desired, Observed};
-use yatai_domain::Error;
-use yatai_service::deployments::{reconcile_once, Runtimes};
-use yatai_store::db::clusters::Cluster;
-
-/// Records every desired state it is given and answers with the status the test scripted.
-#[derive(Default)]
-struct ScriptedRuntime {
-    seen: Mutex<Vec<Desired>>,
-    answer: Mutex<Option<(DeploymentStatus, String)>>,
-    removed: Mutex<Vec<String>>,
-}
-
-impl ScriptedRuntime {
-    fn answer(&self, status: DeploymentStatus) {
-        *self.answer.lock().unwrap() = Some((status, "http://127.0.0.1:9/".into()));
-    }
-    fn last(&self) -> Desired {
-        self.seen
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("the runtime was asked")
-    }
-}
-
-impl ClusterRuntime for ScriptedRuntime {
-    fn reconcile<'a>(&'a self, desired: &'a Desired) -> BoxFuture<'a, Observed> {
-        Box::pin(async move {
-            self.seen.lock().unwrap().push(desired.clone());
-            let (status, url) = self
-                .answer
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or((DeploymentStatus::Deploying, String::new()));
-            let status = if desired.running {
-                status
-            } else {
-                DeploymentStatus::Terminated
-            };
-            Observed {
-                status,
-                reason: String::new(),
-                url: Some(url).filter(|u| !u.is_empty()),
-            }
-        })
-    }
-    fn remove<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            self.removed.lock().unwrap().push(uid.to_string());
-            Ok(())
-        })
-    }
-    fn logs<'a>(&'a self, _uid: &'a str, lines: usize) -> BoxFuture<'a, Option<Vec<String>>> {
-        Box::pin(async move { Some((0..lines.min(3)).map(|i| format!("line {i}")).collect()) })
-    }
-    fn known<'a>(&'a self) -> BoxFuture<'a, Vec<String>> {
-        Box::pin(async move { Vec::new() })
-    }
-}
-
-struct TestRuntimes {
-    by_cluster: Mutex<HashMap<String, Arc<ScriptedRuntime>>>,
-}
-
-impl TestRuntimes {
-    fn of(&self, cluster: &str) -> Arc<ScriptedRuntime> {
-        self.by_cluster
-            .lock()
-            .unwrap()
-            .entry(cluster.to_string())
-            .or_default()
-            .clone()
-    }
-}
-
-impl Runtimes for TestRuntimes {
-    fn runtime<'a>(
-        &'a self,
-        cluster: &'a Cluster,
-    ) -> BoxFuture<'a, Result<Arc<dyn ClusterRuntime>, Error>> {
-        Box::pin(async move { Ok(self.of(&cluster.name) as Arc<dyn ClusterRuntime>) })
-    }
-    fn check_kube_config(&self, kube_config: &str) -> Result<(), Error> {
-        if kube_config.contains("clusters:") {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "this is not a kubeconfig: it has no clusters",
-            ))
-        }
-    }
-    fn redact_kube_config(&self, _kube_config: &str) -> String {
-        "(redacted)".into()
-    }
-}
-
-fn install(app: &TestApp) -> Arc<TestRuntimes> {
-    let rt = Arc::new(TestRuntimes {
-        by_cluster: Mutex::default(),
-    });
-    app.state.runtimes.set(rt.clone());
-    rt
-}
+use yatai_domain::deployments::DeploymentStatus;
+use yatai_service::deployments::reconcile_once;
 
 /// A client whose token has every scope, after setup.
 async fn deployer(app: &TestApp) -> Client {

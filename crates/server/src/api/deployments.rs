@@ -200,7 +200,8 @@ impl<'a> Present<'a> {
                     // repository declares `latest_bento` without a default: the key must be
                     // there (null is fine; the embedded repository is a shell).
                     if let Some(repo) = b.repository.as_mut().and_then(|r| r.as_object_mut()) {
-                        repo.entry("latest_bento").or_insert(serde_json::Value::Null);
+                        repo.entry("latest_bento")
+                            .or_insert(serde_json::Value::Null);
                     }
                     b
                 }

@@ -17,12 +17,24 @@ use super::TestApp;
 pub struct ScriptedRuntime {
     pub seen: Mutex<Vec<Desired>>,
     answer: Mutex<Option<(DeploymentStatus, String)>>,
+    /// The uids `remove` was called for.
+    pub removed: Mutex<Vec<String>>,
 }
 
 impl ScriptedRuntime {
     /// What the runtime reports from now on (with a URL).
     pub fn answer(&self, status: DeploymentStatus) {
         *self.answer.lock().unwrap() = Some((status, "http://127.0.0.1:9/".into()));
+    }
+
+    /// The last desired state the reconciler handed over.
+    pub fn last(&self) -> Desired {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the runtime was asked")
     }
 }
 
@@ -48,8 +60,11 @@ impl ClusterRuntime for ScriptedRuntime {
             }
         })
     }
-    fn remove<'a>(&'a self, _uid: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { Ok(()) })
+    fn remove<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.removed.lock().unwrap().push(uid.to_string());
+            Ok(())
+        })
     }
     fn logs<'a>(&'a self, _uid: &'a str, lines: usize) -> BoxFuture<'a, Option<Vec<String>>> {
         Box::pin(async move { Some((0..lines.min(3)).map(|i| format!("line {i}")).collect()) })
@@ -77,8 +92,11 @@ impl ScriptedRuntimes {
 }
 
 impl Runtimes for ScriptedRuntimes {
-    fn runtime(&self, cluster: &Cluster) -> Result<Arc<dyn ClusterRuntime>, Error> {
-        Ok(self.of(&cluster.name))
+    fn runtime<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+    ) -> BoxFuture<'a, Result<Arc<dyn ClusterRuntime>, Error>> {
+        Box::pin(async move { Ok(self.of(&cluster.name) as Arc<dyn ClusterRuntime>) })
     }
     fn check_kube_config(&self, kube_config: &str) -> Result<(), Error> {
         if kube_config.contains("clusters:") {

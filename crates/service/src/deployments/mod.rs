@@ -441,6 +441,15 @@ fn check_target(t: &TargetInput) -> Result<(), Error> {
             )),
         ));
     }
+    if t.canary_rules
+        .as_ref()
+        .is_some_and(|r| !(r.is_null() || r.as_array().is_some_and(|a| a.is_empty())))
+    {
+        return Err(Error::field(
+            "canary_rules",
+            Error::invalid("canary rules are not supported by this server; leave them out"),
+        ));
+    }
     if t.target_type == "canary" {
         return Err(Error::field(
             "targets",
