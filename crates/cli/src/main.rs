@@ -27,8 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the Yatai API server (REST API, health, metrics).
-    Serve(ServeArgs),
+    /// Run the Yatai API server (REST API, dashboard, deployments, health, metrics).
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit (`serve` also applies them on start).
     Migrate(StorageArgs),
     /// Object storage (S3) operations.
