@@ -1,9 +1,10 @@
 """Fixtures of the reliability suite: servers that tests may break, and shared ones they may not.
 
 * ``shared(backend, strategy=None)``: one server per (backend, strategy) for the whole session,
-  for tests that leave it healthy (bad input, ranges, fuzzing).
+  for tests that leave it healthy (bad input, ranges).
 * ``fresh(backend, strategy=None)``: a server of the test's own, stopped and dropped at its
-  end, for tests that kill it, flood it or measure its memory.
+  end, for tests that kill it, flood it, measure its memory, or fuzz it (the fuzzer may delete
+  its own token).
 
 Environment as for tests/e2e (see its conftest): ``YATAI_BIN``, ``YATAI_TEST_S3_ENDPOINT``,
 PostgreSQL on 127.0.0.1:5432. ``scripts/test --reliability-only`` provides all of it.

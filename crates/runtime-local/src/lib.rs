@@ -340,13 +340,10 @@ impl proxy::Backends for Dep {
     fn unavailable_reason(&self) -> String {
         let name = lock(&self.status).name.clone();
         let o = self.observe(None);
-        let why = if o.reason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", o.reason)
-        };
+        // Whoever reaches the port reads this: the status, never the reason (it quotes the
+        // replica's last log lines, which the API shows to members only).
         format!(
-            "deployment {name} has no ready replica (status {}{why}); try again shortly",
+            "deployment {name} has no ready replica (status {}); try again shortly",
             o.status.as_str()
         )
     }

@@ -146,6 +146,17 @@ pub fn spawn(spec: &CommandSpec, log: &LogSink) -> std::io::Result<tokio::proces
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // A bento is a tenant's code: it must not inherit the server's environment (database URL,
+    // S3 keys, the initialization token). Only what a Python program needs to run and reach a
+    // package index goes through; the launcher and the deployment add the rest.
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if let Some(name) = k.to_str() {
+            if PASSED_ENV.contains(&name) || name.starts_with("LC_") {
+                cmd.env(&k, v);
+            }
+        }
+    }
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
@@ -194,6 +205,25 @@ pub fn signal_group(pid: u32, signal: libc::c_int) {
         libc::kill(pid, signal);
     }
 }
+
+/// The server's variables a replica gets (everything else is cleared).
+pub const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
 
 /// The variable every process of a replica carries (inherited by whatever it forks), holding
 /// the replica's home directory. Why: `bentoml serve`'s workers (circus) run in sessions of

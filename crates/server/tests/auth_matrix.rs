@@ -384,8 +384,11 @@ fn variants() -> Vec<Variant> {
     all.extend([
         v(M::GET, "/api/v1/clusters", S::Nothing, W::Api, READ_OWN_ORG),
         v(M::POST, "/api/v1/clusters", S::Nothing, W::ReadCluster, ADMIN_OWN_ORG)
-            .what("an in-cluster kubernetes cluster")
-            .body(|w, _, _| Body::Json(json!({"name": w.neutral("cl"), "kind": "kubernetes"}))),
+            .what("a kubernetes cluster with a kubeconfig")
+            .body(|w, _, _| {
+                Body::Json(json!({"name": w.neutral("cl"), "kind": "kubernetes",
+                    "kube_config": "apiVersion: v1\nclusters:\n- name: c\n  cluster: {server: 'https://k8s.example:6443'}\n"}))
+            }),
         v(M::GET, "/api/v1/clusters/{cluster}", S::Nothing, W::Api, READ_OWN_ORG),
         v(M::PATCH, "/api/v1/clusters/{cluster}", S::Nothing, W::ReadCluster, ADMIN_OWN_ORG)
             .body(|_, _, _| Body::Json(json!({"description": "changed by the auth matrix"}))),

@@ -431,3 +431,64 @@ backend_test!(
         assert_eq!(s, StatusCode::OK, "{b}");
     }
 );
+
+backend_test!(
+    only_a_site_admin_hands_out_the_servers_own_cluster,
+    |app: TestApp| async move {
+        install(&app);
+        let site_admin = deployer(&app).await;
+        // An organization admin who is not a site admin.
+        let (s, b) = site_admin
+        .post("/api/v1/users", json!({"name": "orgadmin", "email": "orgadmin@example.com", "password": "orgadmin-password-1", "role": "admin"}))
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let org_admin = app.browser();
+        org_admin.login("orgadmin", "orgadmin-password-1").await;
+        // No kubeconfig means the cluster the server runs in, reached with the server's own
+        // service account: refused to an organization admin, with the way out.
+        let (s, b) = org_admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "here", "kind": "kubernetes"}),
+            )
+            .await;
+        common::assert_error(s, &b, StatusCode::FORBIDDEN);
+        assert_eq!(b["field"], "kube_config");
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("site administrator"),
+            "{b}"
+        );
+        let kubeconfig =
+            "apiVersion: v1\nclusters:\n- name: c\n  cluster: {server: 'https://k8s:6443'}\n";
+        let (s, b) = org_admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "theirs", "kube_config": kubeconfig}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        // Nor may they empty the kubeconfig of a registered one.
+        let (s, b) = org_admin
+            .patch("/api/v1/clusters/theirs", json!({"kube_config": ""}))
+            .await;
+        common::assert_error(s, &b, StatusCode::FORBIDDEN);
+        let (s, b) = site_admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "here", "kind": "kubernetes"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        // Access authorization would be a promise nothing keeps: refused.
+        push_bento(&site_admin, "echo", "v1").await;
+        let (s, b) = site_admin
+        .post("/api/v2/deployments", json!({"name": "open", "bento": "echo:v1", "access_authorization": true, "services": {}}))
+        .await;
+        common::assert_error(s, &b, StatusCode::BAD_REQUEST);
+        assert_eq!(b["field"], "access_authorization");
+        assert_eq!(app.count_rows("deployments").await, 0);
+    }
+);

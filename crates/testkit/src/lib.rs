@@ -10,6 +10,8 @@ use yatai_store::objects::S3Config;
 
 pub mod app;
 pub mod dump;
+#[cfg(feature = "fake-kube")]
+pub mod fake_kube;
 pub mod install;
 
 /// The initialization token of every test server.

@@ -655,16 +655,10 @@ async fn revision_v1(
     ApiPath((cluster, ns, name, uid)): ApiPath<(String, String, String, String)>,
 ) -> ApiResult<Json<DeploymentRevisionSchema>> {
     let v = load_v1(&state, &caller, &cluster, &ns, &name).await?;
-    let (list, _) = svc::revisions(&state, &caller, &v, Page::all()).await?;
-    let (r, t) = list.iter().find(|(r, _)| r.uid == uid).ok_or_else(|| {
-        Error::NotFound(format!(
-            "deployment {name:?} has no revision {:?}",
-            uid.chars().take(80).collect::<String>()
-        ))
-    })?;
+    let (r, t) = svc::revision(&state, &caller, &v, &uid).await?;
     Ok(Json(
         Present::new(&state, &caller)
-            .revision(Dialect::V1, r, t)
+            .revision(Dialect::V1, &r, &t)
             .await?,
     ))
 }

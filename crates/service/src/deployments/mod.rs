@@ -191,6 +191,7 @@ pub async fn create_cluster(
         .map_err(|e| Error::field("default_namespace", e))?;
     let kube_config = input.kube_config.clone().unwrap_or_default();
     check_kube_config(svc, kind, &kube_config)?;
+    check_in_cluster(caller, kind, &kube_config)?;
     let cluster = clusters::create(
         svc.db.pool(),
         &NewCluster {
@@ -206,6 +207,25 @@ pub async fn create_cluster(
     .await?;
     events::record(svc, caller, "cluster", &cluster.name, "create").await;
     Ok(cluster)
+}
+
+/// The cluster the server runs in (a `kubernetes` cluster without kubeconfig) is reached with the
+/// server's own service account: only a site administrator may hand that to an organization.
+fn check_in_cluster(caller: &Caller, kind: ClusterKind, kube_config: &str) -> Result<(), Error> {
+    if kind == ClusterKind::Kubernetes
+        && kube_config.trim().is_empty()
+        && !caller.user().is_site_admin
+    {
+        return Err(Error::field(
+            "kube_config",
+            Error::Forbidden(
+                "only a site administrator may register the cluster this server runs in (no kubeconfig); \
+                 give the kubeconfig of the cluster to use"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_kube_config(svc: &Services, kind: ClusterKind, kube_config: &str) -> Result<(), Error> {
@@ -255,6 +275,7 @@ pub async fn update_cluster(
     let kind: ClusterKind = cluster.kind.parse()?;
     if let Some(k) = &input.kube_config {
         check_kube_config(svc, kind, k)?;
+        check_in_cluster(caller, kind, k)?;
     }
     clusters::update(
         svc.db.pool(),
@@ -719,6 +740,11 @@ pub async fn update(
     )
     .await?;
     if let Some(t) = &input.target {
+        let mut t = t.clone();
+        if let Some(current) = current.spec() {
+            t.spec = spec::over(&current, t.spec);
+        }
+        let t = &t;
         let (config, rules) = new_target(t)?;
         rows::add_revision(
             &mut tx,
@@ -850,7 +876,12 @@ pub async fn delete(svc: &Services, caller: &Caller, current: &View) -> Result<V
             d.name, d.status
         )));
     }
-    rows::delete(svc.db.pool(), &d.uid).await?;
+    if !rows::delete_terminated(svc.db.pool(), &d.uid).await? {
+        return Err(Error::Conflict(format!(
+            "deployment {:?} changed meanwhile (it was started again); terminate it first, then delete it",
+            d.name
+        )));
+    }
     events::record(svc, caller, "deployment", &d.name, "delete").await;
     if let Some(runtimes) = svc.runtimes.get() {
         if let Ok(rt) = runtimes.runtime(&current.cluster).await {
@@ -885,6 +916,30 @@ pub async fn revisions(
             .collect(),
         total,
     ))
+}
+
+/// One revision of a deployment with its targets.
+pub async fn revision(
+    svc: &Services,
+    caller: &Caller,
+    current: &View,
+    uid: &str,
+) -> Result<(Revision, Vec<Target>), Error> {
+    caller.authorize(Action::ReadCluster)?;
+    let r = rows::revision(svc.db.pool(), &current.deployment.uid, uid)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "deployment {:?} has no revision {:?}",
+                current.deployment.name,
+                uid.chars().take(80).collect::<String>()
+            ))
+        })?;
+    let t = rows::targets(svc.db.pool(), std::slice::from_ref(&r.uid))
+        .await?
+        .remove(&r.uid)
+        .unwrap_or_default();
+    Ok((r, t))
 }
 
 /// The last lines of a deployment's logs, where its runtime keeps them.
@@ -1073,10 +1128,20 @@ pub async fn reconcile_once(svc: &Services) -> Result<usize, Error> {
             .get(&cluster.uid)
             .map(|(_, u)| u.clone())
             .unwrap_or_default();
-        for uid in rt.known().await {
+        // Bounded: an unreachable cluster must not hold up the others.
+        let known = tokio::time::timeout(RECONCILE_TIMEOUT, rt.known())
+            .await
+            .unwrap_or_default();
+        for uid in known {
             if !uids.contains(&uid) && !known_here.contains(&uid) {
-                if let Err(e) = rt.remove(&uid).await {
-                    tracing::warn!(%uid, error = %e, "could not remove a deleted deployment's leftovers");
+                match tokio::time::timeout(RECONCILE_TIMEOUT, rt.remove(&uid)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(%uid, error = %e, "could not remove a deleted deployment's leftovers")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%uid, "removing a deleted deployment's leftovers timed out")
+                    }
                 }
             }
         }
@@ -1087,16 +1152,7 @@ pub async fn reconcile_once(svc: &Services) -> Result<usize, Error> {
 /// Records what the runtime saw; returns whether the status changed.
 async fn observe(svc: &Services, d: &Deployment, seen: &Observed) -> bool {
     let url = seen.url.clone().unwrap_or_default();
-    match rows::set_observed(
-        svc.db.pool(),
-        &d.uid,
-        &d.desired,
-        seen.status.as_str(),
-        &seen.reason,
-        &url,
-    )
-    .await
-    {
+    match rows::set_observed(svc.db.pool(), d, seen.status.as_str(), &seen.reason, &url).await {
         Ok(changed) => {
             if changed && d.status != seen.status.as_str() {
                 tracing::info!(deployment = %d.name, from = %d.status, to = %seen.status, reason = %seen.reason, "deployment status changed");

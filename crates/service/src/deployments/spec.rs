@@ -277,6 +277,14 @@ pub struct V2Config<'a> {
 
 /// Reads a v2 config; `entry` is the bento's entry service (the main component).
 pub fn from_v2(c: &V2Config<'_>, entry: &str) -> Result<Spec, Error> {
+    if c.access_authorization {
+        // Accepting it would tell the client its endpoint is protected when nothing checks.
+        return Err(field_err(
+            "access_authorization",
+            "access authorization is not supported by this server: the URL of a deployment is \
+             open to whoever reaches it; leave --access-authorization off",
+        ));
+    }
     let mut others = BTreeMap::new();
     let mut main = None;
     let main_name = if c.services.contains_key(entry) || c.services.is_empty() {
@@ -422,6 +430,30 @@ pub fn to_v2(spec: &Spec) -> Value {
     })
 }
 
+/// A spec written in the v1 dialect (bentoml 1.1, the dashboard's form) over the current one.
+/// A deployment a v2 client made keeps its entry service's name, its other services (unless
+/// the new spec names them), secrets and access setting: a v1 writer knows none of these. The
+/// deployment-wide envs come back as the main component's (v1 shows them together), and the
+/// client's original config of either dialect is dropped, both being made from the spec now.
+pub fn over(current: &Spec, mut new: Spec) -> Spec {
+    if current.v2.is_none() || new.v1.is_none() {
+        return new;
+    }
+    new.main_name = current.main_name.clone();
+    if new.main.instance_type.is_none() {
+        new.main.instance_type = current.main.instance_type.clone();
+    }
+    let mut others = current.others.clone();
+    others.extend(std::mem::take(&mut new.others));
+    new.others = others;
+    new.secrets = current.secrets.clone();
+    new.access_authorization = current.access_authorization;
+    new.envs = Vec::new();
+    new.v1 = None;
+    new.v2 = None;
+    new
+}
+
 /// The component specs a runtime receives: deployment-wide envs first, then the component's
 /// own (a later one wins).
 pub fn components(spec: &Spec) -> (ComponentSpec, BTreeMap<String, ComponentSpec>) {
@@ -487,6 +519,47 @@ mod tests {
         let v1 = to_v1(&s);
         assert_eq!(v1["hpa_conf"]["max_replicas"], 2);
         assert_eq!(v1["envs"][0]["key"], "A");
+    }
+
+    #[test]
+    fn a_v1_edit_of_a_v2_deployment_keeps_its_services() {
+        let services: BTreeMap<String, Value> = [
+            ("Echo".to_string(), json!({"scaling": {"min_replicas": 1, "max_replicas": 1}, "instance_type": "cpu.local"})),
+            ("Model".to_string(), json!({"scaling": {"min_replicas": 2, "max_replicas": 3}})),
+        ]
+        .into();
+        let envs = json!([{"name": "A", "value": "1"}]);
+        let current = from_v2(
+            &V2Config {
+                access_authorization: false,
+                envs: Some(&envs),
+                secrets: &[],
+                services: &services,
+            },
+            "Echo",
+        )
+        .unwrap();
+        let edit = from_v1(Some(&json!({"hpa_conf": {"min_replicas": 2, "max_replicas": 2}, "envs": [{"key": "A", "value": "2"}]}))).unwrap();
+        let s = over(&current, edit);
+        assert_eq!(s.main_name, "Echo");
+        assert_eq!(s.main.min_replicas, 2);
+        assert_eq!(s.main.instance_type.as_deref(), Some("cpu.local"));
+        assert_eq!(
+            s.others["Model"].max_replicas, 3,
+            "the other service is kept"
+        );
+        let (api, _) = components(&s);
+        assert_eq!(
+            api.envs,
+            vec![("A".to_string(), "2".to_string())],
+            "no stale deployment-wide env"
+        );
+        let v2 = to_v2(&s);
+        assert!(v2["services"]["Echo"].is_object() && v2["services"]["Model"].is_object());
+        assert!(v2["services"].get("apiserver").is_none());
+        // A v1 deployment edited in v1 stays exactly what was sent.
+        let v1 = from_v1(Some(&json!({"envs": []}))).unwrap();
+        assert_eq!(over(&from_v1(None).unwrap(), v1.clone()), v1);
     }
 
     #[test]

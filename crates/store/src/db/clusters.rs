@@ -7,8 +7,8 @@ use yatai_domain::{time::now_micros, Error};
 use super::query::{self, Args};
 use super::{db_error, db_error_named};
 
-/// A cluster.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A cluster. Its `Debug` leaves the kubeconfig out (it holds credentials).
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Cluster {
     pub uid: String,
     pub organization_uid: String,
@@ -22,6 +22,22 @@ pub struct Cluster {
     pub creator_uid: Option<String>,
     pub created_at: i64,
     pub updated_at: Option<i64>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("uid", &self.uid)
+            .field("organization_uid", &self.organization_uid)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field(
+                "kube_config",
+                &format_args!("<{} bytes, redacted>", self.kube_config.len()),
+            )
+            .field("default_namespace", &self.default_namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 const COLUMNS: &str = "uid, organization_uid, name, description, kind, kube_config, default_namespace, creator_uid, created_at, updated_at";

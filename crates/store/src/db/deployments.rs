@@ -277,13 +277,13 @@ pub async fn update_meta<'c>(
     Ok(())
 }
 
-/// Records what the runtime observed; returns whether the status changed (only then is an
-/// event worth writing). `desired` guards against a report about a state that was changed in
-/// the meantime.
+/// Records what the runtime observed for the row `seen_as` (as the reconciler read it);
+/// returns whether the status changed (only then is an event worth writing). A change of the
+/// deployment since (a new revision, terminate: both move `updated_at`) makes the report stale,
+/// and it is dropped: the next pass reports on the new state.
 pub async fn set_observed(
     pool: &AnyPool,
-    uid: &str,
-    desired: &str,
+    seen_as: &Deployment,
     status: &str,
     reason: &str,
     url: &str,
@@ -291,14 +291,16 @@ pub async fn set_observed(
     let now = now_micros();
     let changed = sqlx::query(
         "UPDATE deployments SET status = $1, status_reason = $2, url = $3, status_updated_at = $4 \
-         WHERE uid = $5 AND desired = $6 AND (status <> $1 OR status_reason <> $2 OR url <> $3)",
+         WHERE uid = $5 AND desired = $6 AND COALESCE(updated_at, 0) = $7 \
+         AND (status <> $1 OR status_reason <> $2 OR url <> $3)",
     )
     .bind(status)
     .bind(reason)
     .bind(url)
     .bind(now)
-    .bind(uid)
-    .bind(desired)
+    .bind(&seen_as.uid)
+    .bind(&seen_as.desired)
+    .bind(seen_as.updated_at.unwrap_or(0))
     .execute(pool)
     .await
     .map_err(db_error)?
@@ -306,14 +308,21 @@ pub async fn set_observed(
     Ok(changed > 0)
 }
 
-/// Deletes a deployment with its revisions and targets.
-pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Result<(), Error> {
-    sqlx::query("DELETE FROM deployments WHERE uid = $1")
-        .bind(uid)
-        .execute(ex)
-        .await
-        .map_err(db_error)?;
-    Ok(())
+/// Deletes a deployment with its revisions and targets, only if it is still terminated (one
+/// statement decides, so that a concurrent start is not deleted); returns whether it was.
+pub async fn delete_terminated<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "DELETE FROM deployments WHERE uid = $1 AND desired = 'terminated' \
+         AND status IN ('terminated', 'non-deployed')",
+    )
+    .bind(uid)
+    .execute(ex)
+    .await
+    .map_err(db_error)?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Adds the next revision of a deployment, active, and makes the others inactive.
