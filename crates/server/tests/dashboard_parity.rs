@@ -607,14 +607,26 @@ impl Bench {
                     (&format!("/bentos/{name}/v1/build_image"), vec![]),
                 )
             }
-            Action::CreateCluster => plain(
-                (
-                    Method::POST,
-                    "/api/v1/clusters".into(),
-                    Some(json!({"name": format!("k{n}a"), "kind": "kubernetes"})),
-                ),
-                ("/clusters", vec![("name", format!("k{n}f"))]),
-            ),
+            Action::CreateCluster => {
+                // With a kubeconfig: the cluster the server runs in (none) is a site admin's.
+                let kube = "apiVersion: v1\nclusters:\n- name: c\n  cluster: {server: 'https://k8s.example:6443'}\n";
+                plain(
+                    (
+                        Method::POST,
+                        "/api/v1/clusters".into(),
+                        Some(
+                            json!({"name": format!("k{n}a"), "kind": "kubernetes", "kube_config": kube}),
+                        ),
+                    ),
+                    (
+                        "/clusters",
+                        vec![
+                            ("name", format!("k{n}f")),
+                            ("kube_config", kube.to_string()),
+                        ],
+                    ),
+                )
+            }
             Action::CreateDeployment | Action::CreateDeploymentInvalid => {
                 let bento = self.deployable_bento(n).await;
                 let name = |side: &str| match action {
