@@ -24,23 +24,71 @@ pub struct ArchiveFacts {
     pub entries: u64,
 }
 
+/// Name of the counter of bytes hashed with SHA-256 (archives checked, objects written with a
+/// digest). Each uploaded archive is hashed once; the counter lets a test, or an operator,
+/// see a second pass.
+pub const SHA256_BYTES_METRIC: &str = "yatai_sha256_bytes_total";
+
+/// SHA-256 that counts what it hashed into [`SHA256_BYTES_METRIC`] when it is finished.
+pub struct Sha256Meter {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Default for Sha256Meter {
+    fn default() -> Self {
+        Sha256Meter {
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Sha256Meter {
+    pub fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+    }
+
+    /// Bytes hashed so far.
+    pub fn len(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// The lower-case hex digest.
+    pub fn finish_hex(self) -> String {
+        metrics::counter!(SHA256_BYTES_METRIC).increment(self.bytes);
+        hex::encode(self.hasher.finalize())
+    }
+}
+
 /// The two magic bytes of gzip.
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Size of the reads of the archive's source in [`inspect`].
+const READ_SIZE: usize = 1 << 20;
 
 /// Reads a whole archive and checks it; the error says what is wrong, for the uploader.
 pub fn inspect(reader: impl Read) -> Result<ArchiveFacts, String> {
     let mut raw = Hashing {
         inner: reader,
-        hasher: Sha256::new(),
-        size: 0,
+        hasher: Sha256Meter::default(),
     };
+    // The tar reader asks for 512 bytes and 8 KiB at a time; reading the source a MiB at a
+    // time keeps the hash in long runs and the calls into an async source few.
+    let mut buffered = io::BufReader::with_capacity(READ_SIZE, &mut raw);
     let mut head = [0u8; 2];
-    let n = read_up_to(&mut raw, &mut head).map_err(|e| format!("cannot read the archive: {e}"))?;
+    let n = read_up_to(&mut buffered, &mut head)
+        .map_err(|e| format!("cannot read the archive: {e}"))?;
     if n == 0 {
         return Err("the archive is empty".into());
     }
     let gzip = n == 2 && head == GZIP_MAGIC;
-    let rest = io::Cursor::new(head[..n].to_vec()).chain(&mut raw);
+    let rest = io::Cursor::new(head[..n].to_vec()).chain(buffered);
     let entries = if gzip {
         check_tar(flate2::read::GzDecoder::new(rest))
             .map_err(|e| format!("the archive is not a whole gzip-compressed tar: {e}"))?
@@ -49,8 +97,8 @@ pub fn inspect(reader: impl Read) -> Result<ArchiveFacts, String> {
     };
     io::copy(&mut raw, &mut io::sink()).map_err(|e| format!("cannot read the archive: {e}"))?;
     Ok(ArchiveFacts {
-        size: raw.size,
-        sha256: hex::encode(raw.hasher.finalize()),
+        size: raw.hasher.len(),
+        sha256: raw.hasher.finish_hex(),
         gzip,
         entries,
     })
@@ -169,15 +217,13 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
-    size: u64,
+    hasher: Sha256Meter,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.size += n as u64;
         Ok(n)
     }
 }

@@ -125,3 +125,173 @@ async fn local_downloads_of_missing_or_shrunk_objects_fail() {
         "a short file ends the stream with an error"
     );
 }
+
+fn body(b: &[u8]) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+    futures::stream::iter(
+        b.chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[tokio::test]
+async fn local_multipart_parts_land_in_place_and_complete_is_a_rename() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/joined";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(3 * LOCAL_READ_SIZE + 11);
+    let pieces: Vec<&[u8]> = data.chunks(LOCAL_READ_SIZE + 5).collect();
+    let len = |i: usize| Some(pieces[i].len() as u64);
+    // Parts arrive out of order, each with its length; the third is missing at first.
+    let e2 = store
+        .put_local_part(&id, 2, len(1), body(pieces[1]))
+        .await
+        .unwrap();
+    let e1 = store
+        .put_local_part(&id, 1, len(0), body(pieces[0]))
+        .await
+        .unwrap();
+    let parts = |e3: &str| vec![(2, e2.clone()), (1, e1.clone()), (3, e3.to_string())];
+    assert!(matches!(
+        store.complete_multipart(key, &id, parts("\"x\"")).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(store.size(key).await.unwrap(), None, "nothing appears");
+    let e3 = store
+        .put_local_part(&id, 3, len(2), body(pieces[2]))
+        .await
+        .unwrap();
+    let in_place = dir.path().join(format!("objects/.uploads/{id}/data"));
+    let inode = std::fs::metadata(&in_place).unwrap().ino();
+    store
+        .complete_multipart(key, &id, parts(&e3))
+        .await
+        .unwrap();
+    let (bytes, _, _, total) = read(&store, key, None).await;
+    assert_eq!(total, data.len() as u64);
+    assert!(bytes == data, "the parts are joined in part-number order");
+    let object = dir.path().join(format!("objects/{key}"));
+    assert_eq!(
+        std::fs::metadata(object).unwrap().ino(),
+        inode,
+        "the parts were written in place: completing renamed them, it copied nothing"
+    );
+    assert!(
+        store.local_multipart_ids().await.unwrap().is_empty(),
+        "no part is left behind"
+    );
+    assert!(
+        store
+            .stale_staging_files(std::time::Duration::ZERO)
+            .is_empty(),
+        "no staging file is left behind"
+    );
+}
+
+#[tokio::test]
+async fn local_multipart_parts_of_other_sizes_or_without_a_length_are_copied_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/mixed";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(2 * LOCAL_READ_SIZE + 3 * 1000);
+    let (a, rest) = data.split_at(LOCAL_READ_SIZE);
+    let (b, rest) = rest.split_at(LOCAL_READ_SIZE);
+    let (c, d) = rest.split_at(1000);
+    // The short last part comes first and fixes a small part size: the big parts do not fit it.
+    let e4 = store
+        .put_local_part(&id, 4, Some(d.len() as u64), body(d))
+        .await
+        .unwrap();
+    let e1 = store
+        .put_local_part(&id, 1, Some(a.len() as u64), body(a))
+        .await
+        .unwrap();
+    let e2 = store.put_local_part(&id, 2, None, body(b)).await.unwrap();
+    // A part sent again replaces what was there (first apart, then in place).
+    store
+        .put_local_part(&id, 3, None, body(&a[..1000]))
+        .await
+        .unwrap();
+    let e3 = store
+        .put_local_part(&id, 3, Some(c.len() as u64), body(c))
+        .await
+        .unwrap();
+    // A body shorter than its declared length is refused.
+    assert!(store
+        .put_local_part(&id, 5, Some(10_000), body(&d[..10]))
+        .await
+        .is_err());
+    let parts = vec![(1, e1), (2, e2), (3, e3), (4, e4)];
+    store.complete_multipart(key, &id, parts).await.unwrap();
+    let (bytes, _, _, total) = read(&store, key, None).await;
+    assert_eq!(total, data.len() as u64);
+    assert!(bytes == data, "every part in part-number order");
+    assert!(store
+        .stale_staging_files(std::time::Duration::ZERO)
+        .is_empty());
+}
+
+#[tokio::test]
+async fn one_part_is_written_by_one_request_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let id = store.create_multipart("models/o/r/v/busy").await.unwrap();
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let first = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move { store.put_local_part(&id, 1, Some(6), rx).await })
+    };
+    futures::SinkExt::send(&mut tx, Ok(Bytes::from_static(b"abc")))
+        .await
+        .unwrap();
+    // The first request is still sending part 1: a second one is refused, another part is not.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(matches!(
+        store.put_local_part(&id, 1, Some(3), body(b"xyz")).await,
+        Err(Error::Conflict(_))
+    ));
+    let e2 = store
+        .put_local_part(&id, 2, Some(3), body(b"def"))
+        .await
+        .unwrap();
+    // Nor is the upload completed while a part is being written into it.
+    assert!(matches!(
+        store
+            .complete_multipart("models/o/r/v/busy", &id, vec![(2, e2.clone())])
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    futures::SinkExt::send(&mut tx, Ok(Bytes::from_static(b"abc")))
+        .await
+        .unwrap();
+    drop(tx);
+    first.await.unwrap().unwrap();
+    // Once it ended, the part may be sent again; the upload is completed with its last ETag.
+    let stale = store
+        .put_local_part(&id, 1, Some(6), body(b"abcabc"))
+        .await
+        .unwrap();
+    let e1 = store
+        .put_local_part(&id, 1, Some(6), body(b"ABCABC"))
+        .await
+        .unwrap();
+    assert_ne!(stale, e1);
+    let key = "models/o/r/v/busy";
+    assert!(matches!(
+        store
+            .complete_multipart(key, &id, vec![(1, stale), (2, e2.clone())])
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    store
+        .complete_multipart(key, &id, vec![(1, e1), (2, e2)])
+        .await
+        .unwrap();
+    assert_eq!(read(&store, key, None).await.0, b"ABCABCdef");
+    // A part sent after completion never reaches the served object.
+    let _ = store.put_local_part(&id, 1, Some(6), body(b"zzzzzz")).await;
+    assert_eq!(read(&store, key, None).await.0, b"ABCABCdef");
+}

@@ -91,6 +91,7 @@ async fn put_object(
 async fn put_part(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PresignedQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let p = LocalPresigned::from(q);
@@ -105,6 +106,10 @@ async fn put_part(
         &p.key,
         &p.upload_id,
         p.part_number,
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
         body.into_data_stream(),
     )
     .await?;

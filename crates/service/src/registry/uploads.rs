@@ -305,6 +305,7 @@ async fn with_heartbeat<T>(
 async fn store_and_inspect<S, E>(
     svc: &Services,
     key: &str,
+    declared: Option<u64>,
     body: S,
 ) -> Result<Result<ArchiveFacts, String>, Error>
 where
@@ -322,7 +323,11 @@ where
             chunk
         }
     });
-    let stored = svc.objects.put_stream(key, Box::pin(teed)).await;
+    // The inspector hashes the bytes; the write does not hash them again.
+    let stored = svc
+        .objects
+        .write_stream(key, declared, Box::pin(teed))
+        .await;
     let facts = inspector
         .await
         .map_err(|e| Error::Internal(format!("archive check failed: {e}")))??;
@@ -378,7 +383,7 @@ where
     ensure_no_upload_running(svc, caller, &t).await?;
     let key = new_object_key(kind, &caller.organization.uid, name, version);
     let u = open_upload(svc, caller, &t, Transfer::Proxy, &key, None).await?;
-    let facts = match with_heartbeat(svc, &u, store_and_inspect(svc, &key, body)).await {
+    let facts = match with_heartbeat(svc, &u, store_and_inspect(svc, &key, declared, body)).await {
         Ok(Ok(facts)) => facts,
         Ok(Err(reason)) => {
             fail(svc, &u, &reason).await?;
@@ -597,17 +602,18 @@ where
     E: std::fmt::Display,
 {
     let u = running_upload_of_url(svc, key, Transfer::Single).await?;
-    let stored = with_heartbeat(svc, &u, svc.objects.put_stream(key, body)).await?;
-    Ok(format!("\"{}\"", &stored.sha256[..32]))
+    with_heartbeat(svc, &u, svc.objects.put_with_etag(key, body)).await
 }
 
 /// Writes one part of the server's own multipart upload (local backend), only while that
-/// upload is running; returns the part's ETag.
+/// upload is running; `declared_len` is its Content-Length, which lets the part be written in
+/// place. Returns the part's ETag.
 pub async fn receive_presigned_part<S, E>(
     svc: &Services,
     key: &str,
     upload_id: &str,
     part_number: u16,
+    declared_len: Option<u64>,
     body: S,
 ) -> Result<String, Error>
 where
@@ -626,7 +632,8 @@ where
     with_heartbeat(
         svc,
         &u,
-        svc.objects.put_local_part(upload_id, part_number, body),
+        svc.objects
+            .put_local_part(upload_id, part_number, declared_len, body),
     )
     .await
 }

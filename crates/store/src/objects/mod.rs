@@ -7,6 +7,7 @@
 //! what a crash left behind (see [`sweep`]).
 
 mod keys;
+mod local;
 mod presign;
 mod sweep;
 
@@ -25,7 +26,6 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, RetryConfig, WriteMultipart};
-use sha2::{Digest, Sha256};
 use yatai_domain::Error;
 
 /// How to reach object storage.
@@ -99,13 +99,24 @@ pub struct ObjectStorage {
 /// Where the parts of a multipart upload wait on the local backend.
 const LOCAL_UPLOADS: &str = ".uploads";
 
+/// The largest object S3 takes in one PUT.
+const S3_SINGLE_PUT_MAX: u64 = 5 << 30;
+
+/// How long the server's own PUT URL of a streamed write is valid (an upload of 5 GiB at
+/// 2 MiB/s still fits).
+const S3_PUT_URL_TTL: Duration = Duration::from_secs(3 * 3600);
+
+/// How long a streamed PUT may wait for S3 to take the next bytes, and for its answer.
+const S3_STALL: Duration = Duration::from_secs(60);
+const S3_ANSWER: Duration = Duration::from_secs(300);
+
 /// Size of the parts of a streamed write (S3's minimum part size is 5 MiB).
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// Size of the reads of a download on the local backend. `object_store`'s local reader reads
-/// 8 KiB at a time, each read a trip to the blocking thread pool; 1 MiB reads keep a download at
-/// the speed of the disk and the socket.
-pub const LOCAL_READ_SIZE: usize = 1024 * 1024;
+/// 8 KiB at a time, each read a trip to the blocking thread pool; 512 KiB reads, two ahead of
+/// the one being sent, keep a download at the speed of the socket with 1.5 MiB per download.
+pub const LOCAL_READ_SIZE: usize = 512 * 1024;
 
 impl ObjectStorage {
     /// Opens object storage and checks that it is usable: the directory can be created, or the
@@ -149,7 +160,12 @@ impl ObjectStorage {
                     endpoint,
                     rusty_s3::UrlStyle::Path,
                     s3.bucket.clone(),
-                    s3.region.clone(),
+                    // The region object_store signs with when none is set.
+                    if s3.region.is_empty() {
+                        "us-east-1".to_string()
+                    } else {
+                        s3.region.clone()
+                    },
                 )
                 .map_err(|e| Error::invalid(format!("invalid S3 settings: {e}")))?;
                 let presigner = presign::S3Presigner {
@@ -225,17 +241,62 @@ impl ObjectStorage {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let mut hasher = yatai_archive::Sha256Meter::default();
+        let size = self
+            .write_observed(key, body, |chunk| hasher.update(chunk))
+            .await?;
+        Ok(StoredObject {
+            size,
+            sha256: hasher.finish_hex(),
+        })
+    }
+
+    /// Streams `body` into the object `key` without hashing it (the caller checks the bytes
+    /// itself, e.g. while inspecting the archive); returns its size. Visible only when whole.
+    /// With its length `declared`, S3 gets one streamed PUT rather than a multipart upload.
+    pub async fn write_stream<S, E>(
+        &self,
+        key: &str,
+        declared: Option<u64>,
+        body: S,
+    ) -> Result<u64, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        match (declared, &self.presigner) {
+            (Some(len), Some(presigner)) if len <= S3_SINGLE_PUT_MAX => {
+                let url = presigner.url(key, &PresignOp::Put, S3_PUT_URL_TTL);
+                put_s3_streamed(&url, len, body).await
+            }
+            _ => self.write_observed(key, body, |_| {}).await,
+        }
+    }
+
+    /// Streams `body` into `key`, showing every chunk to `seen` on the way.
+    async fn write_observed<S, E>(
+        &self,
+        key: &str,
+        body: S,
+        mut seen: impl FnMut(&[u8]),
+    ) -> Result<u64, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if let Some(fs) = &self.local_fs {
+            return local::write(fs, key, body, seen).await;
+        }
         let path = Path::from(key);
         let upload = self.store.put_multipart(&path).await.map_err(write_error)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut body = body;
         let result: Result<(), Error> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk
                     .map_err(|e| Error::invalid(format!("the upload was interrupted: {e}")))?;
-                hasher.update(&chunk);
+                seen(&chunk);
                 size += chunk.len() as u64;
                 writer.wait_for_capacity(2).await.map_err(write_error)?;
                 writer.put(chunk);
@@ -248,10 +309,7 @@ impl ObjectStorage {
             return Err(e);
         }
         writer.finish().await.map_err(write_error)?;
-        Ok(StoredObject {
-            size,
-            sha256: hex::encode(hasher.finalize()),
-        })
+        Ok(size)
     }
 
     /// Opens an object for reading, optionally a byte range of it.
@@ -261,7 +319,7 @@ impl ObjectStorage {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ObjectReader, Error> {
         if let Some(fs) = &self.local_fs {
-            return get_local(fs, key, range).await;
+            return local::get(fs, key, range).await;
         }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
@@ -393,21 +451,35 @@ impl ObjectStorage {
         }
     }
 
-    /// Stores one part of a local multipart upload; returns its ETag (quoted, as S3 does).
+    /// Stores one part of a local multipart upload, of `declared` bytes when the client said;
+    /// returns its ETag (see `local::put_part`).
     pub async fn put_local_part<S, E>(
         &self,
         upload_id: &str,
         part_number: u16,
+        declared: Option<u64>,
         body: S,
     ) -> Result<String, Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let stored = self
-            .put_stream(&local_part_key(upload_id, part_number), body)
-            .await?;
-        Ok(format!("\"{}\"", &stored.sha256[..32]))
+        let fs = self.local_fs.as_ref().ok_or_else(|| {
+            Error::Internal("parts are stored by the server only on the local backend".into())
+        })?;
+        local::put_part(fs, upload_id, part_number, declared, body).await
+    }
+
+    /// Streams `body` into `key` and returns an ETag for it, quoted as S3 does. The ETag is a
+    /// CRC-32 and the size, not a digest: an uploaded archive is hashed once, when it is checked.
+    pub async fn put_with_etag<S, E>(&self, key: &str, body: S) -> Result<String, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut crc = crc32fast::Hasher::new();
+        let size = self.write_observed(key, body, |c| crc.update(c)).await?;
+        Ok(format!("\"{:08x}{size:016x}\"", crc.finalize()))
     }
 
     /// Completes a multipart upload from its parts `(part_number, etag)`; the object appears at
@@ -451,17 +523,10 @@ impl ObjectStorage {
                     })?;
             }
             None => {
-                let mut streams = Vec::new();
-                for (n, _etag) in &parts {
-                    let part_key = local_part_key(upload_id, *n);
-                    let reader = self
-                        .get(&part_key, None)
-                        .await
-                        .map_err(|_| Error::invalid(format!("part {n} was never uploaded")))?;
-                    streams.push(reader.stream);
-                }
-                self.put_stream(key, futures::stream::iter(streams).flatten())
-                    .await?;
+                let fs = self.local_fs.as_ref().ok_or_else(|| {
+                    Error::Internal("a local multipart upload needs the local backend".into())
+                })?;
+                local::complete(fs, key, upload_id, &parts).await?;
                 self.abort_multipart(key, upload_id).await?;
             }
         }
@@ -503,87 +568,98 @@ impl ObjectStorage {
     }
 }
 
-/// Opens a file of the local backend for reading, in reads of [`LOCAL_READ_SIZE`]: the same
-/// answers as `object_store`'s local `get` (a missing object is "not found", a range is cut at
-/// the end of the object, an empty one or one that starts past the end is refused), and a file that turns out shorter
-/// than its size ends the stream with an error rather than with fewer bytes.
-async fn get_local(
-    fs: &LocalFileSystem,
-    key: &str,
-    range: Option<std::ops::Range<u64>>,
-) -> Result<ObjectReader, Error> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let path = fs
-        .path_to_filesystem(&Path::from(key))
-        .map_err(storage_error)?;
-    let missing = || {
-        tracing::warn!(key, "object not found in storage");
-        Error::NotFound("the archive is missing from object storage".into())
-    };
-    let read_error =
-        |e: std::io::Error| Error::Internal(format!("object storage error: reading {key}: {e}"));
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
-        Err(e) => return Err(read_error(e)),
-    };
-    let meta = file.metadata().await.map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(missing());
+/// Streams `body`, of `len` bytes, to S3 in one PUT of a URL the server signed for itself: no
+/// part is buffered (a multipart write holds 8 MiB parts, two in flight), and S3 makes the
+/// object visible only when the whole body arrived. A body that breaks off, or is longer or
+/// shorter than `len`, aborts the request, and nothing is stored.
+async fn put_s3_streamed<S, E>(url: &str, len: u64, mut body: S) -> Result<u64, Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let request = s3_http()
+        .put(url)
+        .header(reqwest::header::CONTENT_LENGTH, len)
+        .body(reqwest::Body::wrap_stream(rx))
+        .send();
+    let sending = tokio::spawn(request);
+    let mut size = 0u64;
+    let fed: Result<(), Error> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::invalid(format!("the upload was interrupted: {e}")))?;
+            size += chunk.len() as u64;
+            if size > len {
+                return Err(Error::invalid(format!(
+                    "the upload is longer than the {len} bytes it declared"
+                )));
+            }
+            match tokio::time::timeout(S3_STALL, futures::SinkExt::send(&mut tx, Ok(chunk))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok(()), // the request ended early: its answer says why
+                Err(_) => {
+                    return Err(Error::Unavailable(format!(
+                        "object storage took no bytes for {} s",
+                        S3_STALL.as_secs()
+                    )))
+                }
+            }
+        }
+        if size < len {
+            return Err(Error::invalid(format!(
+                "the upload ended after {size} of the {len} bytes it declared"
+            )));
+        }
+        Ok(())
     }
-    let total_size = meta.len();
-    let range = match range {
-        None => 0..total_size,
-        Some(r) if r.start >= r.end || r.start >= total_size => {
-            return Err(Error::Internal(format!(
-                "object storage error: range {}..{} of {key} ({total_size} bytes) is not satisfiable",
-                r.start, r.end
+    .await;
+    if let Err(e) = fed {
+        // An error in the body aborts the PUT (the connection closes before the body's end):
+        // S3 stores nothing of it.
+        let _ = tx.try_send(Err(std::io::Error::other("aborted")));
+        drop(tx);
+        sending.abort();
+        return Err(e);
+    }
+    drop(tx);
+    let answer = match tokio::time::timeout(S3_ANSWER, sending).await {
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
+                "object storage did not answer a PUT within {} s",
+                S3_ANSWER.as_secs()
             )))
         }
-        Some(r) => r.start..r.end.min(total_size),
-    };
-    if range.start > 0 {
-        file.seek(std::io::SeekFrom::Start(range.start))
-            .await
-            .map_err(read_error)?;
+        Ok(joined) => joined.map_err(|e| Error::Internal(format!("object storage error: {e}")))?,
     }
-    let owned_key = key.to_string();
-    let stream = futures::stream::try_unfold(
-        (file, range.end - range.start),
-        move |(mut file, remaining)| {
-            let key = owned_key.clone();
-            async move {
-                if remaining == 0 {
-                    return Ok(None);
-                }
-                let want = remaining.min(LOCAL_READ_SIZE as u64) as usize;
-                let mut buf = bytes::BytesMut::with_capacity(want);
-                let mut part = (&mut file).take(want as u64);
-                while buf.len() < want {
-                    let n = part.read_buf(&mut buf).await.map_err(|e| {
-                        Error::Internal(format!("object storage error: reading {key}: {e}"))
-                    })?;
-                    if n == 0 {
-                        return Err(Error::Internal(format!(
-                            "object storage error: {key} ended {} bytes before its size",
-                            remaining - buf.len() as u64
-                        )));
-                    }
-                }
-                Ok(Some((buf.freeze(), (file, remaining - want as u64))))
-            }
-        },
-    )
-    .boxed();
-    Ok(ObjectReader {
-        total_size,
-        range,
-        stream,
-    })
+    // No answer at all (refused, reset, cut off): the storage is unreachable, worth a retry.
+    // The URL is left out: it is a signed one.
+    .map_err(|e| {
+        Error::Unavailable(format!(
+            "object storage is unreachable: {}",
+            one_line(&e.without_url())
+        ))
+    })?;
+    if !answer.status().is_success() {
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        return Err(Error::Internal(format!(
+            "object storage error: PUT answered {status}: {}",
+            one_line(&text.chars().take(300).collect::<String>())
+        )));
+    }
+    Ok(size)
 }
 
-fn local_part_key(upload_id: &str, part_number: u16) -> String {
-    format!("{LOCAL_UPLOADS}/{upload_id}/{part_number:05}")
+/// The HTTP client of the server's own S3 requests (streamed PUTs), shared by every upload.
+fn s3_http() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default()
+    })
 }
 
 fn build_s3(s3: &S3Config) -> Result<AmazonS3, Error> {

@@ -1,0 +1,592 @@
+//! The local backend's files, read and written directly rather than through `object_store`:
+//! downloads in large positioned reads with read-ahead, writes in batches without 8 MiB part
+//! buffers, and multipart uploads whose parts land where they belong in the object, so that
+//! completing one is a rename rather than a copy.
+//!
+//! A local multipart upload lives in `.uploads/ID/`:
+//!
+//! | file | what |
+//! |---|---|
+//! | `data` | the parts written in place, part `n` at `(n - 1) * part size` |
+//! | `part-size` | the part size, fixed by the first part that declared its length |
+//! | `NNNNN` | part `n` in a file of its own, when it does not fit `data`'s layout |
+//! | `NNNNN.part` | part `n`'s record, written after its bytes: `data` or `file`, length, ETag |
+//! | `completed` | the upload was completed: no part may be written any more |
+//!
+//! Clients cut an upload into parts of one size and a shorter last part (BentoML, boto3, the AWS
+//! CLI), so every part fits `data`; a part of another size, or one sent without a length, is
+//! kept apart and copied in at completion.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use yatai_domain::Error;
+
+use super::{storage_error, ObjectReader, LOCAL_READ_SIZE, LOCAL_UPLOADS};
+
+/// Chunks of a download read ahead of the one being sent.
+const READ_AHEAD: usize = 2;
+
+/// The largest part S3 takes, and so the largest this backend takes.
+const MAX_PART_SIZE: u64 = 5 << 30;
+
+/// Bytes gathered before a write goes to the blocking pool.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Opens a file for reading, in reads of [`LOCAL_READ_SIZE`]: the same answers as
+/// `object_store`'s local `get` (a missing object is "not found", a range is cut at the end of
+/// the object, an empty one or one that starts past the end is refused), and a file that turns
+/// out shorter than its size ends the stream with an error rather than with fewer bytes.
+pub(super) async fn get(
+    fs: &LocalFileSystem,
+    key: &str,
+    range: Option<std::ops::Range<u64>>,
+) -> Result<ObjectReader, Error> {
+    let path = fs
+        .path_to_filesystem(&Path::from(key))
+        .map_err(storage_error)?;
+    let missing = || {
+        tracing::warn!(key, "object not found in storage");
+        Error::NotFound("the archive is missing from object storage".into())
+    };
+    let read_error =
+        |e: std::io::Error| Error::Internal(format!("object storage error: reading {key}: {e}"));
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(read_error(e)),
+    };
+    let meta = file.metadata().await.map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    let total_size = meta.len();
+    let range = match range {
+        None => 0..total_size,
+        Some(r) if r.start >= r.end || r.start >= total_size => {
+            return Err(Error::Internal(format!(
+                "object storage error: range {}..{} of {key} ({total_size} bytes) is not satisfiable",
+                r.start, r.end
+            )))
+        }
+        Some(r) => r.start..r.end.min(total_size),
+    };
+    // Positioned reads of a shared file on the blocking pool, READ_AHEAD of them in flight:
+    // the next chunk is read while the socket sends this one (a read at a time, as
+    // `object_store` and `tokio::fs` do, leaves the disk and the socket waiting on each other).
+    let file = Arc::new(file.into_std().await);
+    let end = range.end;
+    let owned_key: Arc<str> = key.into();
+    let stream = futures::stream::iter((range.start..end).step_by(LOCAL_READ_SIZE))
+        .map(move |offset| {
+            let (file, key) = (file.clone(), owned_key.clone());
+            let want = (end - offset).min(LOCAL_READ_SIZE as u64) as usize;
+            async move {
+                tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, &key))
+                    .await
+                    .map_err(|e| Error::Internal(format!("object storage error: {e}")))?
+            }
+        })
+        .buffered(READ_AHEAD)
+        .boxed();
+    Ok(ObjectReader {
+        total_size,
+        range,
+        stream,
+    })
+}
+
+/// Reads `want` bytes at `offset`; a file that ends sooner is an error (it shrank under us).
+fn read_chunk(file: &std::fs::File, offset: u64, want: usize, key: &str) -> Result<Bytes, Error> {
+    let mut chunk = ReadBuffer::take();
+    let buf = &mut chunk.buf[..want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => {
+                return Err(Error::Internal(format!(
+                    "object storage error: {key} ended {} bytes before its size",
+                    want - filled
+                )))
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "object storage error: reading {key}: {e}"
+                )))
+            }
+        }
+    }
+    chunk.len = want;
+    Ok(Bytes::from_owner(chunk))
+}
+
+/// Read buffers of downloads, kept for the next chunk when the socket is done with them. A
+/// fresh 512 KiB allocation costs 128 page faults (the allocator hands big blocks back to the
+/// kernel when they are freed); without reuse they took a sixth of a download's CPU.
+static READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// How many idle read buffers are kept (the rest are freed): 16 MiB at most.
+const IDLE_READ_BUFFERS: usize = (16 << 20) / LOCAL_READ_SIZE;
+
+/// A [`LOCAL_READ_SIZE`] buffer that goes back to [`READ_BUFFERS`] when dropped; `len` bytes of
+/// it are the chunk.
+struct ReadBuffer {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl ReadBuffer {
+    fn take() -> ReadBuffer {
+        let reused = READ_BUFFERS.lock().ok().and_then(|mut idle| idle.pop());
+        ReadBuffer {
+            buf: reused.unwrap_or_else(|| vec![0u8; LOCAL_READ_SIZE]),
+            len: 0,
+        }
+    }
+}
+
+impl AsRef<[u8]> for ReadBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        if let Ok(mut idle) = READ_BUFFERS.lock() {
+            if idle.len() < IDLE_READ_BUFFERS {
+                idle.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
+
+/// Streams `body` into the object `key`: a staging file (`NAME#N`, swept after a crash)
+/// renamed to its key when whole, removed on any error.
+pub(super) async fn write<S, E>(
+    fs: &LocalFileSystem,
+    key: &str,
+    body: S,
+    seen: impl FnMut(&[u8]),
+) -> Result<u64, Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let target = fs
+        .path_to_filesystem(&Path::from(key))
+        .map_err(storage_error)?;
+    let staging = staging_of(&target);
+    let file = {
+        let (target, staging) = (target.clone(), staging.clone());
+        blocking(key, move || {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staging)
+        })
+        .await?
+    };
+    let written = match stream_to_file(file, 0, None, key, body, seen).await {
+        Ok(size) => {
+            let (staging, target) = (staging.clone(), target.clone());
+            blocking(key, move || std::fs::rename(staging, target))
+                .await
+                .map(|()| size)
+        }
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&staging).await;
+    }
+    written
+}
+
+/// Writes `body` into `file` from `offset` on, one batch of [`WRITE_BATCH`] on the blocking
+/// pool while the next arrives: an upload holds about 2 MiB (`object_store`'s multipart writer
+/// buffers 8 MiB parts, two in flight, for each upload). Returns the bytes written.
+async fn stream_to_file<S, E>(
+    file: std::fs::File,
+    offset: u64,
+    limit: Option<u64>,
+    key: &str,
+    mut body: S,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<u64, Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let file = Arc::new(file);
+    let write_batch = |at: u64, batch: Vec<Bytes>| {
+        let file = file.clone();
+        let key = key.to_string();
+        async move {
+            blocking(&key, move || {
+                let mut at = at;
+                for chunk in &batch {
+                    file.write_all_at(chunk, at)?;
+                    at += chunk.len() as u64;
+                }
+                Ok(())
+            })
+            .await
+        }
+    };
+    let mut in_flight: Option<tokio::task::JoinHandle<Result<(), Error>>> = None;
+    let (mut batch, mut batched, mut size) = (Vec::new(), 0usize, 0u64);
+    let mut batch_start = offset;
+    let streamed: Result<(), Error> = async {
+        loop {
+            let chunk = body.next().await;
+            let last = chunk.is_none();
+            if let Some(chunk) = chunk {
+                let chunk = chunk
+                    .map_err(|e| Error::invalid(format!("the upload was interrupted: {e}")))?;
+                if limit.is_some_and(|limit| size + chunk.len() as u64 > limit) {
+                    // Past its end a part would write into the next part's bytes.
+                    return Err(Error::invalid(format!(
+                        "the body is longer than the {} bytes it declared",
+                        limit.unwrap_or_default()
+                    )));
+                }
+                seen(&chunk);
+                size += chunk.len() as u64;
+                batched += chunk.len();
+                batch.push(chunk);
+            }
+            if batched >= WRITE_BATCH || (last && !batch.is_empty()) {
+                if let Some(writing) = in_flight.take() {
+                    joined(writing.await)?;
+                }
+                let at = batch_start;
+                batch_start += batched as u64;
+                in_flight = Some(tokio::spawn(write_batch(at, std::mem::take(&mut batch))));
+                batched = 0;
+            }
+            if last {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    // Also after an error: no write of this stream may land after it returned (a part sent
+    // again writes the same bytes of `data`).
+    if let Some(writing) = in_flight.take() {
+        let written = joined(writing.await);
+        if streamed.is_ok() {
+            written?;
+        }
+    }
+    streamed.map(|()| size)
+}
+
+/// Stores part `n` of the multipart upload `upload_id`: in place in `data` when its declared
+/// length fits the upload's part size, else in a file of its own. Returns its ETag, a CRC-32
+/// and the size (not a digest: the archive is hashed once, when it is checked at finish).
+///
+/// A part written in place holds a shared lock on `data` while it writes; completing takes it
+/// exclusively and marks the upload completed, so that no part write reaches `data` once it
+/// may have become the served archive.
+pub(super) async fn put_part<S, E>(
+    fs: &LocalFileSystem,
+    upload_id: &str,
+    n: u16,
+    declared: Option<u64>,
+    body: S,
+) -> Result<String, Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    if n == 0 {
+        return Err(Error::invalid("part numbers start at 1"));
+    }
+    if declared.is_some_and(|len| len > MAX_PART_SIZE) {
+        return Err(Error::invalid(format!(
+            "part {n} declares more than {MAX_PART_SIZE} bytes: a part is at most 5 GiB, as on S3"
+        )));
+    }
+    let dir = upload_dir(fs, upload_id)?;
+    let key = format!("{LOCAL_UPLOADS}/{upload_id}/{n:05}");
+    // Two requests writing one part in place would mix their bytes in `data`.
+    let _writing = PartGuard::claim(upload_id, n)?;
+    enum Place {
+        InData(std::fs::File, u64),
+        Apart,
+        Completed,
+    }
+    let place = {
+        let dir = dir.clone();
+        blocking(&key, move || {
+            std::fs::create_dir_all(&dir)?;
+            if dir.join(COMPLETED).exists() {
+                return Ok(Place::Completed);
+            }
+            // Whatever an earlier upload of this part left is no longer it.
+            remove_if_there(&marker_of(&dir, n))?;
+            remove_if_there(&dir.join(format!("{n:05}")))?;
+            let Some(len) = declared else {
+                return Ok(Place::Apart);
+            };
+            let part_size = fix_part_size(&dir, len)?;
+            let offset = (u64::from(n) - 1).checked_mul(part_size);
+            let Some(offset) = offset.filter(|_| len <= part_size) else {
+                return Ok(Place::Apart);
+            };
+            let data = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join("data"))?;
+            data.lock_shared()?;
+            // Completed while we opened it: what we opened may be the served archive by now
+            // (renamed away from `data`, whose records may already be gone).
+            let still_data = match (std::fs::metadata(dir.join("data")), data.metadata()) {
+                (Ok(named), Ok(open)) => named.ino() == open.ino() && named.dev() == open.dev(),
+                _ => false,
+            };
+            if !still_data || dir.join(COMPLETED).exists() {
+                return Ok(Place::Completed);
+            }
+            Ok(Place::InData(data, offset))
+        })
+        .await?
+    };
+    let mut crc = crc32fast::Hasher::new();
+    let (size, kind) = match place {
+        Place::Completed => {
+            return Err(Error::Conflict(
+                "this multipart upload was completed: it takes no more parts".into(),
+            ))
+        }
+        Place::InData(data, offset) => (
+            stream_to_file(data, offset, declared, &key, body, |c| crc.update(c)).await?,
+            "data",
+        ),
+        Place::Apart => (write(fs, &key, body, |c| crc.update(c)).await?, "file"),
+    };
+    if declared.is_some_and(|d| d != size) {
+        if kind == "file" {
+            let _ = tokio::fs::remove_file(dir.join(format!("{n:05}"))).await;
+        }
+        return Err(Error::invalid(format!(
+            "part {n} has {size} bytes, not the {} its Content-Length declared",
+            declared.unwrap_or_default()
+        )));
+    }
+    let etag = format!("\"{:08x}{size:016x}\"", crc.finalize());
+    let marker = marker_of(&dir, n);
+    let record = format!("{kind} {size} {etag}");
+    blocking(&key, move || write_atomically(&marker, &record)).await?;
+    Ok(etag)
+}
+
+/// The parts being written by this process, `(upload id, part number)`.
+static PARTS_IN_FLIGHT: std::sync::Mutex<Vec<(String, u16)>> = std::sync::Mutex::new(Vec::new());
+
+/// A claim on one part of an upload while a request writes it; released when dropped.
+struct PartGuard(String, u16);
+
+impl PartGuard {
+    fn claim(upload_id: &str, n: u16) -> Result<PartGuard, Error> {
+        let mut busy = PARTS_IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        if busy.iter().any(|(id, m)| id == upload_id && *m == n) {
+            return Err(Error::Conflict(format!(
+                "part {n} of this upload is being uploaded by another request: wait for it to end, then send the part again if it failed"
+            )));
+        }
+        busy.push((upload_id.to_string(), n));
+        Ok(PartGuard(upload_id.to_string(), n))
+    }
+}
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        let mut busy = PARTS_IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+        busy.retain(|(id, m)| !(id == &self.0 && *m == self.1));
+    }
+}
+
+/// Makes the object `key` of the parts `(number, etag)` (sorted, distinct) of a multipart
+/// upload: a rename of `data` when the parts are 1..=K in place, each of the part size but the
+/// last; otherwise a copy of each part, in order, into a staging file (by the kernel:
+/// `std::io::copy` between files is `copy_file_range` on Linux). Each part must be listed with
+/// the ETag its upload answered. The parts stay until the upload is aborted.
+pub(super) async fn complete(
+    fs: &LocalFileSystem,
+    key: &str,
+    upload_id: &str,
+    parts: &[(u16, String)],
+) -> Result<(), Error> {
+    let dir = upload_dir(fs, upload_id)?;
+    let target = fs
+        .path_to_filesystem(&Path::from(key))
+        .map_err(storage_error)?;
+    let listed = parts.to_vec();
+    blocking(key, move || {
+        // No part write may run while `data` becomes (or is copied into) the object.
+        let data_path = dir.join("data");
+        let data = match std::fs::OpenOptions::new().write(true).open(&data_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(data) = &data {
+            if data.try_lock().is_err() {
+                return Ok(Err(Error::Conflict(
+                    "a part of this upload is still being sent: complete it when every part has been uploaded"
+                        .into(),
+                )));
+            }
+        }
+        let part_size = read_number(&dir.join("part-size")).unwrap_or(0);
+        let mut located = Vec::with_capacity(listed.len());
+        for (n, etag) in &listed {
+            let Some((kind, len, recorded)) = read_marker(&marker_of(&dir, *n)) else {
+                return Ok(Err(Error::invalid(format!("part {n} was never uploaded"))));
+            };
+            if recorded.trim_matches('"') != etag.trim().trim_matches('"') {
+                return Ok(Err(Error::invalid(format!(
+                    "part {n} is listed with the ETag {etag:?}, but its upload answered {recorded}: list each part with the ETag its last upload answered"
+                ))));
+            }
+            located.push((*n, kind == "data", len));
+        }
+        let count = located.len();
+        let in_place = data.is_some()
+            && located.iter().enumerate().all(|(i, (n, in_data, len))| {
+                *in_data && usize::from(*n) == i + 1 && (i + 1 == count || *len == part_size)
+            });
+        std::fs::write(dir.join(COMPLETED), b"")?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if in_place {
+            let last = located.last().map(|(_, _, len)| *len).unwrap_or(0);
+            let size = (count as u64 - 1) * part_size + last;
+            let data = data.as_ref().expect("in place means data exists");
+            data.set_len(size)?;
+            std::fs::rename(&data_path, &target)?;
+            return Ok(Ok(()));
+        }
+        let staging = staging_of(&target);
+        let copied = (|| {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staging)?;
+            for (n, in_data, len) in &located {
+                let (mut from, start) = if *in_data {
+                    (std::fs::File::open(&data_path)?, (u64::from(*n) - 1) * part_size)
+                } else {
+                    (std::fs::File::open(dir.join(format!("{n:05}")))?, 0)
+                };
+                from.seek(SeekFrom::Start(start))?;
+                let copied = std::io::copy(&mut std::io::Read::take(from, *len), &mut out)?;
+                if copied != *len {
+                    return Err(std::io::Error::other(format!("part {n} is cut short")));
+                }
+            }
+            out.flush()?;
+            std::fs::rename(&staging, &target)
+        })();
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&staging);
+            let _ = std::fs::remove_file(dir.join(COMPLETED));
+        }
+        copied.map(Ok)
+    })
+    .await?
+}
+
+/// A part's record: where it is (`data` or its own `file`), its length and its ETag.
+fn read_marker(path: &FsPath) -> Option<(String, u64, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut words = text.split_whitespace();
+    let kind = words.next()?.to_string();
+    let len = words.next()?.parse().ok()?;
+    let etag = words.next()?.to_string();
+    Some((kind, len, etag))
+}
+
+/// The part size of an upload: the one on record, else `len`, recorded now. Two parts that
+/// arrive together agree on one: the record is linked into place, which fails if it is there.
+fn fix_part_size(dir: &FsPath, len: u64) -> std::io::Result<u64> {
+    let record = dir.join("part-size");
+    if let Some(size) = read_number(&record) {
+        return Ok(size);
+    }
+    let mine = dir.join(format!("part-size.{}", rand::random::<u32>()));
+    std::fs::write(&mine, len.to_string())?;
+    let linked = std::fs::hard_link(&mine, &record);
+    let _ = std::fs::remove_file(&mine);
+    match linked {
+        Ok(()) => Ok(len),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_number(&record)
+            .ok_or_else(|| std::io::Error::other("the part size record is unreadable")),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_number(path: &FsPath) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_atomically(path: &FsPath, text: &str) -> std::io::Result<()> {
+    let tmp = PathBuf::from(format!("{}.{}", path.display(), rand::random::<u32>()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove_if_there(path: &FsPath) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn marker_of(dir: &FsPath, n: u16) -> PathBuf {
+    dir.join(format!("{n:05}.part"))
+}
+
+/// Written (under the exclusive lock of `data`) when an upload is completed.
+const COMPLETED: &str = "completed";
+
+fn upload_dir(fs: &LocalFileSystem, upload_id: &str) -> Result<PathBuf, Error> {
+    fs.path_to_filesystem(&Path::from(format!("{LOCAL_UPLOADS}/{upload_id}")))
+        .map_err(storage_error)
+}
+
+/// `NAME#N`: the staging name the janitor sweeps when a crash leaves one behind.
+fn staging_of(target: &FsPath) -> PathBuf {
+    PathBuf::from(format!("{}#{}", target.display(), rand::random::<u32>()))
+}
+
+/// Runs file work on the blocking pool; an I/O error names the object.
+async fn blocking<T: Send + 'static>(
+    key: &str,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    let io_error =
+        |e: std::io::Error| Error::Internal(format!("object storage error: writing {key}: {e}"));
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("object storage error: {e}")))?
+        .map_err(io_error)
+}
+
+fn joined(r: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    r.map_err(|e| Error::Internal(format!("object storage error: {e}")))?
+}
