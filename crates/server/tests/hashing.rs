@@ -96,31 +96,13 @@ async fn presigned(backend: Backend) {
         .patch(&format!("{path}/start_multipart_upload"), json!({}))
         .await;
     let upload_id = v["upload_id"].as_str().unwrap().to_string();
-    let mut parts = Vec::new();
-    for (n, chunk) in [(1u16, &bytes[..5 << 20]), (2, &bytes[5 << 20..])] {
-        let (_, v) = c
-            .patch(
-                &format!("{path}/presign_multipart_upload_url"),
-                json!({"upload_id": upload_id, "part_number": n}),
-            )
-            .await;
-        let res = c
-            .http
-            .put(v["presigned_upload_url"].as_str().unwrap())
-            .body(chunk.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let etag = res.headers()["etag"].to_str().unwrap().to_string();
-        parts.push(json!({"part_number": n, "etag": etag}));
-    }
-    let (s, b) = c
-        .patch(
-            &format!("{path}/complete_multipart_upload"),
-            json!({"parts": parts, "upload_id": upload_id}),
-        )
-        .await;
+    let (s, b) = put_parts_and_complete(
+        &c,
+        &path,
+        &upload_id,
+        &[(1, &bytes[..5 << 20]), (2, &bytes[5 << 20..])],
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let v = finish(&c, &path).await;
     assert_eq!(v["archive_size"], bytes.len());

@@ -410,31 +410,8 @@ async fn presigned_single_and_multipart(app: TestApp) {
         )
         .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST);
-    let mut parts = Vec::new();
-    for (n, chunk) in [(2u16, second), (1u16, first)] {
-        let (_, v) = c
-            .patch(
-                &format!("{path}/presign_multipart_upload_url"),
-                json!({"upload_id": upload_id, "part_number": n}),
-            )
-            .await;
-        let res = c
-            .http
-            .put(v["presigned_upload_url"].as_str().unwrap())
-            .body(chunk.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let etag = res.headers()["etag"].to_str().unwrap().to_string();
-        parts.push(json!({"part_number": n, "etag": etag}));
-    }
-    let (s, b) = c
-        .patch(
-            &format!("{path}/complete_multipart_upload"),
-            json!({"parts": parts, "upload_id": upload_id}),
-        )
-        .await;
+    // Parts sent out of order.
+    let (s, b) = put_parts_and_complete(&c, &path, &upload_id, &[(2, second), (1, first)]).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, v) = c
         .patch(

@@ -93,6 +93,41 @@ pub async fn put_raw(
     )
 }
 
+/// Sends `parts` (number, bytes) of the running multipart upload `upload_id` of the version at
+/// `path` to their presigned URLs, in the order given, then completes the upload with the
+/// ETags they answered; returns complete's answer.
+pub async fn put_parts_and_complete(
+    c: &Client,
+    path: &str,
+    upload_id: &str,
+    parts: &[(u16, &[u8])],
+) -> (StatusCode, Value) {
+    let mut listed = Vec::new();
+    for (n, chunk) in parts {
+        let (_, v) = c
+            .patch(
+                &format!("{path}/presign_multipart_upload_url"),
+                json!({"upload_id": upload_id, "part_number": n}),
+            )
+            .await;
+        let res = c
+            .http
+            .put(v["presigned_upload_url"].as_str().unwrap())
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "part {n}");
+        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        listed.push(json!({"part_number": n, "etag": etag}));
+    }
+    c.patch(
+        &format!("{path}/complete_multipart_upload"),
+        json!({"parts": listed, "upload_id": upload_id}),
+    )
+    .await
+}
+
 pub async fn download(
     c: &Client,
     kind: &str,
