@@ -1012,7 +1012,7 @@ pub fn desired(
         ))
     })?;
     let (api_server, runners) = spec::components(&spec);
-    let config = spec.v1.clone().unwrap_or_else(|| spec::to_v1(&spec));
+    let config = spec::to_v1(&spec);
     Ok(Desired {
         uid: d.uid.clone(),
         organization: organization.to_string(),
@@ -1228,8 +1228,6 @@ impl crate::registry::images::ArchiveSource for OrganizationArchives {
         dest: &'a std::path::Path,
     ) -> yatai_domain::deployments::BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            use futures::StreamExt;
-            use tokio::io::AsyncWriteExt;
             let tag = crate::registry::tag(name, version);
             let pool = self.svc.db.pool();
             let repo = repositories::find(pool, &self.organization_uid, kind, name)
@@ -1238,15 +1236,7 @@ impl crate::registry::images::ArchiveSource for OrganizationArchives {
             let v = versions::find(pool, &repo.uid, version)
                 .await?
                 .ok_or_else(|| Error::not_found(kind.as_str(), &tag))?;
-            let key = crate::registry::versions::pullable(kind, &tag, &v)?;
-            let mut reader = self.svc.objects.get(&key, None).await?;
-            let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
-            let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-            while let Some(chunk) = reader.stream.next().await {
-                file.write_all(&chunk?).await.map_err(io)?;
-            }
-            file.flush().await.map_err(io)?;
-            Ok(())
+            crate::registry::images::copy_archive(&self.svc, kind, &tag, &v, dest).await
         })
     }
 }

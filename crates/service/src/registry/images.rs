@@ -85,17 +85,29 @@ impl ArchiveSource for StoredArchives {
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let (_, v) = load_version(&self.svc, &self.caller, kind, name, version).await?;
-            let key = super::versions::pullable(kind, &tag(name, version), &v)?;
-            let mut reader = self.svc.objects.get(&key, None).await?;
-            let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
-            let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-            while let Some(chunk) = reader.stream.next().await {
-                file.write_all(&chunk?).await.map_err(io)?;
-            }
-            file.flush().await.map_err(io)?;
-            Ok(())
+            copy_archive(&self.svc, kind, &tag(name, version), &v, dest).await
         })
     }
+}
+
+/// Writes the archive `v` serves into the file `dest` (for the image builder and the local
+/// runtime), or refuses as a pull would when it has none.
+pub(crate) async fn copy_archive(
+    svc: &Services,
+    kind: Kind,
+    tag: &str,
+    v: &Version,
+    dest: &Path,
+) -> Result<(), Error> {
+    let key = super::versions::pullable(kind, tag, v)?;
+    let mut reader = svc.objects.get(&key, None).await?;
+    let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
+    let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+    while let Some(chunk) = reader.stream.next().await {
+        file.write_all(&chunk?).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    Ok(())
 }
 
 /// Whether this server builds images itself.

@@ -131,10 +131,7 @@ pub async fn list(
         args.push(organization_uid)
     );
     if !search.is_empty() {
-        from_where.push_str(&format!(
-            " AND name LIKE {}",
-            args.push(format!("%{}%", search.replace(['%', '_'], "")))
-        ));
+        from_where.push_str(&format!(" AND {}", args.contains(&["name"], search)));
     }
     query::page(
         pool,

@@ -206,10 +206,7 @@ pub async fn list(
         from_where.push_str(&format!(" AND cluster_uid = {}", args.push(c)));
     }
     if !search.is_empty() {
-        from_where.push_str(&format!(
-            " AND name LIKE {}",
-            args.push(format!("%{}%", search.replace(['%', '_'], "")))
-        ));
+        from_where.push_str(&format!(" AND {}", args.contains(&["name"], search)));
     }
     query::page(
         pool,

@@ -39,6 +39,13 @@ impl From<i64> for Arg {
     }
 }
 
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+pub fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 /// The values of a query's placeholders, in order: `push` returns the placeholder to write.
 #[derive(Debug, Clone, Default)]
 pub struct Args(Vec<Arg>);
@@ -59,6 +66,17 @@ impl Args {
         } else {
             placeholders.join(", ")
         }
+    }
+
+    /// A search: `needle` anywhere in any of `columns` (its `%`, `_` and `\` taken literally);
+    /// returns the condition, its one value pushed.
+    pub fn contains(&mut self, columns: &[&str], needle: &str) -> String {
+        let p = self.push(format!("%{}%", escape_like(needle)));
+        let each: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} LIKE {p} ESCAPE '\\'"))
+            .collect();
+        format!("({})", each.join(" OR "))
     }
 
     fn bind_to<'q, O>(

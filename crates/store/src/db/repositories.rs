@@ -126,10 +126,7 @@ where
         format!("r.kind = {}", args.push(kind.as_str())),
     ];
     if !filter.search.is_empty() {
-        wheres.push(format!(
-            "r.name LIKE {} ESCAPE '\\'",
-            args.push(format!("%{}%", escape_like(&filter.search)))
-        ));
+        wheres.push(args.contains(&["r.name"], &filter.search));
     }
     if let Some(((k, v), rest)) = filter.labels.split_first() {
         // The repositories of the versions that carry the first label (`labels_by_pair`, then
@@ -183,11 +180,4 @@ pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Res
         .await
         .map_err(db_error)?;
     Ok(())
-}
-
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-pub fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

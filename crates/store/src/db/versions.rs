@@ -7,7 +7,6 @@ use yatai_domain::{time::now_micros, Error};
 use yatai_domain::paging::Page;
 
 use super::query::{self, prefixed, Args};
-use super::repositories::escape_like;
 use super::{db_error, db_error_named};
 
 /// A bento or model version.
@@ -207,10 +206,7 @@ where
         wheres.push(format!("v.repository_uid = {}", args.push(repo)));
     }
     if !filter.search.is_empty() {
-        let p = args.push(format!("%{}%", escape_like(&filter.search)));
-        wheres.push(format!(
-            "(r.name LIKE {p} ESCAPE '\\' OR v.version LIKE {p} ESCAPE '\\')"
-        ));
+        wheres.push(args.contains(&["r.name", "v.version"], &filter.search));
     }
     if let Some(s) = filter.upload_status {
         wheres.push(format!("v.upload_status = {}", args.push(s.as_str())));
