@@ -386,11 +386,17 @@ where
             declared.unwrap_or_default()
         )));
     }
-    let etag = format!("\"{:08x}{size:016x}\"", crc.finalize());
+    let etag = etag(crc, size);
     let marker = marker_of(&dir, n);
     let record = format!("{kind} {size} {etag}");
     blocking(&key, move || write_atomically(&marker, &record)).await?;
     Ok(etag)
+}
+
+/// The ETag of a part or object this backend stored: its CRC-32 and size, quoted as S3 quotes
+/// its ETags (not a digest: an uploaded archive is hashed once, when it is checked).
+pub(super) fn etag(crc: crc32fast::Hasher, size: u64) -> String {
+    format!("\"{:08x}{size:016x}\"", crc.finalize())
 }
 
 /// The parts being written by this process, `(upload id, part number)`.

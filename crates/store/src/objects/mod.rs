@@ -479,7 +479,7 @@ impl ObjectStorage {
     {
         let mut crc = crc32fast::Hasher::new();
         let size = self.write_observed(key, body, |c| crc.update(c)).await?;
-        Ok(format!("\"{:08x}{size:016x}\"", crc.finalize()))
+        Ok(local::etag(crc, size))
     }
 
     /// Completes a multipart upload from its parts `(part_number, etag)`; the object appears at
