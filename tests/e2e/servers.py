@@ -72,6 +72,7 @@ _SERVER_KNOBS = {
     # A registry makes the server build images itself: only the tests that want it set one.
     *(f"DOCKER_REGISTRY_{k}" for k in ("SERVER", "IN_CLUSTER_SERVER", "USERNAME", "PASSWORD", "SECURE", "BENTO_REPOSITORY_NAME")),
     "YATAI_IMAGE_BUILDER_BASE_IMAGE",
+    "YATAI_READ_CACHE_MB",
     *(f"YATAI_{k}" for k in ("LOCAL_DEPLOYMENTS", "DEPLOYMENTS_DIR", "DEPLOYMENTS_ENVS_DIR", "DEPLOYMENTS_HOST", "DEPLOYMENTS_PUBLIC_HOST")),
 }
 

@@ -103,6 +103,7 @@ pub struct ConfigFile {
     pub upload_stale_after: Option<u64>,
     pub presigned_upload_stale_after: Option<u64>,
     pub janitor_interval: Option<u64>,
+    pub read_cache_mb: Option<u64>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -237,6 +238,11 @@ pub struct ServeArgs {
     /// Seconds between two sweeps for abandoned uploads and their leftovers [default: 60]
     #[arg(long, env = "YATAI_JANITOR_INTERVAL", value_name = "SECS")]
     pub janitor_interval: Option<u64>,
+    /// Memory for registry read answers kept while nothing changed (lists and pages of bentos
+    /// and models; every write, from any replica, makes the next read fresh); 0 turns it off
+    /// [default: 8]
+    #[arg(long, env = "YATAI_READ_CACHE_MB", value_name = "MIB")]
+    pub read_cache_mb: Option<u64>,
     /// With a registry (DOCKER_REGISTRY_SERVER), the server builds bento images itself (the
     /// "build image" action of the API and the dashboard), as `yatai image build` does
     #[command(flatten)]
@@ -276,6 +282,7 @@ pub struct Serve {
     pub upload_stale_after: Option<u64>,
     pub presigned_upload_stale_after: Option<u64>,
     pub janitor_interval: Option<u64>,
+    pub read_cache_mb: Option<u64>,
     /// The registry the server pushes the images it builds to, when builds are enabled.
     pub registry: Option<yatai_image_builder::RegistryConfig>,
     pub image_builder_base_image: Option<String>,
@@ -322,6 +329,7 @@ impl ServeArgs {
                 .presigned_upload_stale_after
                 .or(file.presigned_upload_stale_after),
             janitor_interval: self.janitor_interval.or(file.janitor_interval),
+            read_cache_mb: self.read_cache_mb.or(file.read_cache_mb),
             registry: self.registry.resolve_if_set()?,
             image_builder_base_image: self
                 .image_builder_base_image

@@ -503,6 +503,10 @@ async fn serve(cfg: config::Serve) -> anyhow::Result<()> {
         transmission_strategy,
         uploads,
         image_builder,
+        read_cache_bytes: cfg
+            .read_cache_mb
+            .map(|mb| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
+            .unwrap_or(Settings::default().read_cache_bytes),
         ..Settings::default()
     };
     let state = AppState::new(db.clone(), objects, settings);

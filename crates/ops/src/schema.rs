@@ -56,7 +56,13 @@ pub async fn tables(conn: &mut AnyConnection, backend: DbBackend) -> anyhow::Res
     .await
     .context("cannot list the tables of the database")?;
     let mut tables = Vec::new();
-    for name in names.into_iter().filter(|n| n != MIGRATIONS_TABLE) {
+    // Bookkeeping is not data: the migrations' table, and the registry's generation (a count of
+    // writes that the target keeps for itself).
+    let bookkeeping = [MIGRATIONS_TABLE, yatai_store::db::generation::TABLE];
+    for name in names
+        .into_iter()
+        .filter(|n| !bookkeeping.contains(&n.as_str()))
+    {
         tables.push(table(conn, backend, &name).await?);
     }
     sort_by_dependencies(tables)

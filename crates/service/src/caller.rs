@@ -5,8 +5,8 @@ use yatai_domain::access::authorize;
 use yatai_domain::time::now_micros;
 use yatai_domain::{Action, Error, Role, Scope};
 use yatai_store::db::{
-    api_tokens, api_tokens::ApiToken, members, organizations, organizations::Organization,
-    sessions, users, users::User,
+    api_tokens, api_tokens::ApiToken, organizations, organizations::Organization, sessions, users,
+    users::User,
 };
 
 use crate::secrets::secret_hash;
@@ -24,6 +24,9 @@ pub struct Identity {
     pub user: User,
     /// The token the request came with; `None` for a browser session.
     pub token: Option<ApiToken>,
+    /// The token's organization and the user's role there, read with the token (`None`: a
+    /// browser session, or the organization is gone).
+    token_organization: Option<(Organization, Option<Role>)>,
 }
 
 impl Identity {
@@ -101,11 +104,12 @@ pub async fn authenticate(
 ) -> Result<Identity, Error> {
     let pool = svc.db.pool();
     if let Some(secret) = token.map(str::trim).filter(|s| !s.is_empty()) {
-        let token = api_tokens::find_by_hash(pool, &secret_hash(secret))
+        let holder = api_tokens::find_by_hash_with_holder(pool, &secret_hash(secret))
             .await?
             .ok_or_else(|| {
                 Error::Unauthenticated("invalid API token: it does not exist or was revoked".into())
             })?;
+        let token = holder.token;
         let now = now_micros();
         if token.is_expired(now) {
             return Err(Error::Unauthenticated(format!(
@@ -113,26 +117,29 @@ pub async fn authenticate(
                 token.name
             )));
         }
+        let user = holder.user.ok_or_else(|| {
+            Error::Unauthenticated("the API token's user no longer exists".into())
+        })?;
         if token
             .last_used_at
             .is_none_or(|t| now - t > TOKEN_TOUCH_INTERVAL)
         {
             api_tokens::touch(pool, &token.uid, now).await?;
         }
-        let user = users::find_by_uid(pool, &token.user_uid)
-            .await?
-            .ok_or_else(|| {
-                Error::Unauthenticated("the API token's user no longer exists".into())
-            })?;
         return Ok(Identity {
             user,
             token: Some(token),
+            token_organization: holder.organization,
         });
     }
     if let Some(cookie) = session {
         if let Some(user_uid) = sessions::find_user_uid(pool, &secret_hash(cookie)).await? {
             if let Some(user) = users::find_by_uid(pool, &user_uid).await? {
-                return Ok(Identity { user, token: None });
+                return Ok(Identity {
+                    user,
+                    token: None,
+                    token_organization: None,
+                });
             }
         }
         return Err(Error::Unauthenticated(
@@ -153,27 +160,36 @@ pub async fn resolve(
     client: Option<std::net::SocketAddr>,
 ) -> Result<Caller, Error> {
     let pool = svc.db.pool();
-    let organization = match &identity.token {
-        Some(token) => organizations::find_by_uid(pool, &token.organization_uid).await?,
-        None => match organization {
-            Some(name) => organizations::find_by_name(pool, name).await?,
+    // The token's organization (read with the token), else the one the session named, else
+    // the user's first.
+    let found = if identity.token.is_some() {
+        identity.token_organization.clone()
+    } else {
+        let uid = match organization {
+            Some(name) => organizations::find_by_name(pool, name)
+                .await?
+                .map(|o| o.uid),
             None => organizations::list_for_user(pool, &identity.user.uid)
                 .await?
                 .into_iter()
-                .next(),
-        },
-    }
-    .ok_or_else(|| Error::Forbidden("you are not a member of this organization".into()))?;
-    let member = members::find(pool, &organization.uid, &identity.user.uid)
-        .await?
-        .ok_or_else(|| {
-            Error::Forbidden(format!(
-                "you are not a member of the organization {:?}",
-                organization.name
-            ))
-        })?;
+                .next()
+                .map(|o| o.uid),
+        };
+        match uid {
+            Some(uid) => organizations::find_with_role(pool, &uid, &identity.user.uid).await?,
+            None => None,
+        }
+    };
+    let (organization, role) = found
+        .ok_or_else(|| Error::Forbidden("you are not a member of this organization".into()))?;
+    let role = role.ok_or_else(|| {
+        Error::Forbidden(format!(
+            "you are not a member of the organization {:?}",
+            organization.name
+        ))
+    })?;
     Ok(Caller {
-        role: member.role(),
+        role,
         identity,
         organization,
         client,

@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod events;
 pub mod members;
 pub mod organizations;
+pub mod read_cache;
 pub mod registry;
 pub mod secrets;
 pub mod sessions;
@@ -42,6 +43,8 @@ pub struct Settings {
     /// Builds bento images in this process (`yatai serve` with a docker registry configured);
     /// `None`: the server does not build images (see [`registry::images::request_build`]).
     pub image_builder: Option<Arc<dyn registry::images::ImageBuilder>>,
+    /// Memory for registry read answers kept while nothing changed (0: none are kept).
+    pub read_cache_bytes: usize,
 }
 
 /// How long transfer URLs live, and after how long without a sign of life an upload counts as
@@ -85,6 +88,7 @@ impl Default for Settings {
             transmission_strategy: TransmissionStrategy::Proxy,
             uploads: UploadTimings::default(),
             image_builder: None,
+            read_cache_bytes: 8 << 20,
         }
     }
 }
@@ -102,12 +106,15 @@ pub struct Services {
     pub image_build_slots: Arc<tokio::sync::Semaphore>,
     /// The runtimes of the clusters (set by the server) and the reconciler's wake-up call.
     pub runtimes: Arc<deployments::RuntimeSlot>,
+    /// Registry read answers kept while nothing changed.
+    pub read_cache: Arc<read_cache::ReadCache>,
 }
 
 impl Services {
     /// Bundles the handles; the local backend signs its transfer URLs to `settings.public_url`.
     pub fn new(db: Db, objects: ObjectStorage, settings: Settings) -> Self {
         let objects = objects.with_local_presigning(db.clone(), &settings.public_url);
+        let read_cache = Arc::new(read_cache::ReadCache::new(settings.read_cache_bytes));
         Services {
             db,
             objects,
@@ -117,6 +124,7 @@ impl Services {
                 registry::images::BUILD_CONCURRENCY,
             )),
             runtimes: Arc::default(),
+            read_cache,
         }
     }
 }

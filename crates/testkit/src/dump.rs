@@ -17,7 +17,8 @@ pub enum Cell {
     Text(String),
 }
 
-/// Rows of every table (but the migrations' bookkeeping), each row a column -> value map.
+/// Rows of every table (but the bookkeeping of the migrations and of the registry's generation,
+/// which counts writes, not data), each row a column -> value map.
 pub type Tables = BTreeMap<String, Vec<BTreeMap<String, Cell>>>;
 
 /// Dumps every table of the database at `url` (sqlite:// or postgres://).
@@ -33,9 +34,10 @@ async fn dump_sqlite(url: &str) -> Tables {
     let mut conn = sqlx::SqliteConnection::connect(url)
         .await
         .expect("open sqlite");
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name",
-    )
+    let tables: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' AND name <> '{}' ORDER BY name",
+        yatai_store::db::generation::TABLE
+    ))
     .fetch_all(&mut conn)
     .await
     .unwrap();
@@ -85,9 +87,10 @@ async fn dump_postgres(url: &str) -> Tables {
     let mut conn = sqlx::PgConnection::connect(url)
         .await
         .expect("open postgres");
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' ORDER BY 1",
-    )
+    let tables: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' AND table_name <> '{}' ORDER BY 1",
+        yatai_store::db::generation::TABLE
+    ))
     .fetch_all(&mut conn)
     .await
     .unwrap();

@@ -1,11 +1,13 @@
 //! API tokens: secrets that authenticate the CLI and scripts. Only a SHA-256 of the secret is stored.
 
-use sqlx::{Any, Executor};
-use yatai_domain::{time::now_micros, Error, Scope};
+use sqlx::{Any, Executor, FromRow, Row};
+use yatai_domain::{time::now_micros, Error, Role, Scope};
 
 use yatai_domain::paging::Page;
 
-use super::query::{self, Args};
+use super::organizations::{self, Organization};
+use super::query::{self, prefixed, Args};
+use super::users::{self, User};
 use super::{db_error, db_error_named};
 
 /// An API token row (without its secret).
@@ -109,18 +111,55 @@ pub async fn create<'c>(
     Ok(token)
 }
 
-/// Finds a token by the hash of its secret.
-pub async fn find_by_hash<'c>(
+/// A token found by its secret, with what a request made with it acts as.
+#[derive(Debug, Clone)]
+pub struct TokenHolder {
+    pub token: ApiToken,
+    /// The token's user (`None`: the user is gone).
+    pub user: Option<User>,
+    /// The token's organization with the user's role there (`None`: the organization is gone;
+    /// a `None` role: the user is no longer a member).
+    pub organization: Option<(Organization, Option<Role>)>,
+}
+
+/// Finds a token by the hash of its secret, with its user, its organization and the user's role
+/// there: what authenticating a request needs, in one query.
+pub async fn find_by_hash_with_holder<'c>(
     ex: impl Executor<'c, Database = Any>,
     token_hash: &str,
-) -> Result<Option<ApiToken>, Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = $1"
-    ))
-    .bind(token_hash)
-    .fetch_optional(ex)
-    .await
-    .map_err(db_error)
+) -> Result<Option<TokenHolder>, Error> {
+    let sql = format!(
+        "SELECT {}, {}, {}, m.role AS member_role FROM api_tokens t \
+         LEFT JOIN users u ON u.uid = t.user_uid \
+         LEFT JOIN organizations o ON o.uid = t.organization_uid \
+         LEFT JOIN members m ON m.organization_uid = t.organization_uid AND m.user_uid = t.user_uid \
+         WHERE t.token_hash = $1",
+        prefixed("t", COLUMNS),
+        users::prefixed_columns("u", "u_"),
+        organizations::prefixed_columns("o", "o_")
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(token_hash)
+        .fetch_optional(ex)
+        .await
+        .map_err(db_error)?
+    else {
+        return Ok(None);
+    };
+    let token = ApiToken::from_row(&row).map_err(db_error)?;
+    let user = match row
+        .try_get::<Option<String>, _>("u_uid")
+        .map_err(db_error)?
+    {
+        Some(_) => Some(User::from_columns(&row, "u_").map_err(db_error)?),
+        None => None,
+    };
+    let organization = organizations::with_role_from_row(&row, "o_")?;
+    Ok(Some(TokenHolder {
+        token,
+        user,
+        organization,
+    }))
 }
 
 /// Finds a token by uid inside an organization.

@@ -7,6 +7,7 @@ pub mod cli_logins;
 pub mod clusters;
 pub mod deployments;
 pub mod events;
+pub mod generation;
 pub mod image_builds;
 pub mod labels;
 pub mod members;
@@ -93,6 +94,7 @@ impl Db {
             .run(&self.pool)
             .await
             .map_err(|e| Error::Internal(format!("database migration failed: {}", one_line(&e))))?;
+        generation::install(self).await?;
         Ok(self.applied_migrations().await?.saturating_sub(before))
     }
 

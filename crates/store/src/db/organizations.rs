@@ -1,7 +1,8 @@
 //! Organizations: the unit of ownership and isolation of everything in the registry.
 
-use sqlx::{Any, Executor};
-use yatai_domain::{time::now_micros, Error};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+use yatai_domain::{time::now_micros, Error, Role};
 
 use super::{db_error, db_error_named};
 
@@ -71,6 +72,80 @@ pub async fn find_by_uid<'c>(
     .fetch_optional(ex)
     .await
     .map_err(db_error)
+}
+
+impl Organization {
+    /// Reads an organization from the columns named `{prefix}uid`, `{prefix}name`, ... of a
+    /// row (a query joining organizations to another table names them with
+    /// [`prefixed_columns`]).
+    pub(crate) fn from_columns(row: &AnyRow, prefix: &str) -> Result<Self, sqlx::Error> {
+        let col = |c: &str| format!("{prefix}{c}");
+        Ok(Organization {
+            uid: row.try_get(col("uid").as_str())?,
+            name: row.try_get(col("name").as_str())?,
+            description: row.try_get(col("description").as_str())?,
+            creator_uid: row.try_get(col("creator_uid").as_str())?,
+            created_at: row.try_get(col("created_at").as_str())?,
+            updated_at: row.try_get(col("updated_at").as_str())?,
+        })
+    }
+}
+
+/// The columns of `organizations` under the table alias `alias`, each renamed
+/// `{prefix}{column}` (for [`Organization::from_columns`]).
+pub(crate) fn prefixed_columns(alias: &str, prefix: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{c} AS {prefix}{c}", c = c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The organization whose columns a joined row holds under `prefix` (`None` when the join found
+/// none), with the role read as `member_role` (`None`: not a member).
+pub(crate) fn with_role_from_row(
+    row: &AnyRow,
+    prefix: &str,
+) -> Result<Option<(Organization, Option<Role>)>, Error> {
+    let uid: Option<String> = row
+        .try_get(format!("{prefix}uid").as_str())
+        .map_err(db_error)?;
+    if uid.is_none() {
+        return Ok(None);
+    }
+    let organization = Organization::from_columns(row, prefix).map_err(db_error)?;
+    let role = row
+        .try_get::<Option<String>, _>("member_role")
+        .map_err(db_error)?
+        .map(Role::try_from)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("a stored member role is invalid: {e}")))?;
+    Ok(Some((organization, role)))
+}
+
+/// Finds an organization by uid, with the role `user_uid` has in it (`None`: not a member): what
+/// a request of a browser session needs, in one query.
+pub async fn find_with_role<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    uid: &str,
+    user_uid: &str,
+) -> Result<Option<(Organization, Option<Role>)>, Error> {
+    let sql = format!(
+        "SELECT {}, m.role AS member_role \
+         FROM organizations o LEFT JOIN members m ON m.organization_uid = o.uid AND m.user_uid = $2 \
+         WHERE o.uid = $1",
+        prefixed_columns("o", "o_")
+    );
+    let row = sqlx::query(&sql)
+        .bind(uid)
+        .bind(user_uid)
+        .fetch_optional(ex)
+        .await
+        .map_err(db_error)?;
+    match row {
+        Some(row) => with_role_from_row(&row, "o_"),
+        None => Ok(None),
+    }
 }
 
 /// Lists the organizations a user is a member of, oldest membership first.

@@ -27,19 +27,38 @@ pub struct User {
 // booleans) and read as `bool`.
 impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for User {
     fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        User::from_columns(row, "")
+    }
+}
+
+impl User {
+    /// Reads a user from the columns named `{prefix}uid`, `{prefix}name`, ... of a row (a
+    /// query joining users to another table names them with [`prefixed_columns`]).
+    pub(crate) fn from_columns(row: &sqlx::any::AnyRow, prefix: &str) -> Result<Self, sqlx::Error> {
         use sqlx::Row;
+        let col = |c: &str| format!("{prefix}{c}");
         Ok(User {
-            uid: row.try_get("uid")?,
-            name: row.try_get("name")?,
-            email: row.try_get("email")?,
-            first_name: row.try_get("first_name")?,
-            last_name: row.try_get("last_name")?,
-            password_hash: row.try_get("password_hash")?,
-            is_site_admin: row.try_get::<i64, _>("is_site_admin")? != 0,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            uid: row.try_get(col("uid").as_str())?,
+            name: row.try_get(col("name").as_str())?,
+            email: row.try_get(col("email").as_str())?,
+            first_name: row.try_get(col("first_name").as_str())?,
+            last_name: row.try_get(col("last_name").as_str())?,
+            password_hash: row.try_get(col("password_hash").as_str())?,
+            is_site_admin: row.try_get::<i64, _>(col("is_site_admin").as_str())? != 0,
+            created_at: row.try_get(col("created_at").as_str())?,
+            updated_at: row.try_get(col("updated_at").as_str())?,
         })
     }
+}
+
+/// The columns of `users` under the table alias `alias`, each renamed `{prefix}{column}` (for
+/// [`User::from_columns`]).
+pub(crate) fn prefixed_columns(alias: &str, prefix: &str) -> String {
+    COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{c} AS {prefix}{c}", c = c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The fields of a new user.

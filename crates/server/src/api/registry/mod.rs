@@ -3,6 +3,7 @@
 //! Bentos and models follow one life cycle, so every handler is written once, generic over the
 //! kind ([`Bentos`] or [`Models`]), and mounted at both URL trees by one route table.
 
+mod cached;
 pub mod image_build;
 pub mod present;
 mod repositories;
@@ -21,6 +22,7 @@ use yatai_store::db::versions::Version;
 use crate::auth::Caller;
 use crate::AppState;
 
+pub use cached::CACHE_HEADER;
 pub use present::Presenter;
 pub use yatai_service::registry::query::ListSpec;
 

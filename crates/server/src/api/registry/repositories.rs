@@ -1,13 +1,14 @@
 //! Repository handlers, generic over the kind: adapters over `yatai_service::registry::repositories`.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
 use axum::Json;
 use yatai_api_types::{CreateRepository, UpdateRepository};
 use yatai_service::registry::repositories;
 
-use super::{client_generation, load_repository, ListQuery, Presenter, RegistryKind};
-use crate::api::schemas::{self, ListSchema, RepositorySchema};
+use super::{cached, client_generation, load_repository, ListQuery, Presenter, RegistryKind};
+use crate::api::schemas::{self, RepositorySchema};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
@@ -16,14 +17,18 @@ pub async fn list<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    uri: Uri,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListSchema<RepositorySchema>>> {
+) -> ApiResult<Response> {
     let spec = super::parse_list(&q)?;
-    let (rows, total) = repositories::list(&state, &caller, K::KIND, &spec).await?;
-    let items = Presenter::new(&state, client_generation(&headers))
-        .repositories(&rows)
-        .await?;
-    Ok(Json(schemas::page(spec.page(), total, items)))
+    cached::answer(&state, &caller, &uri, &headers, || async {
+        let (rows, total) = repositories::list(&state, &caller, K::KIND, &spec).await?;
+        let items = Presenter::new(&state, client_generation(&headers))
+            .repositories(&rows)
+            .await?;
+        Ok(schemas::page(spec.page(), total, items))
+    })
+    .await
 }
 
 pub async fn create<K: RegistryKind>(
@@ -45,14 +50,16 @@ pub async fn get<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    uri: Uri,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<RepositorySchema>> {
-    let repo = load_repository::<K>(&state, &caller, &name).await?;
-    Ok(Json(
+) -> ApiResult<Response> {
+    cached::answer(&state, &caller, &uri, &headers, || async {
+        let repo = load_repository::<K>(&state, &caller, &name).await?;
         Presenter::new(&state, client_generation(&headers))
             .repository(&repo)
-            .await?,
-    ))
+            .await
+    })
+    .await
 }
 
 pub async fn update<K: RegistryKind>(

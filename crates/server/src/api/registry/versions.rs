@@ -1,14 +1,17 @@
 //! Version handlers, generic over the kind: adapters over `yatai_service::registry::versions`.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
 use axum::Json;
 use yatai_api_types::{CreateVersion, UpdateVersion};
 use yatai_domain::registry::Kind;
 use yatai_service::registry::versions::{self, NewVersionInput, VersionChanges};
 
-use super::{client_generation, load_version, Bentos, ListQuery, Models, Presenter, RegistryKind};
-use crate::api::schemas::{self, LabelItem, ListSchema, VersionSchema};
+use super::{
+    cached, client_generation, load_version, Bentos, ListQuery, Models, Presenter, RegistryKind,
+};
+use crate::api::schemas::{self, LabelItem, VersionSchema};
 use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::AppState;
@@ -45,19 +48,23 @@ pub async fn get<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    uri: Uri,
     ApiPath((name, version)): ApiPath<(String, String)>,
-) -> ApiResult<Json<VersionSchema>> {
-    let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
-    let mut presenter = Presenter::new(&state, client_generation(&headers));
-    let mut schema = presenter
-        .versions(std::slice::from_ref(&v), true, true)
-        .await?
-        .remove(0);
-    if K::KIND == Kind::Bento {
-        let models = versions::models_of_bento(&state, &caller, &v).await?;
-        schema.models = Some(presenter.versions(&models, true, true).await?);
-    }
-    Ok(Json(schema))
+) -> ApiResult<Response> {
+    cached::answer(&state, &caller, &uri, &headers, || async {
+        let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
+        let mut presenter = Presenter::new(&state, client_generation(&headers));
+        let mut schema = presenter
+            .versions(std::slice::from_ref(&v), true, true)
+            .await?
+            .remove(0);
+        if K::KIND == Kind::Bento {
+            let models = versions::models_of_bento(&state, &caller, &v).await?;
+            schema.models = Some(presenter.versions(&models, true, true).await?);
+        }
+        Ok(schema)
+    })
+    .await
 }
 
 pub async fn update<K: RegistryKind>(
@@ -98,34 +105,40 @@ async fn list_versions<K: RegistryKind>(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
+    uri: &Uri,
     q: &ListQuery,
     repository: Option<&str>,
-) -> ApiResult<Json<ListSchema<VersionSchema>>> {
+) -> ApiResult<Response> {
     let spec = super::parse_list(q)?;
-    let (rows, total) = versions::list(state, caller, K::KIND, repository, &spec).await?;
-    let items = Presenter::new(state, client_generation(headers))
-        .versions(&rows, true, true)
-        .await?;
-    Ok(Json(schemas::page(spec.page(), total, items)))
+    cached::answer(state, caller, uri, headers, || async {
+        let (rows, total) = versions::list(state, caller, K::KIND, repository, &spec).await?;
+        let items = Presenter::new(state, client_generation(headers))
+            .versions(&rows, true, true)
+            .await?;
+        Ok(schemas::page(spec.page(), total, items))
+    })
+    .await
 }
 
 pub async fn list_in_repository<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    uri: Uri,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListSchema<VersionSchema>>> {
-    list_versions::<K>(&state, &caller, &headers, &q, Some(&name)).await
+) -> ApiResult<Response> {
+    list_versions::<K>(&state, &caller, &headers, &uri, &q, Some(&name)).await
 }
 
 pub async fn list_all<K: RegistryKind>(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    uri: Uri,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListSchema<VersionSchema>>> {
-    list_versions::<K>(&state, &caller, &headers, &q, None).await
+) -> ApiResult<Response> {
+    list_versions::<K>(&state, &caller, &headers, &uri, &q, None).await
 }
 
 pub async fn models_of_bento(
