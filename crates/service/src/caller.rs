@@ -27,6 +27,9 @@ pub struct Identity {
     /// The token's organization and the user's role there, read with the token (`None`: a
     /// browser session, or the organization is gone).
     token_organization: Option<(Organization, Option<Role>)>,
+    /// The registry's generation, read with the token (`None`: not read): what the request's
+    /// registry reads are at least as new as (see [`crate::read_cache`]).
+    pub registry_generation: Option<i64>,
 }
 
 impl Identity {
@@ -130,6 +133,7 @@ pub async fn authenticate(
             user,
             token: Some(token),
             token_organization: holder.organization,
+            registry_generation: holder.registry_generation,
         });
     }
     if let Some(cookie) = session {
@@ -139,6 +143,7 @@ pub async fn authenticate(
                     user,
                     token: None,
                     token_organization: None,
+                    registry_generation: None,
                 });
             }
         }

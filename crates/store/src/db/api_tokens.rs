@@ -5,6 +5,7 @@ use yatai_domain::{time::now_micros, Error, Role, Scope};
 
 use yatai_domain::paging::Page;
 
+use super::generation;
 use super::organizations::{self, Organization};
 use super::query::{self, prefixed, Args};
 use super::users::{self, User};
@@ -120,23 +121,28 @@ pub struct TokenHolder {
     /// The token's organization with the user's role there (`None`: the organization is gone;
     /// a `None` role: the user is no longer a member).
     pub organization: Option<(Organization, Option<Role>)>,
+    /// The registry's generation when the token was read (see [`super::generation`]): a read
+    /// the request makes afterwards is at least as new.
+    pub registry_generation: Option<i64>,
 }
 
 /// Finds a token by the hash of its secret, with its user, its organization and the user's role
-/// there: what authenticating a request needs, in one query.
+/// there, and the registry's generation: what authenticating a request needs, in one query.
 pub async fn find_by_hash_with_holder<'c>(
     ex: impl Executor<'c, Database = Any>,
     token_hash: &str,
 ) -> Result<Option<TokenHolder>, Error> {
     let sql = format!(
-        "SELECT {}, {}, {}, m.role AS member_role FROM api_tokens t \
+        "SELECT {}, {}, {}, m.role AS member_role, \
+         (SELECT g.n FROM {} g WHERE g.id = 1) AS registry_generation FROM api_tokens t \
          LEFT JOIN users u ON u.uid = t.user_uid \
          LEFT JOIN organizations o ON o.uid = t.organization_uid \
          LEFT JOIN members m ON m.organization_uid = t.organization_uid AND m.user_uid = t.user_uid \
          WHERE t.token_hash = $1",
         prefixed("t", COLUMNS),
         users::prefixed_columns("u", "u_"),
-        organizations::prefixed_columns("o", "o_")
+        organizations::prefixed_columns("o", "o_"),
+        generation::TABLE
     );
     let Some(row) = sqlx::query(&sql)
         .bind(token_hash)
@@ -155,10 +161,12 @@ pub async fn find_by_hash_with_holder<'c>(
         None => None,
     };
     let organization = organizations::with_role_from_row(&row, "o_")?;
+    let registry_generation = row.try_get("registry_generation").map_err(db_error)?;
     Ok(Some(TokenHolder {
         token,
         user,
         organization,
+        registry_generation,
     }))
 }
 
