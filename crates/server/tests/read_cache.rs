@@ -251,3 +251,92 @@ backend_test!(
         }
     }
 );
+
+backend_test!(
+    a_generation_never_comes_back_with_other_data,
+    |app: TestApp| async move {
+        use yatai_store::db::generation;
+        let c = api_client(&app).await;
+        let pool = app.state.db.pool();
+        create_version(&c, "bento", "iris", "v1", bento_manifest(&[]), json!([])).await;
+        let seen = generation::current(pool).await.unwrap().unwrap();
+        read_twice(&c, "/api/v1/bentos?start=0&count=20").await;
+        // The database goes back (a failover to a replica that was behind, a restore under a
+        // running server), then takes new writes.
+        sqlx::query(&format!("UPDATE {} SET n = 1", generation::TABLE))
+            .execute(pool)
+            .await
+            .unwrap();
+        create_version(&c, "bento", "iris", "v2", bento_manifest(&[]), json!([])).await;
+        let now = generation::current(pool).await.unwrap().unwrap();
+        assert!(
+            now > seen,
+            "{:?}: the generation after the rewind ({now}) is one no reader has seen (last seen {seen})",
+            app.backend
+        );
+        let list = read_twice(&c, "/api/v1/bentos?start=0&count=20").await;
+        assert_eq!(list["total"], 2, "{list}");
+    }
+);
+
+/// PostgreSQL: the generation's row is locked only at commit, so a transaction that wrote a
+/// watched table and is still open does not hold up another writer (with a trigger at the
+/// statement, the second writer waits for the first, and the first then waiting for a row of the
+/// second is a deadlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_writers_do_not_wait_on_each_other_for_the_generation() {
+    use std::time::Duration;
+    let app = TestApp::start(Backend::Production).await;
+    let c = api_client(&app).await;
+    let v = create_version(
+        &c,
+        "bento",
+        "iris",
+        "v1",
+        bento_manifest(&[]),
+        json!([{"key": "stage", "value": "dev"}]),
+    )
+    .await;
+    let uid = v["uid"].as_str().unwrap().to_string();
+    let pool = app.state.db.pool();
+    let before = yatai_store::db::generation::current(pool)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut first = pool.begin().await.unwrap();
+    sqlx::query("UPDATE versions SET description = 'first' WHERE uid = $1")
+        .bind(&uid)
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    let second = async {
+        let mut second = pool.begin().await.unwrap();
+        sqlx::query("UPDATE labels SET label_value = 'second' WHERE resource_uid = $1")
+            .bind(&uid)
+            .execute(&mut *second)
+            .await
+            .unwrap();
+        second.commit().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("a writer commits while another one is open");
+    sqlx::query("UPDATE labels SET label_value = 'first' WHERE resource_uid = $1")
+        .bind(&uid)
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    first.commit().await.unwrap();
+    let after = yatai_store::db::generation::current(pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        after >= before + 2,
+        "each commit moved it ({before} -> {after})"
+    );
+    let (_, b, cache) = read(&c, "/api/v1/bento_repositories/iris/bentos/v1").await;
+    assert_eq!(cache, "miss");
+    assert_eq!(b["description"], "first");
+    assert_eq!(b["labels"], json!([{"key": "stage", "value": "first"}]));
+}

@@ -24,6 +24,12 @@ use crate::{Caller, Services};
 /// An answer larger than this share of the cache is not kept (a page of 20 versions is about
 /// 30 KiB).
 const MAX_SHARE: usize = 8;
+/// A request longer than this (path and query) is answered, not kept: its key would cost more
+/// than its answer saves.
+const MAX_KEY: usize = 2048;
+/// What an entry costs beyond its key and answer (map slot, string and buffer headers), so that
+/// many tiny answers cannot grow the map past its budget.
+const ENTRY_OVERHEAD: usize = 128;
 
 /// Whether an answer came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +96,12 @@ impl ReadCache {
         let key = format!("{}\n{key}", caller.organization.uid);
         // Read with the caller's token when it came with one (one query less per request).
         let at = match caller.identity.registry_generation {
-            Some(at) => at,
+            Some(at) => Some(at),
             None => generation::current(svc.db.pool()).await?,
+        };
+        let Some(at) = at.filter(|_| key.len() <= MAX_KEY) else {
+            // No generation to keep it by, or a key too long to be worth keeping.
+            return Ok((compute().await?, Lookup::Miss));
         };
         if let Some(hit) = cache.get(at, &key) {
             return Ok((hit, Lookup::Hit));
@@ -103,24 +113,22 @@ impl ReadCache {
 
     fn get(&self, at: i64, key: &str) -> Option<Bytes> {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if at > kept.generation {
-            // Everything kept is older than what the registry holds now.
+        if at != kept.generation {
+            // The registry changed since the answers were kept. A generation never comes back
+            // with other data behind it (see `generation`), but one lower than the kept one
+            // (a reader racing a write, or a database that went back) clears them too.
             *kept = Kept {
                 generation: at,
                 ..Kept::default()
             };
             return None;
         }
-        if at < kept.generation {
-            // A write landed between this reader's look at the generation and a later
-            // reader's: rare, so it simply reads afresh.
-            return None;
-        }
         kept.answers.get(key).cloned()
     }
 
     fn put(&self, at: i64, key: String, answer: Bytes) {
-        if answer.len() > self.capacity / MAX_SHARE {
+        let cost = key.len() + answer.len() + ENTRY_OVERHEAD;
+        if cost > self.capacity / MAX_SHARE {
             return;
         }
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,14 +136,67 @@ impl ReadCache {
         if at != kept.generation {
             return;
         }
-        if kept.bytes + answer.len() > self.capacity {
+        if let Some(old) = kept.answers.remove(&key) {
+            kept.bytes -= key.len() + old.len() + ENTRY_OVERHEAD;
+        }
+        if kept.bytes + cost > self.capacity {
             // Full: start over (a poll refills what is read often within one request each).
             kept.answers.clear();
             kept.bytes = 0;
         }
-        kept.bytes += answer.len();
-        if let Some(old) = kept.answers.insert(key, answer) {
-            kept.bytes -= old.len();
+        kept.bytes += cost;
+        kept.answers.insert(key, answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_counts_keys_and_answers_and_stays_bounded() {
+        let cache = ReadCache::new(64 << 10);
+        cache.get(1, "k");
+        for i in 0..10_000 {
+            // Small answers under long keys: the keys are what fills it.
+            cache.put(
+                1,
+                format!("{i}{}", "x".repeat(1000)),
+                Bytes::from_static(b"{}"),
+            );
+            let kept = cache.kept.lock().unwrap();
+            assert!(kept.bytes <= 64 << 10, "{} bytes kept", kept.bytes);
+            let counted: usize = kept
+                .answers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
+                .sum();
+            assert_eq!(counted, kept.bytes);
         }
+        // The same key again replaces, it does not add.
+        cache.put(1, "a".into(), Bytes::from_static(b"[1]"));
+        let before = cache.kept.lock().unwrap().bytes;
+        cache.put(1, "a".into(), Bytes::from_static(b"[2]"));
+        assert_eq!(cache.kept.lock().unwrap().bytes, before);
+        assert_eq!(cache.get(1, "a").unwrap(), Bytes::from_static(b"[2]"));
+    }
+
+    #[test]
+    fn another_generation_either_way_drops_what_was_kept() {
+        let cache = ReadCache::new(1 << 20);
+        cache.get(5, "k");
+        cache.put(5, "k".into(), Bytes::from_static(b"five"));
+        assert!(cache.get(5, "k").is_some());
+        assert!(
+            cache.get(4, "k").is_none(),
+            "a lower generation is not served"
+        );
+        cache.put(5, "k".into(), Bytes::from_static(b"five"));
+        assert!(cache.get(5, "k").is_none(), "nor kept after it was seen");
+        cache.put(6, "k".into(), Bytes::from_static(b"six"));
+        assert!(
+            cache.get(6, "k").is_none(),
+            "kept only at the generation it was read at"
+        );
     }
 }

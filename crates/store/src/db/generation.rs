@@ -1,13 +1,20 @@
-//! The registry's generation: a number that grows with every committed change to the rows the
+//! The registry's generation: a number that changes with every committed change to the rows the
 //! registry's read answers are made of (repositories, versions, their labels, image builds and
 //! model links, and the users shown as creators). A reader that read the generation before its
-//! queries knows its answer holds until the generation moves, so an answer can be reused while it
-//! has not (see `yatai_service::read_cache`).
+//! queries knows its answer holds while the generation is still that number, so an answer can be
+//! reused until it changes (see `yatai_service::read_cache`).
 //!
 //! Triggers keep it, not the code that writes: every write counts, whichever function, replica,
-//! import or restore made it. They are engine-specific, so they are installed here after the
-//! migrations (one SQL file serves both engines there). The table is bookkeeping, like the
-//! migrations' own: backup and restore leave it out.
+//! import or restore made it (`TRUNCATE` and bulk loads with triggers disabled do not: the
+//! server never uses them, and an operator who does restarts the servers). They are
+//! engine-specific, so they are installed here after the migrations (one SQL file serves both
+//! engines there). The table is bookkeeping, like the migrations' own: backup and restore leave
+//! it out.
+//!
+//! A new generation is the later of the old one plus one and the time in microseconds, so that
+//! a number never comes back with other data behind it: after a failover to a replica that was
+//! behind, or a database restored under a running server, the next write still makes a number
+//! no reader has seen.
 
 use sqlx::{Any, Executor};
 use yatai_domain::Error;
@@ -27,31 +34,48 @@ pub const WATCHED: &[&str] = &[
     "users",
 ];
 
+// A trigger or function whose body changes needs a new name: install keeps existing ones.
 fn trigger_name(table: &str, op: &str) -> String {
     format!("{TABLE}_{table}_{op}")
 }
 
-/// Creates the table, its row and the triggers where missing. Idempotent; run at every start
-/// (a migration that rebuilds a table drops its triggers, this puts them back).
+const PG_FUNCTION: &str = "_yatai_generation_bump";
+
+/// The next generation, in each engine's SQL.
+fn next(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Sqlite => {
+            "MAX(n + 1, CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER))"
+        }
+        DbBackend::Postgres => {
+            "GREATEST(n + 1, (extract(epoch from clock_timestamp()) * 1000000)::bigint)"
+        }
+    }
+}
+
+/// Creates the table, its row and the triggers where missing, and moves the generation (a
+/// migration may have changed rows without triggers). Idempotent; run at every start.
 pub async fn install(db: &Db) -> Result<(), Error> {
+    let backend = db.backend();
     let create = format!(
         "CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, txid BIGINT)"
     );
     let row = format!("INSERT INTO {TABLE} (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING");
-    match db.backend() {
+    let bump = format!("UPDATE {TABLE} SET n = {} WHERE id = 1", next(backend));
+    match backend {
         DbBackend::Sqlite => {
-            // SQLite writes one transaction at a time: a row trigger bumping the counter inside
-            // the writing transaction commits with it and can wait on nothing.
+            // SQLite writes one transaction at a time: a row trigger moving the generation
+            // inside the writing transaction commits with it and can wait on nothing.
             let mut sql = vec![create, row];
             for table in WATCHED {
                 for op in ["INSERT", "UPDATE", "DELETE"] {
                     sql.push(format!(
-                        "CREATE TRIGGER IF NOT EXISTS {name} AFTER {op} ON {table} BEGIN \
-                         UPDATE {TABLE} SET n = n + 1 WHERE id = 1; END",
+                        "CREATE TRIGGER IF NOT EXISTS {name} AFTER {op} ON {table} BEGIN {bump}; END",
                         name = trigger_name(table, &op.to_lowercase())
                     ));
                 }
             }
+            sql.push(bump.clone());
             let mut tx = db.begin().await?;
             for s in sql {
                 sqlx::raw_sql(&s)
@@ -61,64 +85,113 @@ pub async fn install(db: &Db) -> Result<(), Error> {
             }
             tx.commit().await.map_err(db_error)?;
         }
-        DbBackend::Postgres => {
-            // Deferred to the commit: the counter's row is locked last, after every row lock the
-            // transaction takes, so two writers cannot each hold what the other waits for (a
-            // trigger at the statement would lock it in the middle of a transaction). A
-            // transaction bumps it once, however many rows it wrote (`txid`).
-            let mut tx = db.begin().await?;
-            // Replicas starting together install once.
-            sqlx::raw_sql("SELECT pg_advisory_xact_lock(7274301)")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            for s in [create, row] {
-                sqlx::raw_sql(&s)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            sqlx::raw_sql(&format!(
-                "CREATE OR REPLACE FUNCTION {TABLE}_bump() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                 BEGIN \
-                   UPDATE {TABLE} SET n = n + 1, txid = txid_current() \
-                    WHERE id = 1 AND txid IS DISTINCT FROM txid_current(); \
-                   RETURN NULL; \
-                 END $$"
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            let present: Vec<String> = sqlx::query_scalar(
-                "SELECT tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-                 WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal",
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            for table in WATCHED {
-                let name = trigger_name(table, "change");
-                if present.contains(&name) {
-                    continue;
-                }
-                sqlx::raw_sql(&format!(
-                    "CREATE CONSTRAINT TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} \
-                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {TABLE}_bump()"
-                ))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
-        }
+        DbBackend::Postgres => install_postgres(db, &create, &row, &bump).await?,
     }
     Ok(())
 }
 
-/// The current generation.
-pub async fn current<'c>(ex: impl Executor<'c, Database = Any>) -> Result<i64, Error> {
+/// PostgreSQL: deferred constraint triggers, run at commit, so the generation's row is locked
+/// last, after every row lock the transaction takes (a trigger at the statement would lock it in
+/// the middle of a transaction, and two writers could each hold what the other waits for). A
+/// transaction moves it once, however many rows it wrote (`txid`).
+async fn install_postgres(db: &Db, create: &str, row: &str, bump: &str) -> Result<(), Error> {
+    let mut conn = db.pool().acquire().await.map_err(db_error)?;
+    // Replicas starting together install once; the lock is the session's, so each step below
+    // is its own short transaction.
+    sqlx::raw_sql("SELECT pg_advisory_lock(7274301)")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let result = async {
+        for s in [create, row] {
+            sqlx::raw_sql(s)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        }
+        let body = format!(
+            " BEGIN UPDATE {TABLE} SET n = {}, txid = txid_current() \
+             WHERE id = 1 AND txid IS DISTINCT FROM txid_current(); RETURN NULL; END ",
+            next(DbBackend::Postgres)
+        );
+        // Replaced only when it differs: a role that may not own functions starts as long as
+        // the function is already the right one.
+        let present: Option<String> = sqlx::query_scalar(
+            "SELECT prosrc FROM pg_proc WHERE proname = $1 AND pronamespace = current_schema()::regnamespace",
+        )
+        .bind(PG_FUNCTION)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        if present.as_deref() != Some(body.as_str()) {
+            sqlx::raw_sql(&format!(
+                "CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $${body}$$"
+            ))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        }
+        let present: Vec<String> = sqlx::query_scalar(
+            "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE c.relnamespace = current_schema()::regnamespace",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        for table in WATCHED {
+            let name = trigger_name(table, "change");
+            if present.contains(&name) {
+                continue;
+            }
+            // Creating a trigger locks its table against writes until it commits: each one
+            // alone, waiting at most a few seconds for writers in flight, so that a server
+            // starting beside busy replicas neither stalls them nor deadlocks with them.
+            let create = format!(
+                "SET LOCAL lock_timeout = '5s'; \
+                 CREATE CONSTRAINT TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} \
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
+            );
+            let mut last = None;
+            for _ in 0..5 {
+                match sqlx::raw_sql(&format!("BEGIN; {create}; COMMIT"))
+                    .execute(&mut *conn)
+                    .await
+                {
+                    Ok(_) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                        last = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = last {
+                return Err(Error::Unavailable(format!(
+                    "cannot install the registry's change tracking on table {table} (busy?): {e}"
+                )));
+            }
+        }
+        sqlx::raw_sql(bump)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    let unlock = sqlx::raw_sql("SELECT pg_advisory_unlock(7274301)")
+        .execute(&mut *conn)
+        .await;
+    result?;
+    unlock.map_err(db_error)?;
+    Ok(())
+}
+
+/// The current generation (`None`: the table holds no row, so nothing can be kept).
+pub async fn current<'c>(ex: impl Executor<'c, Database = Any>) -> Result<Option<i64>, Error> {
     sqlx::query_scalar(&format!("SELECT n FROM {TABLE} WHERE id = 1"))
-        .fetch_one(ex)
+        .fetch_optional(ex)
         .await
         .map_err(db_error)
 }
