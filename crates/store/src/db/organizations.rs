@@ -94,11 +94,7 @@ impl Organization {
 /// The columns of `organizations` under the table alias `alias`, each renamed
 /// `{prefix}{column}` (for [`Organization::from_columns`]).
 pub(crate) fn prefixed_columns(alias: &str, prefix: &str) -> String {
-    COLUMNS
-        .split(',')
-        .map(|c| format!("{alias}.{c} AS {prefix}{c}", c = c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::query::renamed(alias, COLUMNS, prefix)
 }
 
 /// The organization whose columns a joined row holds under `prefix` (`None` when the join found

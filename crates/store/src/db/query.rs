@@ -179,3 +179,14 @@ pub fn prefixed(alias: &str, columns: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The columns of `columns` (comma-separated) under the table alias `alias`, each renamed
+/// `{prefix}{column}`: a query joining two tables whose columns share names reads each side
+/// under its own prefix.
+pub fn renamed(alias: &str, columns: &str, prefix: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{c} AS {prefix}{c}", c = c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

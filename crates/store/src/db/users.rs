@@ -54,11 +54,7 @@ impl User {
 /// The columns of `users` under the table alias `alias`, each renamed `{prefix}{column}` (for
 /// [`User::from_columns`]).
 pub(crate) fn prefixed_columns(alias: &str, prefix: &str) -> String {
-    COLUMNS
-        .split(',')
-        .map(|c| format!("{alias}.{c} AS {prefix}{c}", c = c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::query::renamed(alias, COLUMNS, prefix)
 }
 
 /// The fields of a new user.
