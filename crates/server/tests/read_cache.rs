@@ -340,3 +340,39 @@ async fn open_writers_do_not_wait_on_each_other_for_the_generation() {
     assert_eq!(b["description"], "first");
     assert_eq!(b["labels"], json!([{"key": "stage", "value": "first"}]));
 }
+
+backend_test!(
+    a_start_puts_back_a_missing_trigger,
+    |app: TestApp| async move {
+        let drop = match app.backend {
+            Backend::Embedded => "DROP TRIGGER _yatai_generation_labels_update",
+            Backend::Production => "DROP TRIGGER _yatai_generation_labels_change ON labels",
+        };
+        sqlx::query(drop)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        // A table rebuilt by a migration loses its triggers the same way; the next start
+        // notices and installs them again.
+        let app = app.restart().await;
+        let c = api_client(&app).await;
+        create_version(
+            &c,
+            "bento",
+            "iris",
+            "v1",
+            bento_manifest(&[]),
+            json!([{"key": "stage", "value": "dev"}]),
+        )
+        .await;
+        let path = "/api/v1/bento_repositories/iris/bentos/v1";
+        read_twice(&c, path).await;
+        sqlx::query("UPDATE labels SET label_value = 'prod'")
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        let (_, b, cache) = read(&c, path).await;
+        assert_eq!(cache, "miss", "{:?}: {b}", app.backend);
+        assert_eq!(b["labels"], json!([{"key": "stage", "value": "prod"}]));
+    }
+);

@@ -53,10 +53,14 @@ fn next(backend: DbBackend) -> &'static str {
     }
 }
 
-/// Creates the table, its row and the triggers where missing, and moves the generation (a
-/// migration may have changed rows without triggers). Idempotent; run at every start.
-pub async fn install(db: &Db) -> Result<(), Error> {
+/// Creates the table, its row and the triggers where missing, and moves the generation when
+/// anything was missing or `migrated` (a migration may have changed rows without triggers).
+/// Idempotent; run at every start, where it costs one query when everything is in place.
+pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
     let backend = db.backend();
+    if !migrated && installed(db).await? {
+        return Ok(());
+    }
     let create = format!(
         "CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, txid BIGINT)"
     );
@@ -90,6 +94,55 @@ pub async fn install(db: &Db) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether the table, the function (PostgreSQL, with its current body) and every trigger are
+/// in place, in one query.
+async fn installed(db: &Db) -> Result<bool, Error> {
+    let found: i64 = match db.backend() {
+        DbBackend::Sqlite => {
+            let names: Vec<String> = WATCHED
+                .iter()
+                .flat_map(|t| ["insert", "update", "delete"].map(|op| trigger_name(t, op)))
+                .chain([TABLE.to_string()])
+                .collect();
+            let mut args = super::query::Args::default();
+            let sql = format!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ({})",
+                args.list(&names)
+            );
+            let n = args.fetch_count(db.pool(), &sql).await?;
+            i64::from(n == names.len() as i64)
+        }
+        DbBackend::Postgres => {
+            let names: Vec<String> = WATCHED.iter().map(|t| trigger_name(t, "change")).collect();
+            let mut args = super::query::Args::default();
+            let sql = format!(
+                "SELECT CASE WHEN to_regclass({table}) IS NOT NULL \
+                   AND (SELECT prosrc FROM pg_proc WHERE proname = {function} \
+                        AND pronamespace = current_schema()::regnamespace) = {body} \
+                   AND (SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                        WHERE c.relnamespace = current_schema()::regnamespace \
+                        AND t.tgname IN ({triggers})) = {n} THEN 1::bigint ELSE 0::bigint END",
+                table = args.push(TABLE),
+                function = args.push(PG_FUNCTION),
+                body = args.push(pg_body()),
+                triggers = args.list(&names),
+                n = names.len(),
+            );
+            args.fetch_count(db.pool(), &sql).await?
+        }
+    };
+    Ok(found == 1)
+}
+
+/// The body of the PostgreSQL trigger function.
+fn pg_body() -> String {
+    format!(
+        " BEGIN UPDATE {TABLE} SET n = {}, txid = txid_current() \
+         WHERE id = 1 AND txid IS DISTINCT FROM txid_current(); RETURN NULL; END ",
+        next(DbBackend::Postgres)
+    )
+}
+
 /// PostgreSQL: deferred constraint triggers, run at commit, so the generation's row is locked
 /// last, after every row lock the transaction takes (a trigger at the statement would lock it in
 /// the middle of a transaction, and two writers could each hold what the other waits for). A
@@ -109,11 +162,7 @@ async fn install_postgres(db: &Db, create: &str, row: &str, bump: &str) -> Resul
                 .await
                 .map_err(db_error)?;
         }
-        let body = format!(
-            " BEGIN UPDATE {TABLE} SET n = {}, txid = txid_current() \
-             WHERE id = 1 AND txid IS DISTINCT FROM txid_current(); RETURN NULL; END ",
-            next(DbBackend::Postgres)
-        );
+        let body = pg_body();
         // Replaced only when it differs: a role that may not own functions starts as long as
         // the function is already the right one.
         let present: Option<String> = sqlx::query_scalar(

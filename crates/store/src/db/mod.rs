@@ -94,8 +94,9 @@ impl Db {
             .run(&self.pool)
             .await
             .map_err(|e| Error::Internal(format!("database migration failed: {}", one_line(&e))))?;
-        generation::install(self).await?;
-        Ok(self.applied_migrations().await?.saturating_sub(before))
+        let applied = self.applied_migrations().await?.saturating_sub(before);
+        generation::install(self, applied > 0).await?;
+        Ok(applied)
     }
 
     async fn applied_migrations(&self) -> Result<usize, Error> {
