@@ -31,6 +31,11 @@ const MAX_KEY: usize = 2048;
 /// many tiny answers cannot grow the map past its budget.
 const ENTRY_OVERHEAD: usize = 128;
 
+/// What keeping `answer` under `key` counts against the budget.
+fn cost(key: &str, answer: &Bytes) -> usize {
+    key.len() + answer.len() + ENTRY_OVERHEAD
+}
+
 /// Whether an answer came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
@@ -41,7 +46,7 @@ pub enum Lookup {
 }
 
 impl Lookup {
-    /// `hit` or `miss`.
+    /// `hit`, `miss` or `off` (the value of the response header and the metric label).
     pub fn as_str(self) -> &'static str {
         match self {
             Lookup::Hit => "hit",
@@ -127,8 +132,8 @@ impl ReadCache {
     }
 
     fn put(&self, at: i64, key: String, answer: Bytes) {
-        let cost = key.len() + answer.len() + ENTRY_OVERHEAD;
-        if cost > self.capacity / MAX_SHARE {
+        let size = cost(&key, &answer);
+        if size > self.capacity / MAX_SHARE {
             return;
         }
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,14 +142,14 @@ impl ReadCache {
             return;
         }
         if let Some(old) = kept.answers.remove(&key) {
-            kept.bytes -= key.len() + old.len() + ENTRY_OVERHEAD;
+            kept.bytes -= cost(&key, &old);
         }
-        if kept.bytes + cost > self.capacity {
+        if kept.bytes + size > self.capacity {
             // Full: start over (a poll refills what is read often within one request each).
             kept.answers.clear();
             kept.bytes = 0;
         }
-        kept.bytes += cost;
+        kept.bytes += size;
         kept.answers.insert(key, answer);
     }
 }
@@ -166,11 +171,7 @@ mod tests {
             );
             let kept = cache.kept.lock().unwrap();
             assert!(kept.bytes <= 64 << 10, "{} bytes kept", kept.bytes);
-            let counted: usize = kept
-                .answers
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
-                .sum();
+            let counted: usize = kept.answers.iter().map(|(k, v)| cost(k, v)).sum();
             assert_eq!(counted, kept.bytes);
         }
         // The same key again replaces, it does not add.
