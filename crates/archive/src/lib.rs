@@ -7,7 +7,7 @@
 use std::io::{self, Read};
 
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use yatai_domain::Error;
 
@@ -72,49 +72,155 @@ pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Size of the reads of the archive's source in [`inspect`].
 const READ_SIZE: usize = 1 << 20;
 
+/// Chunks handed from the hashing thread to the tar walk and not yet walked: a few MiB at most
+/// (chunks are at most a MiB when read here, 512 KiB from the local store, smaller from a socket).
+const WALK_QUEUE: usize = 8;
+
 /// Reads a whole archive and checks it; the error says what is wrong, for the uploader.
-pub fn inspect(reader: impl Read) -> Result<ArchiveFacts, String> {
-    let mut raw = Hashing {
-        inner: reader,
-        hasher: Sha256Meter::default(),
-    };
-    // The tar reader asks for 512 bytes and 8 KiB at a time; reading the source a MiB at a
-    // time keeps the hash in long runs and the calls into an async source few.
-    let mut buffered = io::BufReader::with_capacity(READ_SIZE, &mut raw);
+pub fn inspect(mut reader: impl Read) -> Result<ArchiveFacts, String> {
+    let chunks = std::iter::from_fn(move || {
+        let mut buf = vec![0u8; READ_SIZE];
+        match read_up_to(&mut reader, &mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(Bytes::from(buf)))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    });
+    inspect_chunks(chunks, Sha256Meter::default())
+}
+
+/// Checks the archive whose bytes are `chunks`, in order. The SHA-256 runs on the calling
+/// thread and the tar walk on a second one, fed the same chunks: each is as costly as the
+/// other on a big archive, so side by side a check takes the longer of the two, not their sum
+/// (a presigned upload is checked after its last byte arrived, so this is the wait at finish).
+///
+/// `hasher` may hold the hash of the archive's first bytes already (a presigned upload hashed as
+/// its parts arrived): those bytes are walked, not hashed again.
+fn inspect_chunks(
+    chunks: impl Iterator<Item = io::Result<Bytes>>,
+    mut hasher: Sha256Meter,
+) -> Result<ArchiveFacts, String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(WALK_QUEUE);
+    std::thread::scope(|scope| {
+        let walker = std::thread::Builder::new()
+            .name("archive-walk".into())
+            .spawn_scoped(scope, move || {
+                walk(ChannelReader {
+                    rx,
+                    current: Bytes::new(),
+                })
+            })
+            .map_err(|e| format!("cannot check the archive: {e}"))?;
+        let mut skip = hasher.len();
+        let mut read_error = None;
+        for chunk in chunks {
+            match chunk {
+                Ok(chunk) => {
+                    let hashed = skip.min(chunk.len() as u64);
+                    hasher.update(&chunk[hashed as usize..]);
+                    skip -= hashed;
+                    // The walk stops at the first fault it finds: its verdict is known.
+                    if tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let walked = walker
+            .join()
+            .map_err(|_| "the archive check failed unexpectedly".to_string())?;
+        if let Some(e) = read_error {
+            return Err(format!("cannot read the archive: {e}"));
+        }
+        let (gzip, entries) = walked?;
+        if skip > 0 {
+            return Err("the archive is shorter than what was hashed of it".into());
+        }
+        Ok(ArchiveFacts {
+            size: hasher.len(),
+            sha256: hasher.finish_hex(),
+            gzip,
+            entries,
+        })
+    })
+}
+
+/// The tar walk of [`inspect_chunks`]: whether the archive is gzip-compressed, and its entry count.
+fn walk(mut reader: impl Read) -> Result<(bool, u64), String> {
     let mut head = [0u8; 2];
-    let n = read_up_to(&mut buffered, &mut head)
-        .map_err(|e| format!("cannot read the archive: {e}"))?;
+    let n =
+        read_up_to(&mut reader, &mut head).map_err(|e| format!("cannot read the archive: {e}"))?;
     if n == 0 {
         return Err("the archive is empty".into());
     }
     let gzip = n == 2 && head == GZIP_MAGIC;
-    let rest = io::Cursor::new(head[..n].to_vec()).chain(buffered);
+    let rest = io::Cursor::new(head[..n].to_vec()).chain(reader);
     let entries = if gzip {
         check_tar(flate2::read::GzDecoder::new(rest))
             .map_err(|e| format!("the archive is not a whole gzip-compressed tar: {e}"))?
     } else {
         check_tar(rest).map_err(|e| format!("the archive is not a whole tar: {e}"))?
     };
-    io::copy(&mut raw, &mut io::sink()).map_err(|e| format!("cannot read the archive: {e}"))?;
-    Ok(ArchiveFacts {
-        size: raw.hasher.len(),
-        sha256: raw.hasher.finish_hex(),
-        gzip,
-        entries,
-    })
+    Ok((gzip, entries))
 }
 
-/// Checks a stream of archive bytes on a blocking thread.
+/// The chunks sent to the tar walk, read as one stream of bytes; it ends when the sender is gone.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(next) => self.current = next,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Checks a stream of archive bytes on the blocking pool (see [`inspect_chunks`]); a stream
+/// that fails is an archive that cannot be read.
 pub async fn inspect_stream<S>(stream: S) -> Result<Result<ArchiveFacts, String>, Error>
 where
     S: Stream<Item = Result<Bytes, Error>> + Send + Unpin + 'static,
 {
-    let reader =
-        tokio_util::io::StreamReader::new(stream.map_err(|e| io::Error::other(e.to_string())));
-    let bridge = tokio_util::io::SyncIoBridge::new(reader);
-    tokio::task::spawn_blocking(move || inspect(bridge))
-        .await
-        .map_err(|e| Error::Internal(format!("archive check failed: {e}")))
+    inspect_stream_from(None, stream).await
+}
+
+/// [`inspect_stream`] of an archive whose first `prefix.len()` bytes were hashed into `prefix`
+/// already: the stream is the whole archive, walked whole, and hashed from there on.
+pub async fn inspect_stream_from<S>(
+    prefix: Option<Sha256Meter>,
+    mut stream: S,
+) -> Result<Result<ArchiveFacts, String>, Error>
+where
+    S: Stream<Item = Result<Bytes, Error>> + Send + Unpin + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let chunks = std::iter::from_fn(|| {
+            runtime
+                .block_on(stream.next())
+                .map(|chunk| chunk.map_err(|e| io::Error::other(e.to_string())))
+        });
+        inspect_chunks(chunks, prefix.unwrap_or_default())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("archive check failed: {e}")))
 }
 
 /// Refuses a member that would land outside the directory it is unpacked into: an absolute
@@ -213,19 +319,6 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256Meter,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// Remembers the last 1024+ bytes read and the total.
@@ -348,5 +441,79 @@ mod tests {
             inspect(&vec![0u8; 10240][..]).is_err(),
             "an archive without files fails"
         );
+    }
+
+    fn chunked(data: &[u8], size: usize) -> Vec<Result<Bytes, Error>> {
+        data.chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_stream_in_uneven_chunks_gives_the_same_facts() {
+        let mut t = tar_bytes();
+        t.extend_from_slice(&[0u8; 5120]); // blocks of zeros after the end marker are hashed too
+        let whole = inspect(&t[..]).unwrap();
+        for size in [1, 7, 512, 4096, t.len()] {
+            let s = futures::stream::iter(chunked(&t, size));
+            assert_eq!(
+                inspect_stream(s).await.unwrap().unwrap(),
+                whole,
+                "chunks of {size}"
+            );
+        }
+        assert_eq!(whole.sha256, hex::encode(Sha256::digest(&t)));
+        assert_eq!(whole.size, t.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_fails_cannot_be_read() {
+        let t = tar_bytes();
+        let mut chunks = chunked(&t[..1024], 512);
+        chunks.push(Err(Error::Internal("the disk went away".into())));
+        let err = inspect_stream(futures::stream::iter(chunks))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            err.starts_with("cannot read the archive") && err.contains("the disk went away"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn foreign_bytes_stop_the_read() {
+        // An endless stream: the check ends only because the walk refuses the first header.
+        let endless = futures::stream::repeat_with(|| Ok(Bytes::from_static(&[1u8; 4096])));
+        let err = inspect_stream(endless).await.unwrap().unwrap_err();
+        assert!(err.contains("not a whole tar"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hashed_prefix_is_walked_but_not_hashed_again() {
+        let t = tar_bytes();
+        let whole = inspect(&t[..]).unwrap();
+        for cut in [1, 512, 1000, t.len()] {
+            let mut prefix = Sha256Meter::default();
+            prefix.update(&t[..cut]);
+            let s = futures::stream::iter(chunked(&t, 700));
+            let facts = inspect_stream_from(Some(prefix), s).await.unwrap().unwrap();
+            assert_eq!(facts, whole, "prefix of {cut}");
+        }
+        // A prefix of other bytes gives another digest: the prefix is trusted, not checked.
+        let mut other = Sha256Meter::default();
+        other.update(&[9u8; 512]);
+        let s = futures::stream::iter(chunked(&t, 700));
+        let facts = inspect_stream_from(Some(other), s).await.unwrap().unwrap();
+        assert_ne!(facts.sha256, whole.sha256);
+        // A prefix longer than the archive is refused.
+        let mut long = Sha256Meter::default();
+        long.update(&vec![0u8; t.len() + 1]);
+        let s = futures::stream::iter(chunked(&t, 700));
+        let err = inspect_stream_from(Some(long), s)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(err.contains("shorter"), "{err}");
     }
 }
