@@ -367,6 +367,7 @@ async fn presigned_single_and_multipart(app: TestApp) {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["upload_status"], "success");
     assert_eq!(v["archive_size"], archive.len());
+    assert_eq!(v["archive_sha256"], sha256_hex(&archive));
     let (_, v) = c
         .patch(&format!("{path}/presign_download_url"), json!({}))
         .await;
@@ -421,6 +422,7 @@ async fn presigned_single_and_multipart(app: TestApp) {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["archive_size"], archive.len());
+    assert_eq!(v["archive_sha256"], sha256_hex(&archive));
     let (_, v) = c
         .patch(&format!("{path}/presign_download_url"), json!({}))
         .await;
@@ -466,8 +468,103 @@ async fn presigned_single_and_multipart(app: TestApp) {
     );
 }
 
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Sends part `n` of a running multipart upload to its presigned URL; returns its ETag.
+async fn put_part(c: &common::Client, path: &str, upload_id: &str, n: u16, b: &[u8]) -> String {
+    let (_, v) = c
+        .patch(
+            &format!("{path}/presign_multipart_upload_url"),
+            json!({"upload_id": upload_id, "part_number": n}),
+        )
+        .await;
+    let res = c
+        .http
+        .put(v["presigned_upload_url"].as_str().unwrap())
+        .body(b.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "part {n}");
+    res.headers()["etag"].to_str().unwrap().to_string()
+}
+
+/// A part sent again after the server hashed it (the local backend hashes parts as they
+/// arrive) is checked, hashed and served as it was sent last.
+async fn a_part_sent_again_is_checked_as_sent_last(app: TestApp) {
+    let c = api_client(&app).await;
+    let weights: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let archive = tar_archive(&[("./weights.bin", &weights)]);
+    create_version(
+        &c,
+        "model",
+        "resent",
+        "r1",
+        model_manifest(archive.len() as u64),
+        json!([]),
+    )
+    .await;
+    let path = version_path("model", "resent", "r1");
+    let (first, second) = archive.split_at(5 * 1024 * 1024);
+    let (_, v) = c
+        .patch(&format!("{path}/start_multipart_upload"), json!({}))
+        .await;
+    let upload_id = v["upload_id"].as_str().unwrap().to_string();
+    put_part(&c, &path, &upload_id, 1, first).await;
+    let e2 = put_part(&c, &path, &upload_id, 2, second).await;
+    if app.backend == common::Backend::Embedded {
+        let mut waited = 0;
+        while app.state.objects.hashed_so_far(&upload_id) != Some(archive.len() as u64) {
+            assert!(waited < 500, "the parts were not hashed as they arrived");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+    }
+    // Part 1 again, other weights of the same length: still a whole tar, another digest.
+    let mut changed = first.to_vec();
+    changed[1024..].iter_mut().for_each(|b| *b ^= 0x55);
+    let e1 = put_part(&c, &path, &upload_id, 1, &changed).await;
+    let parts = json!([{"part_number": 1, "etag": e1}, {"part_number": 2, "etag": e2}]);
+    let (s, b) = c
+        .patch(
+            &format!("{path}/complete_multipart_upload"),
+            json!({"parts": parts, "upload_id": upload_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, v) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success", "reason": ""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let sent = [&changed[..], second].concat();
+    assert_eq!(
+        v["archive_sha256"],
+        sha256_hex(&sent),
+        "the digest is of the bytes sent last"
+    );
+    let (s, _, got) = download(&c, "model", "resent", "r1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(got == sent, "the object is the bytes sent last");
+}
+
 mod presigned_transfers {
     use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_part_sent_again_sqlite_and_local_directory() {
+        a_part_sent_again_is_checked_as_sent_last(presigned_app(common::Backend::Embedded).await)
+            .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_part_sent_again_postgres_and_s3() {
+        a_part_sent_again_is_checked_as_sent_last(presigned_app(common::Backend::Production).await)
+            .await;
+    }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_and_local_directory() {
         presigned_single_and_multipart(presigned_app(common::Backend::Embedded).await).await;

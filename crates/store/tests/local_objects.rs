@@ -295,3 +295,209 @@ async fn one_part_is_written_by_one_request_at_a_time() {
     let _ = store.put_local_part(&id, 1, Some(6), body(b"zzzzzz")).await;
     assert_eq!(read(&store, key, None).await.0, b"ABCABCdef");
 }
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Waits until the follower of `id` has hashed `want` bytes (it runs on the blocking pool).
+async fn hashed(store: &ObjectStorage, id: &str, want: u64) {
+    for _ in 0..500 {
+        if store.hashed_so_far(id) == Some(want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the parts were not hashed as they arrived: {:?} of {want} bytes after 5 s",
+        store.hashed_so_far(id)
+    );
+}
+
+/// Three parts of `LOCAL_READ_SIZE + 5` bytes and a short last one, as `(number, bytes)`.
+fn four_parts(data: &[u8]) -> Vec<(u16, &[u8])> {
+    data.chunks(LOCAL_READ_SIZE + 5)
+        .enumerate()
+        .map(|(i, c)| (i as u16 + 1, c))
+        .collect()
+}
+
+async fn put(store: &ObjectStorage, id: &str, n: u16, b: &[u8]) -> (u16, String) {
+    let etag = store
+        .put_local_part(id, n, Some(b.len() as u64), body(b))
+        .await
+        .unwrap();
+    (n, etag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_multipart_parts_are_hashed_in_order_as_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/followed";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(3 * (LOCAL_READ_SIZE + 5) + 77);
+    let parts = four_parts(&data);
+    // Out of order: nothing can be hashed before part 1 is there, then parts 1 to 3 at once.
+    let mut listed = vec![put(&store, &id, 3, parts[2].1).await];
+    listed.push(put(&store, &id, 2, parts[1].1).await);
+    listed.push(put(&store, &id, 1, parts[0].1).await);
+    hashed(&store, &id, 3 * (LOCAL_READ_SIZE as u64 + 5)).await;
+    listed.push(put(&store, &id, 4, parts[3].1).await);
+    hashed(&store, &id, data.len() as u64).await;
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    let prefix = store
+        .hashed_prefix(key)
+        .expect("the hash of the whole upload is kept for the check");
+    assert_eq!(prefix.len(), data.len() as u64);
+    assert_eq!(prefix.finish_hex(), sha256_hex(&data));
+    assert!(store.hashed_prefix(key).is_none(), "it is given once");
+    assert_eq!(
+        store.hashed_so_far(&id),
+        None,
+        "the upload is no longer followed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_sent_again_after_it_was_hashed_voids_the_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/resent";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(3 * (LOCAL_READ_SIZE + 5) + 77);
+    let parts = four_parts(&data);
+    let mut listed = Vec::new();
+    for (n, b) in &parts {
+        listed.push(put(&store, &id, *n, b).await);
+    }
+    hashed(&store, &id, data.len() as u64).await;
+    // Part 2 again, with other bytes of the same length: the object is not what was hashed.
+    let other: Vec<u8> = parts[1].1.iter().map(|b| b ^ 0xff).collect();
+    listed[1] = put(&store, &id, 2, &other).await;
+    assert_eq!(store.hashed_so_far(&id), None);
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    assert!(
+        store.hashed_prefix(key).is_none(),
+        "a hash of bytes that were written over is not the object's"
+    );
+    let (bytes, ..) = read(&store, key, None).await;
+    assert_eq!(&bytes[LOCAL_READ_SIZE + 5..][..other.len()], &other[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_sent_again_before_it_was_hashed_keeps_the_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/early-resend";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(2 * (LOCAL_READ_SIZE + 5) + 77);
+    let parts = four_parts(&data);
+    // Part 2 twice before part 1 arrived: nothing of it was hashed, so nothing is lost.
+    let junk = vec![0u8; parts[1].1.len()];
+    put(&store, &id, 2, &junk).await;
+    let mut listed = vec![put(&store, &id, 2, parts[1].1).await];
+    listed.push(put(&store, &id, 1, parts[0].1).await);
+    listed.push(put(&store, &id, 3, parts[2].1).await);
+    hashed(&store, &id, data.len() as u64).await;
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    let prefix = store.hashed_prefix(key).expect("the hash is kept");
+    assert_eq!(prefix.finish_hex(), sha256_hex(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_written_by_another_process_or_apart_voids_the_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let data = pattern(2 * (LOCAL_READ_SIZE + 5) + 77);
+    let parts = four_parts(&data);
+
+    // Another server on the same directory left its mark: its writes are not in our records.
+    let key = "models/o/r/v/foreign";
+    let id = store.create_multipart(key).await.unwrap();
+    let mut listed = Vec::new();
+    for (n, b) in &parts {
+        listed.push(put(&store, &id, *n, b).await);
+    }
+    hashed(&store, &id, data.len() as u64).await;
+    let writers = dir.path().join(format!("objects/.uploads/{id}/writers"));
+    let mut marks = std::fs::read_to_string(&writers).unwrap();
+    assert!(!marks.is_empty(), "each write into data leaves a mark");
+    marks.push_str("1-00000000000000ff\n");
+    std::fs::write(&writers, marks).unwrap();
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    assert!(store.hashed_prefix(key).is_none());
+
+    // A part without a length is stored apart: the object is a copy, not the hashed file.
+    let key = "models/o/r/v/apart";
+    let id = store.create_multipart(key).await.unwrap();
+    let mut listed = vec![put(&store, &id, 1, parts[0].1).await];
+    let e2 = store
+        .put_local_part(&id, 2, None, body(parts[1].1))
+        .await
+        .unwrap();
+    listed.push((2, e2));
+    listed.push(put(&store, &id, 3, parts[2].1).await);
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    assert!(store.hashed_prefix(key).is_none());
+    assert_eq!(read(&store, key, None).await.0, data);
+
+    // An object replaced after completion is not the file that was hashed.
+    let key = "models/o/r/v/replaced";
+    let id = store.create_multipart(key).await.unwrap();
+    let mut listed = Vec::new();
+    for (n, b) in &parts {
+        listed.push(put(&store, &id, *n, b).await);
+    }
+    hashed(&store, &id, data.len() as u64).await;
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    let object = dir.path().join(format!("objects/{key}"));
+    let copy = dir.path().join("copy");
+    std::fs::copy(&object, &copy).unwrap();
+    std::fs::rename(&copy, &object).unwrap();
+    assert!(store.hashed_prefix(key).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_upload_is_no_longer_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/aborted";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(LOCAL_READ_SIZE);
+    put(&store, &id, 1, &data).await;
+    hashed(&store, &id, data.len() as u64).await;
+    store.abort_multipart(key, &id).await.unwrap();
+    assert_eq!(store.hashed_so_far(&id), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_put_is_hashed_as_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/single";
+    let data = pattern(3 * LOCAL_READ_SIZE + 11);
+    store.put_with_etag(key, body(&data)).await.unwrap();
+    let hash = store.hashed_prefix(key).expect("the PUT's hash is kept");
+    assert_eq!(hash.len(), data.len() as u64);
+    assert_eq!(hash.finish_hex(), sha256_hex(&data));
+    assert!(store.hashed_prefix(key).is_none(), "it is given once");
+
+    // A second PUT to the same URL: the hash kept is the one of the bytes in place.
+    let other: Vec<u8> = data.iter().map(|b| b ^ 0x0f).collect();
+    store.put_with_etag(key, body(&data)).await.unwrap();
+    store.put_with_etag(key, body(&other)).await.unwrap();
+    assert_eq!(
+        store.hashed_prefix(key).unwrap().finish_hex(),
+        sha256_hex(&other)
+    );
+
+    // The object replaced by another file (even with the same bytes): not what was hashed.
+    store.put_with_etag(key, body(&data)).await.unwrap();
+    let object = dir.path().join(format!("objects/{key}"));
+    let copy = dir.path().join("copy");
+    std::fs::copy(&object, &copy).unwrap();
+    std::fs::rename(&copy, &object).unwrap();
+    assert!(store.hashed_prefix(key).is_none());
+}

@@ -12,6 +12,7 @@
 //! | `NNNNN` | part `n` in a file of its own, when it does not fit `data`'s layout |
 //! | `NNNNN.part` | part `n`'s record, written after its bytes: `data` or `file`, length, ETag |
 //! | `completed` | the upload was completed: no part may be written any more |
+//! | `writers` | a mark of each process that wrote into `data` (see `follow.rs`) |
 //!
 //! Clients cut an upload into parts of one size and a shorter last part (BentoML, boto3, the AWS
 //! CLI), so every part fits `data`; a part of another size, or one sent without a length, is
@@ -28,7 +29,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use yatai_domain::Error;
 
-use super::{storage_error, ObjectReader, LOCAL_READ_SIZE, LOCAL_UPLOADS};
+use super::{follow, storage_error, ObjectReader, LOCAL_READ_SIZE, LOCAL_UPLOADS};
 
 /// Chunks of a download read ahead of the one being sent.
 const READ_AHEAD: usize = 2;
@@ -170,13 +171,13 @@ impl Drop for ReadBuffer {
 }
 
 /// Streams `body` into the object `key`: a staging file (`NAME#N`, swept after a crash)
-/// renamed to its key when whole, removed on any error.
+/// renamed to its key when whole, removed on any error. Returns the size and which file it is.
 pub(super) async fn write<S, E>(
     fs: &LocalFileSystem,
     key: &str,
     body: S,
     seen: impl FnMut(&[u8]),
-) -> Result<u64, Error>
+) -> Result<(u64, follow::FileId), Error>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -198,12 +199,16 @@ where
         })
         .await?
     };
-    let written = match stream_to_file(file, 0, None, key, body, seen).await {
+    let written = match stream_to_file(file, 0, None, None, key, body, seen).await {
         Ok(size) => {
             let (staging, target) = (staging.clone(), target.clone());
-            blocking(key, move || std::fs::rename(staging, target))
-                .await
-                .map(|()| size)
+            blocking(key, move || {
+                // Read before the rename: once in place, the file may be replaced by another.
+                let id = follow::FileId::of(&std::fs::metadata(&staging)?, true);
+                std::fs::rename(staging, target)?;
+                Ok((size, id))
+            })
+            .await
         }
         Err(e) => Err(e),
     };
@@ -216,10 +221,16 @@ where
 /// Writes `body` into `file` from `offset` on, one batch of [`WRITE_BATCH`] on the blocking
 /// pool while the next arrives: an upload holds about 2 MiB (`object_store`'s multipart writer
 /// buffers 8 MiB parts, two in flight, for each upload). Returns the bytes written.
+///
+/// Each batch's write holds `part` (the part's claim) until it has landed, also when the
+/// caller is dropped midway (a client that hangs up): a part sent again cannot start writing
+/// its bytes while a batch of the abandoned request may still land on them. Each batch that
+/// landed is reported to the follower of the upload's hash (`follow.rs`).
 async fn stream_to_file<S, E>(
     file: std::fs::File,
     offset: u64,
     limit: Option<u64>,
+    part: Option<Arc<PartWrite>>,
     key: &str,
     mut body: S,
     mut seen: impl FnMut(&[u8]),
@@ -232,16 +243,21 @@ where
     let write_batch = |at: u64, batch: Vec<Bytes>| {
         let file = file.clone();
         let key = key.to_string();
+        let part = part.clone();
         async move {
-            blocking(&key, move || {
+            let end = blocking(&key, move || {
                 let mut at = at;
                 for chunk in &batch {
                     file.write_all_at(chunk, at)?;
                     at += chunk.len() as u64;
                 }
-                Ok(())
+                Ok(at)
             })
-            .await
+            .await?;
+            if let Some(p) = part {
+                p.wrote(end);
+            }
+            Ok(())
         }
     };
     let mut in_flight: Option<tokio::task::JoinHandle<Result<(), Error>>> = None;
@@ -321,7 +337,7 @@ where
     let dir = upload_dir(fs, upload_id)?;
     let key = format!("{LOCAL_UPLOADS}/{upload_id}/{n:05}");
     // Two requests writing one part in place would mix their bytes in `data`.
-    let _writing = PartGuard::claim(upload_id, n)?;
+    let claim = PartGuard::claim(upload_id, n)?;
     enum Place {
         InData(std::fs::File, u64),
         Apart,
@@ -360,22 +376,39 @@ where
             if !still_data || dir.join(COMPLETED).exists() {
                 return Ok(Place::Completed);
             }
+            follow::mark_writer(&dir)?;
             Ok(Place::InData(data, offset))
         })
         .await?
     };
+    if matches!(place, Place::Completed) {
+        return Err(Error::Conflict(
+            "this multipart upload was completed: it takes no more parts".into(),
+        ));
+    }
+    // Before the first byte lands (in `data` or apart): a hash of the part's earlier bytes no
+    // longer counts.
+    let generation = follow::begin(upload_id, &dir, n);
     let mut crc = crc32fast::Hasher::new();
     let (size, kind) = match place {
-        Place::Completed => {
-            return Err(Error::Conflict(
-                "this multipart upload was completed: it takes no more parts".into(),
-            ))
+        Place::Completed => unreachable!("returned above"),
+        Place::InData(data, offset) => {
+            let part = Arc::new(PartWrite {
+                _claim: claim,
+                upload_id: upload_id.to_string(),
+                n,
+                generation,
+                start: offset,
+            });
+            (
+                stream_to_file(data, offset, declared, Some(part), &key, body, |c| {
+                    crc.update(c)
+                })
+                .await?,
+                "data",
+            )
         }
-        Place::InData(data, offset) => (
-            stream_to_file(data, offset, declared, &key, body, |c| crc.update(c)).await?,
-            "data",
-        ),
-        Place::Apart => (write(fs, &key, body, |c| crc.update(c)).await?, "file"),
+        Place::Apart => (write(fs, &key, body, |c| crc.update(c)).await?.0, "file"),
     };
     if declared.is_some_and(|d| d != size) {
         if kind == "file" {
@@ -390,6 +423,9 @@ where
     let marker = marker_of(&dir, n);
     let record = format!("{kind} {size} {etag}");
     blocking(&key, move || write_atomically(&marker, &record)).await?;
+    if let Some(generation) = generation.filter(|_| kind == "data") {
+        follow::done(upload_id, n, generation);
+    }
     Ok(etag)
 }
 
@@ -399,10 +435,31 @@ pub(super) fn etag(crc: crc32fast::Hasher, size: u64) -> String {
     format!("\"{:08x}{size:016x}\"", crc.finalize())
 }
 
+/// A write of a part into `data`: its claim, held until the last batch landed, and its
+/// generation for the follower of the upload's hash.
+struct PartWrite {
+    _claim: PartGuard,
+    upload_id: String,
+    n: u16,
+    generation: Option<u64>,
+    /// Where the part starts in `data`.
+    start: u64,
+}
+
+impl PartWrite {
+    /// The part's bytes up to `end` (in `data`) have landed.
+    fn wrote(&self, end: u64) {
+        if let Some(generation) = self.generation {
+            follow::wrote(&self.upload_id, self.n, generation, end - self.start);
+        }
+    }
+}
+
 /// The parts being written by this process, `(upload id, part number)`.
 static PARTS_IN_FLIGHT: std::sync::Mutex<Vec<(String, u16)>> = std::sync::Mutex::new(Vec::new());
 
-/// A claim on one part of an upload while a request writes it; released when dropped.
+/// A claim on one part of an upload while a request writes it; released when dropped (by the
+/// request and by each of its writes still in flight).
 struct PartGuard(String, u16);
 
 impl PartGuard {
@@ -441,6 +498,7 @@ pub(super) async fn complete(
         .path_to_filesystem(&Path::from(key))
         .map_err(storage_error)?;
     let listed = parts.to_vec();
+    let (upload_id, object_key) = (upload_id.to_string(), key.to_string());
     blocking(key, move || {
         // No part write may run while `data` becomes (or is copied into) the object.
         let data_path = dir.join("data");
@@ -483,10 +541,14 @@ pub(super) async fn complete(
             let last = located.last().map(|(_, _, len)| *len).unwrap_or(0);
             let size = (count as u64 - 1) * part_size + last;
             let data = data.as_ref().expect("in place means data exists");
+            let meta = data.metadata()?;
+            let lengths: Vec<(u16, u64)> = located.iter().map(|(n, _, len)| (*n, *len)).collect();
+            follow::take_at_complete(&upload_id, &object_key, &lengths, part_size, &meta, size);
             data.set_len(size)?;
             std::fs::rename(&data_path, &target)?;
             return Ok(Ok(()));
         }
+        follow::forget(&upload_id);
         let staging = staging_of(&target);
         let copied = (|| {
             let mut out = std::fs::OpenOptions::new()

@@ -6,6 +6,7 @@
 //! "presign" (S3 with SigV4, the local one with the server's own signed URLs), and both can list
 //! what a crash left behind (see [`sweep`]).
 
+mod follow;
 mod keys;
 mod local;
 mod presign;
@@ -285,7 +286,7 @@ impl ObjectStorage {
         E: std::fmt::Display,
     {
         if let Some(fs) = &self.local_fs {
-            return local::write(fs, key, body, seen).await;
+            return Ok(local::write(fs, key, body, seen).await?.0);
         }
         let path = Path::from(key);
         let upload = self.store.put_multipart(&path).await.map_err(write_error)?;
@@ -472,13 +473,44 @@ impl ObjectStorage {
 
     /// Streams `body` into `key` and returns an ETag for it, quoted as S3 does. The ETag is a
     /// CRC-32 and the size, not a digest: an uploaded archive is hashed once, when it is checked.
+    ///
+    /// On the local backend (the server's own presigned PUT URL) the bytes are also hashed with
+    /// SHA-256 as they arrive, on a thread of their own, and the hash is kept for the archive's
+    /// check at finish (see [`Self::hashed_prefix`]), which then only walks the archive.
     pub async fn put_with_etag<S, E>(&self, key: &str, body: S) -> Result<String, Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let mut crc = crc32fast::Hasher::new();
-        let size = self.write_observed(key, body, |c| crc.update(c)).await?;
+        let Some(fs) = &self.local_fs else {
+            let size = self.write_observed(key, body, |c| crc.update(c)).await?;
+            return Ok(local::etag(crc, size));
+        };
+        // A few chunks in flight to the hashing thread: a slow hash slows the upload down
+        // rather than piling its bytes up in memory.
+        let (tx, rx) = futures::channel::mpsc::channel::<Bytes>(4);
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = yatai_archive::Sha256Meter::default();
+            for chunk in futures::executor::block_on_stream(rx) {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
+        let teed = body.then(move |chunk| {
+            let mut tx = tx.clone();
+            async move {
+                if let Ok(c) = &chunk {
+                    let _ = futures::SinkExt::send(&mut tx, c.clone()).await;
+                }
+                chunk
+            }
+        });
+        let (size, file) = local::write(fs, key, Box::pin(teed), |c| crc.update(c)).await?;
+        let hasher = hashing
+            .await
+            .map_err(|e| Error::Internal(format!("hashing the upload failed: {e}")))?;
+        follow::keep_whole(key, hasher, file, size);
         Ok(local::etag(crc, size))
     }
 
@@ -533,6 +565,25 @@ impl ObjectStorage {
         Ok(())
     }
 
+    /// The SHA-256 of the first bytes of the object `key`, hashed while its multipart upload's
+    /// parts arrived on the local backend, when it is certainly the object's (see
+    /// `follow.rs`); the check of the archive then hashes only the rest. Given once.
+    pub fn hashed_prefix(&self, key: &str) -> Option<yatai_archive::Sha256Meter> {
+        let path = self
+            .local_fs
+            .as_ref()?
+            .path_to_filesystem(&Path::from(key))
+            .ok()?;
+        follow::take_prefix(key, &path)
+    }
+
+    /// Bytes of the local multipart upload `upload_id` hashed so far as its parts arrive (see
+    /// [`Self::hashed_prefix`]); `None` when it is not followed or what was hashed no longer
+    /// counts (a part sent again). For tests and diagnostics.
+    pub fn hashed_so_far(&self, upload_id: &str) -> Option<u64> {
+        follow::hashed_so_far(upload_id)
+    }
+
     /// Abandons a multipart upload and its parts (`key` is not needed on the local backend).
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), Error> {
         use object_store::multipart::MultipartStore;
@@ -545,6 +596,11 @@ impl ObjectStorage {
                 Err(e) => Err(storage_error(e)),
             },
             None => {
+                let id = upload_id.to_string();
+                // Waits (a few ms at most) for a hash of its parts that is running to stop.
+                tokio::task::spawn_blocking(move || follow::forget(&id))
+                    .await
+                    .map_err(|e| Error::Internal(format!("object storage error: {e}")))?;
                 for part in self
                     .list_keys(Some(&format!("{LOCAL_UPLOADS}/{upload_id}")))
                     .await?

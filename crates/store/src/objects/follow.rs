@@ -1,0 +1,466 @@
+//! The SHA-256 of a local multipart upload, started while its parts arrive.
+//!
+//! An archive's digest is one sequential pass, and the parts of a presigned upload arrive side
+//! by side (BentoML and the bench put 10 at a time), so the archive can only be hashed in
+//! order once it is whole, at `finish_upload`, a wait of about 0.6 s per GiB that a proxy
+//! upload (hashed while it streams) does not have. This module hashes the leading bytes of
+//! `data` (the parts written in place, see `local.rs`) as soon as each is written, on the
+//! blocking pool, so that the check at finish hashes only what came after: the rest of the
+//! last parts to arrive. The tar walk still reads the whole object at finish.
+//!
+//! The hashed prefix is only used when it is certainly the object's prefix, which
+//! [`take_at_complete`] decides under the exclusive lock that completing takes:
+//! - every write of a part into `data` is recorded here with a **generation**, given before
+//!   its first byte lands (`begin`), its progress after each batch lands (`wrote`) and its
+//!   success after its record is written (`done`). The follower hashes a part's bytes below
+//!   what its current generation has written (a writer writes each byte once, in order) and
+//!   checks after reading that the generation is still the same. A part sent again starts a
+//!   new generation, which discards the prefix if any of that part was hashed;
+//! - every part the prefix covers must, at completion, still be written by the generation that
+//!   was hashed, and that write must have succeeded;
+//! - `data` must be the file that was hashed (same device and inode), and becomes the object
+//!   itself (the in-place completion, a rename);
+//! - no other process wrote a part of this upload: each write into `data` first adds its
+//!   process's mark to `writers`, and a mark that is not this process's discards the prefix
+//!   (another server on the same directory is not seen by these records).
+//!
+//! Anything else (a restart, a part stored apart, too many uploads at once) means no prefix,
+//! and finish hashes the whole object, as before. Nothing here is kept on disk but `writers`.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+
+use yatai_archive::Sha256Meter;
+
+/// Uploads followed at once; a further one is not followed (its finish hashes it all).
+const MAX_FOLLOWED: usize = 256;
+
+/// Hashed prefixes of completed uploads waiting for their `finish_upload`; the oldest is
+/// dropped beyond this (its finish then hashes the whole object).
+const MAX_READY: usize = 256;
+
+/// Bytes hashed between two looks at the records (a completion waits at most for this).
+const STEP: u64 = 4 << 20;
+
+/// Size of the reads of `data` by the follower.
+const READ: usize = 1 << 20;
+
+/// The file of a local upload where each write into `data` leaves its process's mark first.
+pub(super) const WRITERS: &str = "writers";
+
+/// One write of a part into `data`.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    generation: u64,
+    /// Bytes of the part this generation has written, from its start.
+    written: u64,
+    /// The write succeeded and its record is in place.
+    done: bool,
+}
+
+struct Followed {
+    dir: PathBuf,
+    parts: HashMap<u16, Progress>,
+    /// Parts the prefix covers (some or all of their bytes), with the generation hashed.
+    hashed_parts: HashMap<u16, u64>,
+    /// `None` while the follower holds it.
+    hasher: Option<Sha256Meter>,
+    hashed: u64,
+    part_size: Option<u64>,
+    /// Device and inode of the `data` that was hashed.
+    file: Option<(u64, u64)>,
+    broken: bool,
+    running: bool,
+    again: bool,
+    stop: bool,
+}
+
+struct Ready {
+    key: String,
+    hasher: Sha256Meter,
+    file: FileId,
+    size: u64,
+}
+
+/// Which file an object is: its device and inode, and its modification time where the file
+/// is not changed after it was hashed (a single PUT; a completion in place trims `data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+    mtime: Option<(i64, i64)>,
+}
+
+impl FileId {
+    pub(super) fn of(meta: &std::fs::Metadata, with_mtime: bool) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: with_mtime.then(|| (meta.mtime(), meta.mtime_nsec())),
+        }
+    }
+
+    fn is(&self, meta: &std::fs::Metadata) -> bool {
+        *self == FileId::of(meta, self.mtime.is_some())
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    followed: HashMap<String, Followed>,
+    ready: VecDeque<Ready>,
+    next_generation: u64,
+}
+
+static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+static IDLE: Condvar = Condvar::new();
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// This process's mark in `writers`.
+fn process_mark() -> &'static str {
+    static MARK: OnceLock<String> = OnceLock::new();
+    MARK.get_or_init(|| format!("{}-{:016x}", std::process::id(), rand::random::<u64>()))
+}
+
+/// Adds this process's mark to the upload's `writers` (before a write into `data`).
+pub(super) fn mark_writer(dir: &Path) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join(WRITERS))?;
+    f.write_all(format!("{}\n", process_mark()).as_bytes())
+}
+
+/// A write of part `n` of `upload_id` starts: its generation, or `None` when the upload is not
+/// followed. Any hashed byte of the part is no longer the part's.
+pub(super) fn begin(upload_id: &str, dir: &Path, n: u16) -> Option<u64> {
+    let mut r = registry();
+    r.next_generation += 1;
+    let generation = r.next_generation;
+    if !r.followed.contains_key(upload_id) {
+        if r.followed.len() >= MAX_FOLLOWED {
+            return None;
+        }
+        r.followed.insert(
+            upload_id.to_string(),
+            Followed {
+                dir: dir.to_path_buf(),
+                parts: HashMap::new(),
+                hashed_parts: HashMap::new(),
+                hasher: Some(Sha256Meter::default()),
+                hashed: 0,
+                part_size: None,
+                file: None,
+                broken: false,
+                running: false,
+                again: false,
+                stop: false,
+            },
+        );
+    }
+    let f = r.followed.get_mut(upload_id)?;
+    if f.hashed_parts.contains_key(&n) {
+        f.broken = true;
+    }
+    f.parts.insert(
+        n,
+        Progress {
+            generation,
+            written: 0,
+            done: false,
+        },
+    );
+    Some(generation)
+}
+
+/// Generation `generation` of part `n` has written its first `written` bytes.
+pub(super) fn wrote(upload_id: &str, n: u16, generation: u64, written: u64) {
+    let mut r = registry();
+    if let Some(p) = r
+        .followed
+        .get_mut(upload_id)
+        .and_then(|f| f.parts.get_mut(&n))
+        .filter(|p| p.generation == generation)
+    {
+        p.written = p.written.max(written);
+    }
+    drop(r);
+    advance(upload_id);
+}
+
+/// Generation `generation` of part `n` succeeded (its record is written).
+pub(super) fn done(upload_id: &str, n: u16, generation: u64) {
+    let mut r = registry();
+    if let Some(p) = r
+        .followed
+        .get_mut(upload_id)
+        .and_then(|f| f.parts.get_mut(&n))
+        .filter(|p| p.generation == generation)
+    {
+        p.done = true;
+    }
+}
+
+/// Hashes what has arrived in order, on the blocking pool, unless that runs already.
+fn advance(upload_id: &str) {
+    let mut r = registry();
+    let Some(f) = r.followed.get_mut(upload_id) else {
+        return;
+    };
+    if f.broken || f.stop {
+        return;
+    }
+    if f.running {
+        f.again = true;
+        return;
+    }
+    f.running = true;
+    drop(r);
+    let id = upload_id.to_string();
+    // Off the caller's task: a part's write should not wait for the hash of another.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn_blocking(move || follow(&id));
+    } else {
+        follow(&id);
+    }
+}
+
+/// What the follower hashes next: bytes `from..to` of `data`, in part `n` of `generation`.
+struct Step {
+    n: u16,
+    generation: u64,
+    from: u64,
+    to: u64,
+    hasher: Sha256Meter,
+    dir: PathBuf,
+    file: Option<(u64, u64)>,
+}
+
+fn follow(upload_id: &str) {
+    let mut data: Option<std::fs::File> = None;
+    let mut buf = vec![0u8; READ];
+    loop {
+        let step = {
+            let mut r = registry();
+            let Some(f) = r.followed.get_mut(upload_id) else {
+                return;
+            };
+            match next_step(f) {
+                Some(step) => step,
+                None => {
+                    if f.again && !f.broken && !f.stop {
+                        f.again = false;
+                        continue;
+                    }
+                    f.running = false;
+                    IDLE.notify_all();
+                    return;
+                }
+            }
+        };
+        let Step {
+            n,
+            generation,
+            from,
+            to,
+            mut hasher,
+            dir,
+            file,
+        } = step;
+        let read = hash_range(&mut data, &dir, file, from, to, &mut hasher, &mut buf);
+        let mut r = registry();
+        let Some(f) = r.followed.get_mut(upload_id) else {
+            IDLE.notify_all();
+            return;
+        };
+        f.hasher = Some(hasher);
+        match read {
+            Ok(identity) if f.parts.get(&n).map(|p| p.generation) == Some(generation) => {
+                f.file = Some(identity);
+                f.hashed = to;
+                f.hashed_parts.insert(n, generation);
+            }
+            // A new write of the part started while we read it, `data` is not the file that
+            // was hashed, or reading failed: what the hasher holds is not the prefix.
+            _ => f.broken = true,
+        }
+    }
+}
+
+/// The next bytes to hash, or `None` when there is nothing to do (or it must stop).
+fn next_step(f: &mut Followed) -> Option<Step> {
+    if f.broken || f.stop {
+        return None;
+    }
+    let part_size = match f.part_size {
+        Some(size) => size,
+        None => {
+            let size = std::fs::read_to_string(f.dir.join("part-size"))
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)?;
+            f.part_size = Some(size);
+            size
+        }
+    };
+    let n = u16::try_from(f.hashed / part_size + 1).ok()?;
+    let within = f.hashed % part_size;
+    let p = f.parts.get(&n)?;
+    if p.written <= within {
+        return None;
+    }
+    let start = u64::from(n - 1) * part_size;
+    let to = start + p.written.min(within + STEP);
+    Some(Step {
+        n,
+        generation: p.generation,
+        from: f.hashed,
+        to,
+        hasher: f.hasher.take()?,
+        dir: f.dir.clone(),
+        file: f.file,
+    })
+}
+
+/// Hashes `from..to` of `dir/data`, which must be the file `expected` when given; returns the
+/// file's device and inode.
+fn hash_range(
+    data: &mut Option<std::fs::File>,
+    dir: &Path,
+    expected: Option<(u64, u64)>,
+    from: u64,
+    to: u64,
+    hasher: &mut Sha256Meter,
+    buf: &mut [u8],
+) -> std::io::Result<(u64, u64)> {
+    if data.is_none() {
+        *data = Some(std::fs::File::open(dir.join("data"))?);
+    }
+    let file = data.as_ref().expect("opened above");
+    let meta = file.metadata()?;
+    let identity = (meta.dev(), meta.ino());
+    if expected.is_some_and(|e| e != identity) {
+        return Err(std::io::Error::other("data is another file"));
+    }
+    let mut at = from;
+    while at < to {
+        let want = ((to - at) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..want], at)?;
+        hasher.update(&buf[..want]);
+        at += want as u64;
+    }
+    Ok(identity)
+}
+
+/// Bytes of the upload hashed so far, while it is followed and what was hashed still counts.
+pub(super) fn hashed_so_far(upload_id: &str) -> Option<u64> {
+    registry()
+        .followed
+        .get(upload_id)
+        .filter(|f| !f.broken)
+        .map(|f| f.hashed)
+}
+
+/// Ends the following of an upload whose parts are abandoned.
+pub(super) fn forget(upload_id: &str) {
+    let mut r = registry();
+    if let Some(f) = r.followed.get_mut(upload_id) {
+        f.stop = true;
+        while r.followed.get(upload_id).is_some_and(|f| f.running) {
+            r = IDLE.wait(r).unwrap_or_else(|e| e.into_inner());
+        }
+        r.followed.remove(upload_id);
+    }
+}
+
+/// Called by a completion in place, under the exclusive lock of `data` (no part is being
+/// written), with the parts it joins (`(number, length)`, numbers 1..=K), `data`'s device and
+/// inode and the object's size: keeps the hashed prefix for the object `key` when it is
+/// certainly the object's first bytes (see the module's doc). Ends the following either way.
+pub(super) fn take_at_complete(
+    upload_id: &str,
+    key: &str,
+    parts: &[(u16, u64)],
+    part_size: u64,
+    data: &std::fs::Metadata,
+    size: u64,
+) {
+    let mut r = registry();
+    let Some(f) = r.followed.get_mut(upload_id) else {
+        return;
+    };
+    f.stop = true;
+    while r.followed.get(upload_id).is_some_and(|f| f.running) {
+        r = IDLE.wait(r).unwrap_or_else(|e| e.into_inner());
+    }
+    let Some(f) = r.followed.remove(upload_id) else {
+        return;
+    };
+    let sound = !f.broken
+        && f.hashed > 0
+        && f.hashed <= size
+        && f.part_size == Some(part_size)
+        && f.file == Some((data.dev(), data.ino()))
+        && f.hashed_parts.iter().all(|(n, generation)| {
+            parts.iter().any(|(m, _)| m == n)
+                && f.parts
+                    .get(n)
+                    .is_some_and(|p| p.generation == *generation && p.done)
+        })
+        && only_this_process_wrote(&f.dir);
+    let Some(hasher) = f.hasher.filter(|h| sound && h.len() == f.hashed) else {
+        return;
+    };
+    keep_ready(&mut r, key, hasher, FileId::of(data, false), size);
+}
+
+/// Keeps the hash of the whole object `key` that a single PUT wrote into the file `file`
+/// (`size` bytes), hashed as it arrived, for its check.
+pub(super) fn keep_whole(key: &str, hasher: Sha256Meter, file: FileId, size: u64) {
+    if hasher.len() == size {
+        keep_ready(&mut registry(), key, hasher, file, size);
+    }
+}
+
+fn keep_ready(r: &mut Registry, key: &str, hasher: Sha256Meter, file: FileId, size: u64) {
+    r.ready.retain(|ready| ready.key != key);
+    if r.ready.len() >= MAX_READY {
+        r.ready.pop_front();
+    }
+    r.ready.push_back(Ready {
+        key: key.to_string(),
+        hasher,
+        file,
+        size,
+    });
+}
+
+fn only_this_process_wrote(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(WRITERS))
+        .is_ok_and(|marks| marks.lines().all(|mark| mark == process_mark()))
+}
+
+/// The hashed prefix of the object at `path` (key `key`), when its upload kept one and the
+/// object is still the file it was kept for (a later PUT to the same URL renames another file
+/// into place; two PUTs that race keep the hash of the one renamed last only if it was also
+/// kept last, else nothing).
+pub(super) fn take_prefix(key: &str, path: &Path) -> Option<Sha256Meter> {
+    let ready = {
+        let mut r = registry();
+        let at = r.ready.iter().position(|ready| ready.key == key)?;
+        r.ready.remove(at)?
+    };
+    let meta = std::fs::metadata(path).ok()?;
+    (ready.file.is(&meta) && meta.len() == ready.size).then_some(ready.hasher)
+}
