@@ -89,7 +89,7 @@ pub fn inspect(mut reader: impl Read) -> Result<ArchiveFacts, String> {
             Err(e) => Some(Err(e)),
         }
     });
-    inspect_chunks(chunks, Sha256Meter::default())
+    inspect_chunks(chunks, Sha256Meter::default()).map_err(|e| e.to_string())?
 }
 
 /// Checks the archive whose bytes are `chunks`, in order. The SHA-256 runs on the calling
@@ -102,29 +102,39 @@ pub fn inspect(mut reader: impl Read) -> Result<ArchiveFacts, String> {
 fn inspect_chunks(
     chunks: impl Iterator<Item = io::Result<Bytes>>,
     mut hasher: Sha256Meter,
-) -> Result<ArchiveFacts, String> {
+) -> Result<Result<ArchiveFacts, String>, Error> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(WALK_QUEUE);
+    let walk_failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         let walker = std::thread::Builder::new()
             .name("archive-walk".into())
-            .spawn_scoped(scope, move || {
-                walk(ChannelReader {
+            .spawn_scoped(scope, || {
+                let walked = walk(ChannelReader {
                     rx,
                     current: Bytes::new(),
-                })
+                });
+                // Set before the channel closes (when this closure returns, with `rx`).
+                walk_failed.store(walked.is_err(), std::sync::atomic::Ordering::SeqCst);
+                walked
             })
-            .map_err(|e| format!("cannot check the archive: {e}"))?;
+            .map_err(|e| Error::Internal(format!("cannot start the archive check: {e}")))?;
         let mut skip = hasher.len();
         let mut read_error = None;
+        let mut walking = true;
         for chunk in chunks {
             match chunk {
                 Ok(chunk) => {
                     let hashed = skip.min(chunk.len() as u64);
                     hasher.update(&chunk[hashed as usize..]);
                     skip -= hashed;
-                    // The walk stops at the first fault it finds: its verdict is known.
-                    if tx.send(chunk).is_err() {
-                        break;
+                    if walking && tx.send(chunk).is_err() {
+                        // The walk stopped at a fault: its verdict is known. Or it ended well
+                        // before the bytes did (a gzip member ends the walk; bytes after it
+                        // are stored, so they are hashed).
+                        if walk_failed.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        walking = false;
                     }
                 }
                 Err(e) => {
@@ -136,20 +146,25 @@ fn inspect_chunks(
         drop(tx);
         let walked = walker
             .join()
-            .map_err(|_| "the archive check failed unexpectedly".to_string())?;
+            .map_err(|_| Error::Internal("the archive check failed unexpectedly".into()))?;
         if let Some(e) = read_error {
-            return Err(format!("cannot read the archive: {e}"));
+            return Ok(Err(format!("cannot read the archive: {e}")));
         }
-        let (gzip, entries) = walked?;
+        let (gzip, entries) = match walked {
+            Ok(walked) => walked,
+            Err(reason) => return Ok(Err(reason)),
+        };
         if skip > 0 {
-            return Err("the archive is shorter than what was hashed of it".into());
+            return Ok(Err(
+                "the archive is shorter than what was hashed of it".into()
+            ));
         }
-        Ok(ArchiveFacts {
+        Ok(Ok(ArchiveFacts {
             size: hasher.len(),
             sha256: hasher.finish_hex(),
             gzip,
             entries,
-        })
+        }))
     })
 }
 
@@ -220,7 +235,7 @@ where
         inspect_chunks(chunks, prefix.unwrap_or_default())
     })
     .await
-    .map_err(|e| Error::Internal(format!("archive check failed: {e}")))
+    .map_err(|e| Error::Internal(format!("archive check failed: {e}")))?
 }
 
 /// Refuses a member that would land outside the directory it is unpacked into: an absolute
@@ -515,5 +530,19 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(err.contains("shorter"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bytes_after_a_gzip_member_are_hashed_and_counted() {
+        // The walk ends with the first gzip member; what follows is stored, so it is hashed.
+        let mut g = gzip(&tar_bytes());
+        g.extend_from_slice(&vec![5u8; 3 << 20]);
+        let facts = inspect_stream(futures::stream::iter(chunked(&g, 64 << 10)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(facts.size, g.len() as u64);
+        assert_eq!(facts.sha256, hex::encode(Sha256::digest(&g)));
+        assert_eq!(inspect(&g[..]).unwrap(), facts);
     }
 }

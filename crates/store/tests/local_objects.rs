@@ -296,6 +296,11 @@ async fn one_part_is_written_by_one_request_at_a_time() {
     assert_eq!(read(&store, key, None).await.0, b"ABCABCdef");
 }
 
+/// The hash kept for `key`'s check, if any (and the object is there to read).
+async fn prefix_of(store: &ObjectStorage, key: &str) -> Option<yatai_archive::Sha256Meter> {
+    store.get_hashed(key).await.unwrap().0
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
@@ -347,12 +352,12 @@ async fn local_multipart_parts_are_hashed_in_order_as_they_arrive() {
     listed.push(put(&store, &id, 4, parts[3].1).await);
     hashed(&store, &id, data.len() as u64).await;
     store.complete_multipart(key, &id, listed).await.unwrap();
-    let prefix = store
-        .hashed_prefix(key)
+    let prefix = prefix_of(&store, key)
+        .await
         .expect("the hash of the whole upload is kept for the check");
     assert_eq!(prefix.len(), data.len() as u64);
     assert_eq!(prefix.finish_hex(), sha256_hex(&data));
-    assert!(store.hashed_prefix(key).is_none(), "it is given once");
+    assert!(prefix_of(&store, key).await.is_none(), "it is given once");
     assert_eq!(
         store.hashed_so_far(&id),
         None,
@@ -379,7 +384,7 @@ async fn a_part_sent_again_after_it_was_hashed_voids_the_hash() {
     assert_eq!(store.hashed_so_far(&id), None);
     store.complete_multipart(key, &id, listed).await.unwrap();
     assert!(
-        store.hashed_prefix(key).is_none(),
+        prefix_of(&store, key).await.is_none(),
         "a hash of bytes that were written over is not the object's"
     );
     let (bytes, ..) = read(&store, key, None).await;
@@ -402,7 +407,7 @@ async fn a_part_sent_again_before_it_was_hashed_keeps_the_hash() {
     listed.push(put(&store, &id, 3, parts[2].1).await);
     hashed(&store, &id, data.len() as u64).await;
     store.complete_multipart(key, &id, listed).await.unwrap();
-    let prefix = store.hashed_prefix(key).expect("the hash is kept");
+    let prefix = prefix_of(&store, key).await.expect("the hash is kept");
     assert_eq!(prefix.finish_hex(), sha256_hex(&data));
 }
 
@@ -421,13 +426,27 @@ async fn a_part_written_by_another_process_or_apart_voids_the_hash() {
         listed.push(put(&store, &id, *n, b).await);
     }
     hashed(&store, &id, data.len() as u64).await;
-    let writers = dir.path().join(format!("objects/.uploads/{id}/writers"));
-    let mut marks = std::fs::read_to_string(&writers).unwrap();
-    assert!(!marks.is_empty(), "each write into data leaves a mark");
-    marks.push_str("1-00000000000000ff\n");
-    std::fs::write(&writers, marks).unwrap();
+    let upload = dir.path().join(format!("objects/.uploads/{id}"));
+    let marks = || {
+        std::fs::read_dir(&upload)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("writer.")
+            })
+            .count()
+    };
+    assert_eq!(
+        marks(),
+        1,
+        "this process marked the upload once, for all its parts"
+    );
+    std::fs::write(upload.join("writer.1-00000000000000ff"), b"").unwrap();
     store.complete_multipart(key, &id, listed).await.unwrap();
-    assert!(store.hashed_prefix(key).is_none());
+    assert!(prefix_of(&store, key).await.is_none());
 
     // A part without a length is stored apart: the object is a copy, not the hashed file.
     let key = "models/o/r/v/apart";
@@ -440,7 +459,7 @@ async fn a_part_written_by_another_process_or_apart_voids_the_hash() {
     listed.push((2, e2));
     listed.push(put(&store, &id, 3, parts[2].1).await);
     store.complete_multipart(key, &id, listed).await.unwrap();
-    assert!(store.hashed_prefix(key).is_none());
+    assert!(prefix_of(&store, key).await.is_none());
     assert_eq!(read(&store, key, None).await.0, data);
 
     // An object replaced after completion is not the file that was hashed.
@@ -456,7 +475,7 @@ async fn a_part_written_by_another_process_or_apart_voids_the_hash() {
     let copy = dir.path().join("copy");
     std::fs::copy(&object, &copy).unwrap();
     std::fs::rename(&copy, &object).unwrap();
-    assert!(store.hashed_prefix(key).is_none());
+    assert!(prefix_of(&store, key).await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,17 +498,19 @@ async fn a_single_put_is_hashed_as_it_arrives() {
     let key = "models/o/r/v/single";
     let data = pattern(3 * LOCAL_READ_SIZE + 11);
     store.put_with_etag(key, body(&data)).await.unwrap();
-    let hash = store.hashed_prefix(key).expect("the PUT's hash is kept");
+    let hash = prefix_of(&store, key)
+        .await
+        .expect("the PUT's hash is kept");
     assert_eq!(hash.len(), data.len() as u64);
     assert_eq!(hash.finish_hex(), sha256_hex(&data));
-    assert!(store.hashed_prefix(key).is_none(), "it is given once");
+    assert!(prefix_of(&store, key).await.is_none(), "it is given once");
 
     // A second PUT to the same URL: the hash kept is the one of the bytes in place.
     let other: Vec<u8> = data.iter().map(|b| b ^ 0x0f).collect();
     store.put_with_etag(key, body(&data)).await.unwrap();
     store.put_with_etag(key, body(&other)).await.unwrap();
     assert_eq!(
-        store.hashed_prefix(key).unwrap().finish_hex(),
+        prefix_of(&store, key).await.unwrap().finish_hex(),
         sha256_hex(&other)
     );
 
@@ -499,5 +520,42 @@ async fn a_single_put_is_hashed_as_it_arrives() {
     let copy = dir.path().join("copy");
     std::fs::copy(&object, &copy).unwrap();
     std::fs::rename(&copy, &object).unwrap();
-    assert!(store.hashed_prefix(key).is_none());
+    assert!(prefix_of(&store, key).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_object_is_never_replaced_by_another_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/once";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(2 * (LOCAL_READ_SIZE + 5) + 77);
+    let mut listed = Vec::new();
+    for (n, b) in four_parts(&data) {
+        listed.push(put(&store, &id, n, b).await);
+    }
+    hashed(&store, &id, data.len() as u64).await;
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    // The upload's parts are gone with its completion; parts sent again to its URLs make a
+    // new set, in place or apart, which cannot become the object any more.
+    let other = vec![7u8; data.len()];
+    for apart in [false, true] {
+        let mut listed = Vec::new();
+        for (n, b) in four_parts(&other) {
+            let etag = store
+                .put_local_part(&id, n, (!apart).then_some(b.len() as u64), body(b))
+                .await
+                .unwrap();
+            listed.push((n, etag));
+        }
+        assert!(matches!(
+            store.complete_multipart(key, &id, listed).await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(read(&store, key, None).await.0, data, "apart: {apart}");
+    }
+    let prefix = prefix_of(&store, key)
+        .await
+        .expect("the first completion's hash is kept");
+    assert_eq!(prefix.finish_hex(), sha256_hex(&data));
 }

@@ -574,10 +574,9 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
         if svc.objects.size(&u.object_key).await?.is_none() {
             continue; // its bytes have not arrived (yet)
         }
-        // Parts written on this server may have been hashed as they arrived: then only the
+        // Bytes written on this server may have been hashed as they arrived: then only the
         // rest is hashed now (the whole archive is walked either way).
-        let prefix = svc.objects.hashed_prefix(&u.object_key);
-        let reader = svc.objects.get(&u.object_key, None).await?;
+        let (prefix, reader) = svc.objects.get_hashed(&u.object_key).await?;
         match yatai_archive::inspect_stream_from(prefix, reader.stream).await? {
             Ok(facts) => return commit(svc, caller, t, &u, &facts).await,
             Err(reason) => {

@@ -20,23 +20,29 @@
 //!   was hashed, and that write must have succeeded;
 //! - `data` must be the file that was hashed (same device and inode), and becomes the object
 //!   itself (the in-place completion, a rename);
-//! - no other process wrote a part of this upload: each write into `data` first adds its
-//!   process's mark to `writers`, and a mark that is not this process's discards the prefix
-//!   (another server on the same directory is not seen by these records).
+//! - no other process wrote a part of this upload: each write into `data` first leaves its
+//!   process's mark (a file `writer.MARK`), and a mark that is not this process's discards the
+//!   prefix (another server on the same directory is not seen by these records; a server of a
+//!   version before this one leaves no mark, so two versions must not serve one directory).
+//!
+//! The check at finish reads the object through the file it compared with the kept hash
+//! ([`take_prefix`] is given the open file's metadata), and an object made by a completion is
+//! never replaced by another completion (`local.rs` links it into place), so what is hashed
+//! and what is served are one file.
 //!
 //! Anything else (a restart, a part stored apart, too many uploads at once) means no prefix,
 //! and finish hashes the whole object, as before. Nothing here is kept on disk but `writers`.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 use yatai_archive::Sha256Meter;
 
-/// Uploads followed at once; a further one is not followed (its finish hashes it all).
-const MAX_FOLLOWED: usize = 256;
+/// Uploads followed at once; a further one is not followed (its finish hashes it all). Each
+/// holds a record per part (at most 10,000) while it runs.
+const MAX_FOLLOWED: usize = 64;
 
 /// Hashed prefixes of completed uploads waiting for their `finish_upload`; the oldest is
 /// dropped beyond this (its finish then hashes the whole object).
@@ -46,10 +52,14 @@ const MAX_READY: usize = 256;
 const STEP: u64 = 4 << 20;
 
 /// Size of the reads of `data` by the follower.
-const READ: usize = 1 << 20;
+const READ: usize = 256 << 10;
 
-/// The file of a local upload where each write into `data` leaves its process's mark first.
-pub(super) const WRITERS: &str = "writers";
+/// How long a completion waits for a running follower to put down its hash (one step of
+/// [`STEP`] takes a few ms); past it, the upload's finish hashes it all.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The files of a local upload that mark the processes which wrote into `data`: `writer.MARK`.
+pub(super) const WRITER_MARK: &str = "writer.";
 
 /// One write of a part into `data`.
 #[derive(Debug, Clone, Copy)]
@@ -131,18 +141,21 @@ fn process_mark() -> &'static str {
     MARK.get_or_init(|| format!("{}-{:016x}", std::process::id(), rand::random::<u64>()))
 }
 
-/// Adds this process's mark to the upload's `writers` (before a write into `data`).
+/// Leaves this process's mark in the upload's directory (before a write into `data`): one
+/// empty file per process, however many parts it writes.
 pub(super) fn mark_writer(dir: &Path) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
+    std::fs::OpenOptions::new()
+        .write(true)
         .create(true)
-        .open(dir.join(WRITERS))?;
-    f.write_all(format!("{}\n", process_mark()).as_bytes())
+        .truncate(false)
+        .open(dir.join(format!("{WRITER_MARK}{}", process_mark())))
+        .map(drop)
 }
 
-/// A write of part `n` of `upload_id` starts: its generation, or `None` when the upload is not
-/// followed. Any hashed byte of the part is no longer the part's.
-pub(super) fn begin(upload_id: &str, dir: &Path, n: u16) -> Option<u64> {
+/// A write of part `n` of `upload_id` starts (`part_size`: the upload's, when the part goes
+/// into `data`): its generation, or `None` when the upload is not followed. Any hashed byte of
+/// the part is no longer the part's.
+pub(super) fn begin(upload_id: &str, dir: &Path, n: u16, part_size: Option<u64>) -> Option<u64> {
     let mut r = registry();
     r.next_generation += 1;
     let generation = r.next_generation;
@@ -170,6 +183,9 @@ pub(super) fn begin(upload_id: &str, dir: &Path, n: u16) -> Option<u64> {
     let f = r.followed.get_mut(upload_id)?;
     if f.hashed_parts.contains_key(&n) {
         f.broken = true;
+    }
+    if f.part_size.is_none() {
+        f.part_size = part_size;
     }
     f.parts.insert(
         n,
@@ -245,7 +261,23 @@ struct Step {
     file: Option<(u64, u64)>,
 }
 
+/// Puts `running` down if the follower panics, so that nothing waits for it.
+struct RunGuard<'a>(&'a str);
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(f) = registry().followed.get_mut(self.0) {
+                f.running = false;
+                f.broken = true;
+            }
+            IDLE.notify_all();
+        }
+    }
+}
+
 fn follow(upload_id: &str) {
+    let _guard = RunGuard(upload_id);
     let mut data: Option<std::fs::File> = None;
     let mut buf = vec![0u8; READ];
     loop {
@@ -301,19 +333,7 @@ fn next_step(f: &mut Followed) -> Option<Step> {
     if f.broken || f.stop {
         return None;
     }
-    let part_size = match f.part_size {
-        Some(size) => size,
-        None => {
-            let size = std::fs::read_to_string(f.dir.join("part-size"))
-                .ok()?
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s > 0)?;
-            f.part_size = Some(size);
-            size
-        }
-    };
+    let part_size = f.part_size.filter(|s| *s > 0)?;
     let n = u16::try_from(f.hashed / part_size + 1).ok()?;
     let within = f.hashed % part_size;
     let p = f.parts.get(&n)?;
@@ -372,42 +392,56 @@ pub(super) fn hashed_so_far(upload_id: &str) -> Option<u64> {
         .map(|f| f.hashed)
 }
 
-/// Ends the following of an upload whose parts are abandoned.
+/// Ends the following of an upload whose parts are abandoned (a follower still running finds
+/// no record when it looks next, and stops).
 pub(super) fn forget(upload_id: &str) {
-    let mut r = registry();
-    if let Some(f) = r.followed.get_mut(upload_id) {
-        f.stop = true;
-        while r.followed.get(upload_id).is_some_and(|f| f.running) {
-            r = IDLE.wait(r).unwrap_or_else(|e| e.into_inner());
-        }
-        r.followed.remove(upload_id);
-    }
+    registry().followed.remove(upload_id);
+}
+
+/// Drops the hash kept for the object `key` (its object is being made again, or replaced).
+pub(super) fn discard_ready(key: &str) {
+    registry().ready.retain(|ready| ready.key != key);
 }
 
 /// Called by a completion in place, under the exclusive lock of `data` (no part is being
-/// written), with the parts it joins (`(number, length)`, numbers 1..=K), `data`'s device and
-/// inode and the object's size: keeps the hashed prefix for the object `key` when it is
+/// written), with the parts it joins (`(number, length)`, numbers 1..=K), `data`'s metadata
+/// (trimmed to the object's `size`): keeps the hashed prefix for the object `key` when it is
 /// certainly the object's first bytes (see the module's doc). Ends the following either way.
 pub(super) fn take_at_complete(
     upload_id: &str,
+    dir: &Path,
     key: &str,
     parts: &[(u16, u64)],
     part_size: u64,
     data: &std::fs::Metadata,
     size: u64,
 ) {
+    // Read before the registry is locked: the lock is taken by every part write.
+    let foreign = !only_this_process_wrote(dir);
     let mut r = registry();
     let Some(f) = r.followed.get_mut(upload_id) else {
         return;
     };
     f.stop = true;
+    let deadline = std::time::Instant::now() + STOP_WAIT;
     while r.followed.get(upload_id).is_some_and(|f| f.running) {
-        r = IDLE.wait(r).unwrap_or_else(|e| e.into_inner());
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            // Not scheduled yet (a busy blocking pool), or slow: not worth holding the
+            // completion for. The follower finds no record when it looks next, and stops.
+            r.followed.remove(upload_id);
+            return;
+        }
+        r = IDLE
+            .wait_timeout(r, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
     let Some(f) = r.followed.remove(upload_id) else {
         return;
     };
-    let sound = !f.broken
+    let sound = !foreign
+        && !f.broken
         && f.hashed > 0
         && f.hashed <= size
         && f.part_size == Some(part_size)
@@ -417,12 +451,11 @@ pub(super) fn take_at_complete(
                 && f.parts
                     .get(n)
                     .is_some_and(|p| p.generation == *generation && p.done)
-        })
-        && only_this_process_wrote(&f.dir);
+        });
     let Some(hasher) = f.hasher.filter(|h| sound && h.len() == f.hashed) else {
         return;
     };
-    keep_ready(&mut r, key, hasher, FileId::of(data, false), size);
+    keep_ready(&mut r, key, hasher, FileId::of(data, true), size);
 }
 
 /// Keeps the hash of the whole object `key` that a single PUT wrote into the file `file`
@@ -446,21 +479,36 @@ fn keep_ready(r: &mut Registry, key: &str, hasher: Sha256Meter, file: FileId, si
     });
 }
 
+/// Whether every mark of a writer in `dir` is this process's (and there is one).
 fn only_this_process_wrote(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join(WRITERS))
-        .is_ok_and(|marks| marks.lines().all(|mark| mark == process_mark()))
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mine = format!("{WRITER_MARK}{}", process_mark());
+    let mut marked = false;
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(WRITER_MARK) {
+            if name != mine {
+                return false;
+            }
+            marked = true;
+        }
+    }
+    marked
 }
 
-/// The hashed prefix of the object at `path` (key `key`), when its upload kept one and the
-/// object is still the file it was kept for (a later PUT to the same URL renames another file
-/// into place; two PUTs that race keep the hash of the one renamed last only if it was also
-/// kept last, else nothing).
-pub(super) fn take_prefix(key: &str, path: &Path) -> Option<Sha256Meter> {
+/// The hashed prefix of the object whose open file has the metadata `meta` (key `key`), when
+/// its upload kept one for that very file: same device and inode, same modification time,
+/// same size (a later PUT to the same URL puts another file in place; two PUTs that race keep
+/// the hash of the one put in place last only if it was also kept last, else nothing).
+pub(super) fn take_prefix(key: &str, meta: &std::fs::Metadata) -> Option<Sha256Meter> {
     let ready = {
         let mut r = registry();
         let at = r.ready.iter().position(|ready| ready.key == key)?;
         r.ready.remove(at)?
     };
-    let meta = std::fs::metadata(path).ok()?;
-    (ready.file.is(&meta) && meta.len() == ready.size).then_some(ready.hasher)
+    (ready.file.is(meta) && meta.len() == ready.size).then_some(ready.hasher)
 }

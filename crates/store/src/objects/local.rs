@@ -27,6 +27,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use yatai_archive::Sha256Meter;
 use yatai_domain::Error;
 
 use super::{follow, storage_error, ObjectReader, LOCAL_READ_SIZE, LOCAL_UPLOADS};
@@ -49,6 +50,26 @@ pub(super) async fn get(
     key: &str,
     range: Option<std::ops::Range<u64>>,
 ) -> Result<ObjectReader, Error> {
+    Ok(open(fs, key, range, |_| ()).await?.1)
+}
+
+/// The whole object `key` with the hash of its first bytes that its upload kept, if that was
+/// kept for this very file (see `follow.rs`): the file is opened first and compared, and the
+/// reader reads that file, whatever is put in its place meanwhile.
+pub(super) async fn get_hashed(
+    fs: &LocalFileSystem,
+    key: &str,
+) -> Result<(Option<Sha256Meter>, ObjectReader), Error> {
+    open(fs, key, None, |meta| follow::take_prefix(key, meta)).await
+}
+
+/// [`get`], showing the open file's metadata to `look` first.
+async fn open<T>(
+    fs: &LocalFileSystem,
+    key: &str,
+    range: Option<std::ops::Range<u64>>,
+    look: impl FnOnce(&std::fs::Metadata) -> T,
+) -> Result<(T, ObjectReader), Error> {
     let path = fs
         .path_to_filesystem(&Path::from(key))
         .map_err(storage_error)?;
@@ -67,6 +88,7 @@ pub(super) async fn get(
     if !meta.is_file() {
         return Err(missing());
     }
+    let looked = look(&meta);
     let total_size = meta.len();
     let range = match range {
         None => 0..total_size,
@@ -96,11 +118,14 @@ pub(super) async fn get(
         })
         .buffered(READ_AHEAD)
         .boxed();
-    Ok(ObjectReader {
-        total_size,
-        range,
-        stream,
-    })
+    Ok((
+        looked,
+        ObjectReader {
+            total_size,
+            range,
+            stream,
+        },
+    ))
 }
 
 /// Reads `want` bytes at `offset`; a file that ends sooner is an error (it shrank under us).
@@ -172,10 +197,12 @@ impl Drop for ReadBuffer {
 
 /// Streams `body` into the object `key`: a staging file (`NAME#N`, swept after a crash)
 /// renamed to its key when whole, removed on any error. Returns the size and which file it is.
+/// With `hash`, the bytes are hashed into it as they are written (on the blocking pool).
 pub(super) async fn write<S, E>(
     fs: &LocalFileSystem,
     key: &str,
     body: S,
+    hash: Option<Arc<std::sync::Mutex<Sha256Meter>>>,
     seen: impl FnMut(&[u8]),
 ) -> Result<(u64, follow::FileId), Error>
 where
@@ -199,7 +226,8 @@ where
         })
         .await?
     };
-    let written = match stream_to_file(file, 0, None, None, key, body, seen).await {
+    let duties = BatchDuties { part: None, hash };
+    let written = match stream_to_file(file, 0, None, duties, key, body, seen).await {
         Ok(size) => {
             let (staging, target) = (staging.clone(), target.clone());
             blocking(key, move || {
@@ -218,19 +246,27 @@ where
     written
 }
 
+/// What the write of a batch also does once it landed: tell a part's progress to the follower
+/// of the upload's hash (and hold the part's claim meanwhile), hash the bytes in order.
+#[derive(Clone)]
+struct BatchDuties {
+    part: Option<Arc<PartWrite>>,
+    hash: Option<Arc<std::sync::Mutex<Sha256Meter>>>,
+}
+
 /// Writes `body` into `file` from `offset` on, one batch of [`WRITE_BATCH`] on the blocking
 /// pool while the next arrives: an upload holds about 2 MiB (`object_store`'s multipart writer
 /// buffers 8 MiB parts, two in flight, for each upload). Returns the bytes written.
 ///
-/// Each batch's write holds `part` (the part's claim) until it has landed, also when the
-/// caller is dropped midway (a client that hangs up): a part sent again cannot start writing
-/// its bytes while a batch of the abandoned request may still land on them. Each batch that
-/// landed is reported to the follower of the upload's hash (`follow.rs`).
+/// Each batch's write holds `duties.part` (the part's claim) until it has landed, also when
+/// the caller is dropped midway (a client that hangs up): a part sent again cannot start
+/// writing its bytes while a batch of the abandoned request may still land on them. Each batch
+/// that landed is reported to the follower of the upload's hash (`follow.rs`).
 async fn stream_to_file<S, E>(
     file: std::fs::File,
     offset: u64,
     limit: Option<u64>,
-    part: Option<Arc<PartWrite>>,
+    duties: BatchDuties,
     key: &str,
     mut body: S,
     mut seen: impl FnMut(&[u8]),
@@ -243,12 +279,20 @@ where
     let write_batch = |at: u64, batch: Vec<Bytes>| {
         let file = file.clone();
         let key = key.to_string();
-        let part = part.clone();
+        let BatchDuties { part, hash } = duties.clone();
         async move {
             let end = blocking(&key, move || {
                 let mut at = at;
+                // Batches are written one after the other, so the hash sees them in order,
+                // here, while the next batch is being received.
+                let mut hash = hash
+                    .as_ref()
+                    .map(|h| h.lock().unwrap_or_else(|e| e.into_inner()));
                 for chunk in &batch {
                     file.write_all_at(chunk, at)?;
+                    if let Some(h) = hash.as_mut() {
+                        h.update(chunk);
+                    }
                     at += chunk.len() as u64;
                 }
                 Ok(at)
@@ -336,10 +380,13 @@ where
     }
     let dir = upload_dir(fs, upload_id)?;
     let key = format!("{LOCAL_UPLOADS}/{upload_id}/{n:05}");
-    // Two requests writing one part in place would mix their bytes in `data`.
-    let claim = PartGuard::claim(upload_id, n)?;
+    // Two requests writing one part in place would mix their bytes in `data`. The claim lasts
+    // until the part's record is written, and past it while a batch of a dropped request may
+    // still land.
+    let claim = Arc::new(PartGuard::claim(upload_id, n)?);
     enum Place {
-        InData(std::fs::File, u64),
+        /// `data`, the part's offset in it, the upload's part size.
+        InData(std::fs::File, u64, u64),
         Apart,
         Completed,
     }
@@ -377,7 +424,7 @@ where
                 return Ok(Place::Completed);
             }
             follow::mark_writer(&dir)?;
-            Ok(Place::InData(data, offset))
+            Ok(Place::InData(data, offset, part_size))
         })
         .await?
     };
@@ -388,27 +435,43 @@ where
     }
     // Before the first byte lands (in `data` or apart): a hash of the part's earlier bytes no
     // longer counts.
-    let generation = follow::begin(upload_id, &dir, n);
+    let part_size = match &place {
+        Place::InData(_, _, part_size) => Some(*part_size),
+        _ => None,
+    };
+    let generation = follow::begin(upload_id, &dir, n, part_size);
     let mut crc = crc32fast::Hasher::new();
     let (size, kind) = match place {
         Place::Completed => unreachable!("returned above"),
-        Place::InData(data, offset) => {
-            let part = Arc::new(PartWrite {
-                _claim: claim,
+        Place::InData(data, offset, _) => {
+            let writing = Arc::new(PartWrite {
+                _claim: claim.clone(),
                 upload_id: upload_id.to_string(),
                 n,
                 generation,
                 start: offset,
             });
             (
-                stream_to_file(data, offset, declared, Some(part), &key, body, |c| {
-                    crc.update(c)
-                })
+                stream_to_file(
+                    data,
+                    offset,
+                    declared,
+                    BatchDuties {
+                        part: Some(writing),
+                        hash: None,
+                    },
+                    &key,
+                    body,
+                    |c| crc.update(c),
+                )
                 .await?,
                 "data",
             )
         }
-        Place::Apart => (write(fs, &key, body, |c| crc.update(c)).await?.0, "file"),
+        Place::Apart => (
+            write(fs, &key, body, None, |c| crc.update(c)).await?.0,
+            "file",
+        ),
     };
     if declared.is_some_and(|d| d != size) {
         if kind == "file" {
@@ -426,6 +489,7 @@ where
     if let Some(generation) = generation.filter(|_| kind == "data") {
         follow::done(upload_id, n, generation);
     }
+    drop(claim);
     Ok(etag)
 }
 
@@ -438,7 +502,7 @@ pub(super) fn etag(crc: crc32fast::Hasher, size: u64) -> String {
 /// A write of a part into `data`: its claim, held until the last batch landed, and its
 /// generation for the follower of the upload's hash.
 struct PartWrite {
-    _claim: PartGuard,
+    _claim: Arc<PartGuard>,
     upload_id: String,
     n: u16,
     generation: Option<u64>,
@@ -500,6 +564,16 @@ pub(super) async fn complete(
     let listed = parts.to_vec();
     let (upload_id, object_key) = (upload_id.to_string(), key.to_string());
     blocking(key, move || {
+        let already = || {
+            Error::Conflict(
+                "this multipart upload was completed already: its archive is in place".into(),
+            )
+        };
+        // The object of an upload is made once: a completion never replaces it (the archive
+        // that finish checks, or checked, is the one served).
+        if target.exists() {
+            return Ok(Err(already()));
+        }
         // No part write may run while `data` becomes (or is copied into) the object.
         let data_path = dir.join("data");
         let data = match std::fs::OpenOptions::new().write(true).open(&data_path) {
@@ -537,15 +611,27 @@ pub(super) async fn complete(
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        follow::discard_ready(&object_key);
         if in_place {
             let last = located.last().map(|(_, _, len)| *len).unwrap_or(0);
             let size = (count as u64 - 1) * part_size + last;
             let data = data.as_ref().expect("in place means data exists");
+            data.set_len(size)?;
             let meta = data.metadata()?;
             let lengths: Vec<(u16, u64)> = located.iter().map(|(n, _, len)| (*n, *len)).collect();
-            follow::take_at_complete(&upload_id, &object_key, &lengths, part_size, &meta, size);
-            data.set_len(size)?;
-            std::fs::rename(&data_path, &target)?;
+            follow::take_at_complete(
+                &upload_id,
+                &dir,
+                &object_key,
+                &lengths,
+                part_size,
+                &meta,
+                size,
+            );
+            if !place_new(&data_path, &target)? {
+                follow::discard_ready(&object_key);
+                return Ok(Err(already()));
+            }
             return Ok(Ok(()));
         }
         follow::forget(&upload_id);
@@ -568,15 +654,37 @@ pub(super) async fn complete(
                 }
             }
             out.flush()?;
-            std::fs::rename(&staging, &target)
+            place_new(&staging, &target)
         })();
-        if copied.is_err() {
-            let _ = std::fs::remove_file(&staging);
-            let _ = std::fs::remove_file(dir.join(COMPLETED));
+        match copied {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                let _ = std::fs::remove_file(&staging);
+                Ok(Err(already()))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&staging);
+                let _ = std::fs::remove_file(dir.join(COMPLETED));
+                Err(e)
+            }
         }
-        copied.map(Ok)
     })
     .await?
+}
+
+/// Moves `from` to `target` unless something is there already (then `false`, and `from` stays):
+/// a hard link, which fails when the name is taken, then the old name removed. Where the file
+/// system has no hard links, a check and a rename.
+fn place_new(from: &FsPath, target: &FsPath) -> std::io::Result<bool> {
+    match std::fs::hard_link(from, target) {
+        Ok(()) => {
+            std::fs::remove_file(from)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) if target.exists() => Ok(false),
+        Err(_) => std::fs::rename(from, target).map(|()| true),
+    }
 }
 
 /// A part's record: where it is (`data` or its own `file`), its length and its ETag.

@@ -286,7 +286,7 @@ impl ObjectStorage {
         E: std::fmt::Display,
     {
         if let Some(fs) = &self.local_fs {
-            return Ok(local::write(fs, key, body, seen).await?.0);
+            return Ok(local::write(fs, key, body, None, seen).await?.0);
         }
         let path = Path::from(key);
         let upload = self.store.put_multipart(&path).await.map_err(write_error)?;
@@ -475,8 +475,8 @@ impl ObjectStorage {
     /// CRC-32 and the size, not a digest: an uploaded archive is hashed once, when it is checked.
     ///
     /// On the local backend (the server's own presigned PUT URL) the bytes are also hashed with
-    /// SHA-256 as they arrive, on a thread of their own, and the hash is kept for the archive's
-    /// check at finish (see [`Self::hashed_prefix`]), which then only walks the archive.
+    /// SHA-256 as they are written, and the hash is kept for the archive's check at finish (see
+    /// [`Self::get_hashed`]), which then only walks the archive.
     pub async fn put_with_etag<S, E>(&self, key: &str, body: S) -> Result<String, Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -487,30 +487,19 @@ impl ObjectStorage {
             let size = self.write_observed(key, body, |c| crc.update(c)).await?;
             return Ok(local::etag(crc, size));
         };
-        // A few chunks in flight to the hashing thread: a slow hash slows the upload down
-        // rather than piling its bytes up in memory.
-        let (tx, rx) = futures::channel::mpsc::channel::<Bytes>(4);
-        let hashing = tokio::task::spawn_blocking(move || {
-            let mut hasher = yatai_archive::Sha256Meter::default();
-            for chunk in futures::executor::block_on_stream(rx) {
-                hasher.update(&chunk);
-            }
-            hasher
-        });
-        let teed = body.then(move |chunk| {
-            let mut tx = tx.clone();
-            async move {
-                if let Ok(c) = &chunk {
-                    let _ = futures::SinkExt::send(&mut tx, c.clone()).await;
-                }
-                chunk
-            }
-        });
-        let (size, file) = local::write(fs, key, Box::pin(teed), |c| crc.update(c)).await?;
-        let hasher = hashing
-            .await
-            .map_err(|e| Error::Internal(format!("hashing the upload failed: {e}")))?;
-        follow::keep_whole(key, hasher, file, size);
+        // Hashed by the batch writes, in order, on the blocking pool (no thread is held
+        // between batches).
+        let hash = Arc::new(std::sync::Mutex::new(yatai_archive::Sha256Meter::default()));
+        let (size, file) =
+            local::write(fs, key, body, Some(hash.clone()), |c| crc.update(c)).await?;
+        if let Ok(hash) = Arc::try_unwrap(hash) {
+            follow::keep_whole(
+                key,
+                hash.into_inner().unwrap_or_else(|e| e.into_inner()),
+                file,
+                size,
+            );
+        }
         Ok(local::etag(crc, size))
     }
 
@@ -565,20 +554,22 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// The SHA-256 of the first bytes of the object `key`, hashed while its multipart upload's
-    /// parts arrived on the local backend, when it is certainly the object's (see
-    /// `follow.rs`); the check of the archive then hashes only the rest. Given once.
-    pub fn hashed_prefix(&self, key: &str) -> Option<yatai_archive::Sha256Meter> {
-        let path = self
-            .local_fs
-            .as_ref()?
-            .path_to_filesystem(&Path::from(key))
-            .ok()?;
-        follow::take_prefix(key, &path)
+    /// The whole object `key`, and the SHA-256 of its first bytes when they were hashed while
+    /// its upload arrived on the local backend and are certainly this object's (see
+    /// `follow.rs`): the check of the archive then hashes only the rest. The hash is given
+    /// once; the reader reads the very file it was compared with.
+    pub async fn get_hashed(
+        &self,
+        key: &str,
+    ) -> Result<(Option<yatai_archive::Sha256Meter>, ObjectReader), Error> {
+        match &self.local_fs {
+            Some(fs) => local::get_hashed(fs, key).await,
+            None => Ok((None, self.get(key, None).await?)),
+        }
     }
 
     /// Bytes of the local multipart upload `upload_id` hashed so far as its parts arrive (see
-    /// [`Self::hashed_prefix`]); `None` when it is not followed or what was hashed no longer
+    /// [`Self::get_hashed`]); `None` when it is not followed or what was hashed no longer
     /// counts (a part sent again). For tests and diagnostics.
     pub fn hashed_so_far(&self, upload_id: &str) -> Option<u64> {
         follow::hashed_so_far(upload_id)
