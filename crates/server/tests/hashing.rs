@@ -9,7 +9,7 @@ mod common;
 use common::registry::*;
 use common::*;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use yatai_domain::registry::TransmissionStrategy;
 use yatai_server::Settings;
 
@@ -27,18 +27,6 @@ async fn hashed_bytes(c: &Client) -> u64 {
 fn archive(mib: usize) -> Vec<u8> {
     let data: Vec<u8> = (0..mib * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     tar_archive(&[("./weights.bin", &data)])
-}
-
-async fn finish(c: &Client, path: &str) -> Value {
-    let (s, v) = c
-        .patch(
-            &format!("{path}/finish_upload"),
-            json!({"status": "success", "reason": ""}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["upload_status"], "success", "{v}");
-    v
 }
 
 async fn proxy(backend: Backend) {
@@ -80,7 +68,7 @@ async fn presigned(backend: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    finish(&c, &path).await;
+    finish_ok(&c, &path).await;
     assert_eq!(
         hashed_bytes(&c).await - before,
         bytes.len() as u64,
@@ -104,7 +92,7 @@ async fn presigned(backend: Backend) {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let v = finish(&c, &path).await;
+    let v = finish_ok(&c, &path).await;
     assert_eq!(v["archive_size"], bytes.len());
     assert_eq!(
         hashed_bytes(&c).await - before,

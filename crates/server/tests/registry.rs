@@ -473,25 +473,6 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
 
-/// Sends part `n` of a running multipart upload to its presigned URL; returns its ETag.
-async fn put_part(c: &common::Client, path: &str, upload_id: &str, n: u16, b: &[u8]) -> String {
-    let (_, v) = c
-        .patch(
-            &format!("{path}/presign_multipart_upload_url"),
-            json!({"upload_id": upload_id, "part_number": n}),
-        )
-        .await;
-    let res = c
-        .http
-        .put(v["presigned_upload_url"].as_str().unwrap())
-        .body(b.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "part {n}");
-    res.headers()["etag"].to_str().unwrap().to_string()
-}
-
 /// A part sent again after the server hashed it (the local backend hashes parts as they
 /// arrive) is checked, hashed and served as it was sent last.
 async fn a_part_sent_again_is_checked_as_sent_last(app: TestApp) {
@@ -535,13 +516,7 @@ async fn a_part_sent_again_is_checked_as_sent_last(app: TestApp) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, v) = c
-        .patch(
-            &format!("{path}/finish_upload"),
-            json!({"status": "success", "reason": ""}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let v = finish_ok(&c, &path).await;
     let sent = [&changed[..], second].concat();
     assert_eq!(
         v["archive_sha256"],

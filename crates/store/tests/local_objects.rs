@@ -296,6 +296,14 @@ async fn one_part_is_written_by_one_request_at_a_time() {
     assert_eq!(read(&store, key, None).await.0, b"ABCABCdef");
 }
 
+/// Puts a copy of the object `key` in its place, as another writer of the directory could.
+fn replace_behind_its_back(dir: &tempfile::TempDir, key: &str) {
+    let object = dir.path().join(format!("objects/{key}"));
+    let copy = dir.path().join("copy");
+    std::fs::copy(&object, &copy).unwrap();
+    std::fs::rename(&copy, &object).unwrap();
+}
+
 /// The hash kept for `key`'s check, if any (and the object is there to read).
 async fn prefix_of(store: &ObjectStorage, key: &str) -> Option<yatai_archive::Sha256Meter> {
     store.get_hashed(key).await.unwrap().0
@@ -471,10 +479,7 @@ async fn a_part_written_by_another_process_or_apart_voids_the_hash() {
     }
     hashed(&store, &id, data.len() as u64).await;
     store.complete_multipart(key, &id, listed).await.unwrap();
-    let object = dir.path().join(format!("objects/{key}"));
-    let copy = dir.path().join("copy");
-    std::fs::copy(&object, &copy).unwrap();
-    std::fs::rename(&copy, &object).unwrap();
+    replace_behind_its_back(&dir, key);
     assert!(prefix_of(&store, key).await.is_none());
 }
 
@@ -516,10 +521,7 @@ async fn a_single_put_is_hashed_as_it_arrives() {
 
     // The object replaced by another file (even with the same bytes): not what was hashed.
     store.put_with_etag(key, body(&data)).await.unwrap();
-    let object = dir.path().join(format!("objects/{key}"));
-    let copy = dir.path().join("copy");
-    std::fs::copy(&object, &copy).unwrap();
-    std::fs::rename(&copy, &object).unwrap();
+    replace_behind_its_back(&dir, key);
     assert!(prefix_of(&store, key).await.is_none());
 }
 

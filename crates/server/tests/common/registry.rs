@@ -104,21 +104,7 @@ pub async fn put_parts_and_complete(
 ) -> (StatusCode, Value) {
     let mut listed = Vec::new();
     for (n, chunk) in parts {
-        let (_, v) = c
-            .patch(
-                &format!("{path}/presign_multipart_upload_url"),
-                json!({"upload_id": upload_id, "part_number": n}),
-            )
-            .await;
-        let res = c
-            .http
-            .put(v["presigned_upload_url"].as_str().unwrap())
-            .body(chunk.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "part {n}");
-        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        let etag = put_part(c, path, upload_id, *n, chunk).await;
         listed.push(json!({"part_number": n, "etag": etag}));
     }
     c.patch(
@@ -126,6 +112,39 @@ pub async fn put_parts_and_complete(
         json!({"parts": listed, "upload_id": upload_id}),
     )
     .await
+}
+
+/// Sends part `n` of the running multipart upload `upload_id` of the version at `path` to its
+/// presigned URL; returns its ETag.
+pub async fn put_part(c: &Client, path: &str, upload_id: &str, n: u16, b: &[u8]) -> String {
+    let (_, v) = c
+        .patch(
+            &format!("{path}/presign_multipart_upload_url"),
+            json!({"upload_id": upload_id, "part_number": n}),
+        )
+        .await;
+    let res = c
+        .http
+        .put(v["presigned_upload_url"].as_str().unwrap())
+        .body(b.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "part {n}");
+    res.headers()["etag"].to_str().unwrap().to_string()
+}
+
+/// `finish_upload` with status success, which must succeed; returns the version.
+pub async fn finish_ok(c: &Client, path: &str) -> Value {
+    let (s, v) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success", "reason": ""}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["upload_status"], "success", "{v}");
+    v
 }
 
 pub async fn download(

@@ -200,30 +200,30 @@ pub(super) fn begin(upload_id: &str, dir: &Path, n: u16, part_size: Option<u64>)
 
 /// Generation `generation` of part `n` has written its first `written` bytes.
 pub(super) fn wrote(upload_id: &str, n: u16, generation: u64, written: u64) {
-    let mut r = registry();
-    if let Some(p) = r
-        .followed
-        .get_mut(upload_id)
-        .and_then(|f| f.parts.get_mut(&n))
-        .filter(|p| p.generation == generation)
-    {
+    if let Some(p) = current_write(&mut registry(), upload_id, n, generation) {
         p.written = p.written.max(written);
     }
-    drop(r);
     advance(upload_id);
 }
 
 /// Generation `generation` of part `n` succeeded (its record is written).
 pub(super) fn done(upload_id: &str, n: u16, generation: u64) {
-    let mut r = registry();
-    if let Some(p) = r
-        .followed
+    if let Some(p) = current_write(&mut registry(), upload_id, n, generation) {
+        p.done = true;
+    }
+}
+
+/// The record of part `n`'s write `generation`, unless another write of the part began since.
+fn current_write<'r>(
+    r: &'r mut Registry,
+    upload_id: &str,
+    n: u16,
+    generation: u64,
+) -> Option<&'r mut Progress> {
+    r.followed
         .get_mut(upload_id)
         .and_then(|f| f.parts.get_mut(&n))
         .filter(|p| p.generation == generation)
-    {
-        p.done = true;
-    }
 }
 
 /// Hashes what has arrived in order, on the blocking pool, unless that runs already.
