@@ -358,14 +358,7 @@ async fn presigned_single_and_multipart(app: TestApp) {
     let archive = tar_archive(&[("./x.bin", &[3u8; 4096])]);
     let (s, b) = put_raw(&c, &url, archive.clone(), false).await;
     assert_eq!(s, StatusCode::OK, "presigned PUT: {b}");
-    let (s, v) = c
-        .patch(
-            &format!("{path}/finish_upload"),
-            json!({"status": "success", "reason": ""}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["upload_status"], "success");
+    let v = finish_ok(&c, &path).await;
     assert_eq!(v["archive_size"], archive.len());
     assert_eq!(v["archive_sha256"], sha256_hex(&archive));
     let (_, v) = c
@@ -414,13 +407,7 @@ async fn presigned_single_and_multipart(app: TestApp) {
     // Parts sent out of order.
     let (s, b) = put_parts_and_complete(&c, &path, &upload_id, &[(2, second), (1, first)]).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, v) = c
-        .patch(
-            &format!("{path}/finish_upload"),
-            json!({"status": "success", "reason": ""}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let v = finish_ok(&c, &path).await;
     assert_eq!(v["archive_size"], archive.len());
     assert_eq!(v["archive_sha256"], sha256_hex(&archive));
     let (_, v) = c
