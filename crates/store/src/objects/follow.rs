@@ -31,7 +31,7 @@
 //! and what is served are one file.
 //!
 //! Anything else (a restart, a part stored apart, too many uploads at once) means no prefix,
-//! and finish hashes the whole object, as before. Nothing here is kept on disk but `writers`.
+//! and finish hashes the whole object, as before. Nothing here is kept on disk but the writer marks.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -135,7 +135,7 @@ fn registry() -> MutexGuard<'static, Registry> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// This process's mark in `writers`.
+/// This process's mark, the name of its `writer.MARK` files.
 fn process_mark() -> &'static str {
     static MARK: OnceLock<String> = OnceLock::new();
     MARK.get_or_init(|| format!("{}-{:016x}", std::process::id(), rand::random::<u64>()))

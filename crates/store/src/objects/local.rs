@@ -12,7 +12,7 @@
 //! | `NNNNN` | part `n` in a file of its own, when it does not fit `data`'s layout |
 //! | `NNNNN.part` | part `n`'s record, written after its bytes: `data` or `file`, length, ETag |
 //! | `completed` | the upload was completed: no part may be written any more |
-//! | `writers` | a mark of each process that wrote into `data` (see `follow.rs`) |
+//! | `writer.MARK` | one empty file per process that wrote into `data` (see `follow.rs`) |
 //!
 //! Clients cut an upload into parts of one size and a shorter last part (BentoML, boto3, the AWS
 //! CLI), so every part fits `data`; a part of another size, or one sent without a length, is
