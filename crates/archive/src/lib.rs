@@ -109,12 +109,15 @@ fn inspect_chunks(
         let walker = std::thread::Builder::new()
             .name("archive-walk".into())
             .spawn_scoped(scope, || {
-                let walked = walk(ChannelReader {
+                let mut reader = ChannelReader {
                     rx,
                     current: Bytes::new(),
-                });
-                // Set before the channel closes (when this closure returns, with `rx`).
+                };
+                let walked = walk(&mut reader);
+                // Set before the channel closes (when `reader` is dropped, with `rx`): a send
+                // that fails then always sees why.
                 walk_failed.store(walked.is_err(), std::sync::atomic::Ordering::SeqCst);
+                drop(reader);
                 walked
             })
             .map_err(|e| Error::Internal(format!("cannot start the archive check: {e}")))?;

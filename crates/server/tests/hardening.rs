@@ -189,6 +189,59 @@ mod presigned_upload_url_is_dead_after_finish {
     }
 }
 
+/// A PUT to the server's own presigned URL that began before the finish and ends after it
+/// writes nothing: its upload is checked again, under the lock that the finish holds from its
+/// check to its commit, once its bytes are in. Only the local backend receives PUTs itself (on
+/// S3 the bytes go to the bucket, and the previous test shows they are served by no key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_that_ends_after_the_finish_writes_nothing_sqlite_and_local_directory() {
+    use futures::SinkExt;
+    let app = presigned_app(common::Backend::Embedded).await;
+    let c = api_client(&app).await;
+    create_version(&c, "model", "m", "v1", model_manifest(1000), json!([])).await;
+    let path = version_path("model", "m", "v1");
+    let (s, b) = c
+        .patch(&format!("{path}/presign_upload_url"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+    let good = tar_archive(&[("model.yaml", b"name: m\n")]);
+    let (s, b) = put_raw(&c, &url, good.clone(), false).await;
+    assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
+
+    // A second PUT starts, sends half of its bytes, and waits.
+    let evil = tar_archive(&[("model.yaml", b"name: evil\n")]);
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let late = {
+        let (http, url) = (c.http.clone(), url.clone());
+        tokio::spawn(async move {
+            let res = http
+                .put(url)
+                .body(reqwest::Body::wrap_stream(rx))
+                .send()
+                .await
+                .unwrap();
+            res.status()
+        })
+    };
+    tx.send(Ok(evil[..512].to_vec())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let v = finish_ok(&c, &path).await;
+    // Its last bytes arrive after the finish.
+    tx.send(Ok(evil[512..].to_vec())).await.unwrap();
+    drop(tx);
+    assert_eq!(late.await.unwrap(), StatusCode::FORBIDDEN);
+    let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        bytes, good,
+        "the served archive is the one that was checked"
+    );
+    assert_eq!(v["archive_size"], good.len());
+    let keys = object_keys(&app, "models").await;
+    assert_eq!(keys.len(), 1, "the late PUT left nothing: {keys:?}");
+}
+
 // ---------------------------------------------------------------- 3: failed re-push
 
 backend_test!(

@@ -296,6 +296,11 @@ async fn one_part_is_written_by_one_request_at_a_time() {
     assert_eq!(read(&store, key, None).await.0, b"ABCABCdef");
 }
 
+/// A gate that lets every PUT put its object in place.
+async fn open_gate() -> Result<(), Error> {
+    Ok(())
+}
+
 /// Puts a copy of the object `key` in its place, as another writer of the directory could.
 fn replace_behind_its_back(dir: &tempfile::TempDir, key: &str) {
     let object = dir.path().join(format!("objects/{key}"));
@@ -502,7 +507,10 @@ async fn a_single_put_is_hashed_as_it_arrives() {
     let store = storage(&dir).await;
     let key = "models/o/r/v/single";
     let data = pattern(3 * LOCAL_READ_SIZE + 11);
-    store.put_with_etag(key, body(&data)).await.unwrap();
+    store
+        .put_with_etag(key, body(&data), open_gate)
+        .await
+        .unwrap();
     let hash = prefix_of(&store, key)
         .await
         .expect("the PUT's hash is kept");
@@ -512,15 +520,24 @@ async fn a_single_put_is_hashed_as_it_arrives() {
 
     // A second PUT to the same URL: the hash kept is the one of the bytes in place.
     let other: Vec<u8> = data.iter().map(|b| b ^ 0x0f).collect();
-    store.put_with_etag(key, body(&data)).await.unwrap();
-    store.put_with_etag(key, body(&other)).await.unwrap();
+    store
+        .put_with_etag(key, body(&data), open_gate)
+        .await
+        .unwrap();
+    store
+        .put_with_etag(key, body(&other), open_gate)
+        .await
+        .unwrap();
     assert_eq!(
         prefix_of(&store, key).await.unwrap().finish_hex(),
         sha256_hex(&other)
     );
 
     // The object replaced by another file (even with the same bytes): not what was hashed.
-    store.put_with_etag(key, body(&data)).await.unwrap();
+    store
+        .put_with_etag(key, body(&data), open_gate)
+        .await
+        .unwrap();
     replace_behind_its_back(&dir, key);
     assert!(prefix_of(&store, key).await.is_none());
 }
@@ -560,4 +577,49 @@ async fn a_completed_object_is_never_replaced_by_another_completion() {
         .await
         .expect("the first completion's hash is kept");
     assert_eq!(prefix.finish_hex(), sha256_hex(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_refused_at_its_gate_leaves_the_object_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let key = "models/o/r/v/gated";
+    let data = pattern(LOCAL_READ_SIZE + 3);
+    store
+        .put_with_etag(key, body(&data), open_gate)
+        .await
+        .unwrap();
+    let refused = store
+        .put_with_etag(key, body(&[1u8; 1000]), || async {
+            Err::<(), _>(Error::Forbidden("the upload has ended".into()))
+        })
+        .await;
+    assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+    assert_eq!(
+        read(&store, key, None).await.0,
+        data,
+        "the object is unchanged"
+    );
+    assert!(
+        store
+            .stale_staging_files(std::time::Duration::ZERO)
+            .is_empty(),
+        "the refused bytes are gone"
+    );
+    // The gate's answer is held until the object is in place.
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    let h = held.clone();
+    store
+        .put_with_etag(
+            key,
+            body(b"abc"),
+            || async move { Ok(h.lock_owned().await) },
+        )
+        .await
+        .unwrap();
+    assert!(
+        held.try_lock().is_ok(),
+        "released once the object is in place"
+    );
+    assert_eq!(read(&store, key, None).await.0, b"abc");
 }

@@ -571,6 +571,9 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
         )));
     }
     for u in running {
+        // Until its commit has moved it under the served key, no PUT may put another file
+        // where the checked one is (see `receive_presigned_put`).
+        let _placing = object_lock(&u.object_key).lock().await;
         if svc.objects.size(&u.object_key).await?.is_none() {
             continue; // its bytes have not arrived (yet)
         }
@@ -604,7 +607,27 @@ where
     E: std::fmt::Display,
 {
     let u = running_upload_of_url(svc, key, Transfer::Single).await?;
-    with_heartbeat(svc, &u, svc.objects.put_with_etag(key, body)).await
+    // Checked again when the bytes are all written, under the lock that finish holds from its
+    // check to its commit: a PUT that started before the finish cannot put unchecked bytes in
+    // place of the checked ones, nor write anything once the upload has ended.
+    let gate = || async {
+        let placing = object_lock(key).lock().await;
+        running_upload_of_url(svc, key, Transfer::Single).await?;
+        Ok(placing)
+    };
+    with_heartbeat(svc, &u, svc.objects.put_with_etag(key, body, gate)).await
+}
+
+/// The lock that orders the check and commit of a presigned archive (`finish_presigned`) and
+/// the placing of a PUT's object under its key, striped by key.
+fn object_lock(key: &str) -> &'static tokio::sync::Mutex<()> {
+    use std::hash::{Hash, Hasher};
+    const STRIPES: usize = 256;
+    static LOCKS: std::sync::LazyLock<Vec<tokio::sync::Mutex<()>>> =
+        std::sync::LazyLock::new(|| (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    &LOCKS[(h.finish() % STRIPES as u64) as usize]
 }
 
 /// Writes one part of the server's own multipart upload (local backend), only while that

@@ -198,16 +198,20 @@ impl Drop for ReadBuffer {
 /// Streams `body` into the object `key`: a staging file (`NAME#N`, swept after a crash)
 /// renamed to its key when whole, removed on any error. Returns the size and which file it is.
 /// With `hash`, the bytes are hashed into it as they are written (on the blocking pool).
-pub(super) async fn write<S, E>(
+/// `gate` is awaited once every byte is written, before the file is put in place: an error
+/// leaves nothing, and what it returns is held until the file is in place.
+pub(super) async fn write<S, E, G, F>(
     fs: &LocalFileSystem,
     key: &str,
     body: S,
     hash: Option<Arc<std::sync::Mutex<Sha256Meter>>>,
     seen: impl FnMut(&[u8]),
+    gate: impl FnOnce() -> F,
 ) -> Result<(u64, follow::FileId), Error>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
+    F: std::future::Future<Output = Result<G, Error>>,
 {
     let target = fs
         .path_to_filesystem(&Path::from(key))
@@ -228,16 +232,21 @@ where
     };
     let duties = BatchDuties { part: None, hash };
     let written = match stream_to_file(file, 0, None, duties, key, body, seen).await {
-        Ok(size) => {
-            let (staging, target) = (staging.clone(), target.clone());
-            blocking(key, move || {
-                // Read before the rename: once in place, the file may be replaced by another.
-                let id = follow::FileId::of(&std::fs::metadata(&staging)?, true);
-                std::fs::rename(staging, target)?;
-                Ok((size, id))
-            })
-            .await
-        }
+        Ok(size) => match gate().await {
+            Ok(held) => {
+                let (staging, target) = (staging.clone(), target.clone());
+                let placed = blocking(key, move || {
+                    // Read before the rename: once in place, the file may be replaced by another.
+                    let id = follow::FileId::of(&std::fs::metadata(&staging)?, true);
+                    std::fs::rename(staging, target)?;
+                    Ok((size, id))
+                })
+                .await;
+                drop(held);
+                placed
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if written.is_err() {
@@ -469,7 +478,9 @@ where
             )
         }
         Place::Apart => (
-            write(fs, &key, body, None, |c| crc.update(c)).await?.0,
+            write(fs, &key, body, None, |c| crc.update(c), || async { Ok(()) })
+                .await?
+                .0,
             "file",
         ),
     };

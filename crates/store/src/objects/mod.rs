@@ -286,7 +286,9 @@ impl ObjectStorage {
         E: std::fmt::Display,
     {
         if let Some(fs) = &self.local_fs {
-            return Ok(local::write(fs, key, body, None, seen).await?.0);
+            return Ok(local::write(fs, key, body, None, seen, || async { Ok(()) })
+                .await?
+                .0);
         }
         let path = Path::from(key);
         let upload = self.store.put_multipart(&path).await.map_err(write_error)?;
@@ -477,21 +479,32 @@ impl ObjectStorage {
     /// On the local backend (the server's own presigned PUT URL) the bytes are also hashed with
     /// SHA-256 as they are written, and the hash is kept for the archive's check at finish (see
     /// [`Self::get_hashed`]), which then only walks the archive.
-    pub async fn put_with_etag<S, E>(&self, key: &str, body: S) -> Result<String, Error>
+    ///
+    /// `gate` is awaited when every byte is written, before the object is put in place (an
+    /// error leaves nothing, what it returns is held until the object is in place): the caller
+    /// checks there that the upload may still change the object.
+    pub async fn put_with_etag<S, E, G, F>(
+        &self,
+        key: &str,
+        body: S,
+        gate: impl FnOnce() -> F,
+    ) -> Result<String, Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
+        F: std::future::Future<Output = Result<G, Error>>,
     {
         let mut crc = crc32fast::Hasher::new();
         let Some(fs) = &self.local_fs else {
-            let size = self.write_observed(key, body, |c| crc.update(c)).await?;
-            return Ok(local::etag(crc, size));
+            return Err(Error::Internal(
+                "the server takes PUTs of objects only on the local backend".into(),
+            ));
         };
         // Hashed by the batch writes, in order, on the blocking pool (no thread is held
         // between batches).
         let hash = Arc::new(std::sync::Mutex::new(yatai_archive::Sha256Meter::default()));
         let (size, file) =
-            local::write(fs, key, body, Some(hash.clone()), |c| crc.update(c)).await?;
+            local::write(fs, key, body, Some(hash.clone()), |c| crc.update(c), gate).await?;
         if let Ok(hash) = Arc::try_unwrap(hash) {
             follow::keep_whole(
                 key,
