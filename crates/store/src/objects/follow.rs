@@ -95,26 +95,26 @@ struct Ready {
     size: u64,
 }
 
-/// Which file an object is: its device and inode, and its modification time where the file
-/// is not changed after it was hashed (a single PUT; a completion in place trims `data`).
+/// Which file an object is: its device, inode and modification time, read once the file is
+/// as it will be served (after a single PUT's last write; after a completion trimmed `data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileId {
     dev: u64,
     ino: u64,
-    mtime: Option<(i64, i64)>,
+    mtime: (i64, i64),
 }
 
 impl FileId {
-    pub(super) fn of(meta: &std::fs::Metadata, with_mtime: bool) -> FileId {
+    pub(super) fn of(meta: &std::fs::Metadata) -> FileId {
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
-            mtime: with_mtime.then(|| (meta.mtime(), meta.mtime_nsec())),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
         }
     }
 
     fn is(&self, meta: &std::fs::Metadata) -> bool {
-        *self == FileId::of(meta, self.mtime.is_some())
+        *self == FileId::of(meta)
     }
 }
 
@@ -455,7 +455,7 @@ pub(super) fn take_at_complete(
     let Some(hasher) = f.hasher.filter(|h| sound && h.len() == f.hashed) else {
         return;
     };
-    keep_ready(&mut r, key, hasher, FileId::of(data, true), size);
+    keep_ready(&mut r, key, hasher, FileId::of(data), size);
 }
 
 /// Keeps the hash of the whole object `key` that a single PUT wrote into the file `file`

@@ -237,7 +237,7 @@ where
                 let (staging, target) = (staging.clone(), target.clone());
                 let placed = blocking(key, move || {
                     // Read before the rename: once in place, the file may be replaced by another.
-                    let id = follow::FileId::of(&std::fs::metadata(&staging)?, true);
+                    let id = follow::FileId::of(&std::fs::metadata(&staging)?);
                     std::fs::rename(staging, target)?;
                     Ok((size, id))
                 })
