@@ -600,11 +600,8 @@ impl ObjectStorage {
                 Err(e) => Err(storage_error(e)),
             },
             None => {
-                let id = upload_id.to_string();
-                // Waits (a few ms at most) for a hash of its parts that is running to stop.
-                tokio::task::spawn_blocking(move || follow::forget(&id))
-                    .await
-                    .map_err(|e| Error::Internal(format!("object storage error: {e}")))?;
+                // A hash of its parts still running stops when it next looks (it is not waited for).
+                follow::forget(upload_id);
                 for part in self
                     .list_keys(Some(&format!("{LOCAL_UPLOADS}/{upload_id}")))
                     .await?
