@@ -221,7 +221,7 @@ where
 
 /// [`inspect_stream`] of an archive whose first `prefix.len()` bytes were hashed into `prefix`
 /// already: the stream is the whole archive, walked whole, and hashed from there on.
-pub async fn inspect_stream_from<S>(
+async fn inspect_stream_from<S>(
     prefix: Option<Sha256Meter>,
     mut stream: S,
 ) -> Result<Result<ArchiveFacts, String>, Error>
@@ -239,6 +239,200 @@ where
     })
     .await
     .map_err(|e| Error::Internal(format!("archive check failed: {e}")))?
+}
+
+/// Checks the archive in `file`, of `size` bytes (a local object), whose first `prefix.len()`
+/// bytes were hashed already (as a presigned upload's parts arrived), on the calling thread and
+/// one more.
+///
+/// An uncompressed tar is walked by its headers alone (the walk seeks over each member's
+/// bytes, and a member that would end past the file is cut short), so the bytes already hashed
+/// are not read again: only the rest is read, to be hashed. A gzip archive is read whole (its
+/// walk needs every byte), as [`inspect`] reads it.
+pub fn inspect_file(
+    file: &std::fs::File,
+    size: u64,
+    prefix: Option<Sha256Meter>,
+) -> Result<Result<ArchiveFacts, String>, Error> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = prefix.unwrap_or_default();
+    if hasher.len() > size {
+        return Ok(Err(
+            "the archive is shorter than what was hashed of it".into()
+        ));
+    }
+    let mut head = [0u8; 2];
+    let gzip = size >= 2
+        && file
+            .read_exact_at(&mut head, 0)
+            .map(|()| head == GZIP_MAGIC)
+            .unwrap_or(false);
+    if gzip || size == 0 {
+        return inspect_chunks(file_chunks(file, 0, size), hasher);
+    }
+    let walk_failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let walker = std::thread::Builder::new()
+            .name("archive-walk".into())
+            .spawn_scoped(scope, || {
+                let walked = check_tar_by_headers(file, size)
+                    .map(|(entries, _read)| entries)
+                    .map_err(|e| format!("the archive is not a whole tar: {e}"));
+                walk_failed.store(walked.is_err(), std::sync::atomic::Ordering::SeqCst);
+                walked
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the archive check: {e}")))?;
+        let mut read_error = None;
+        for chunk in file_chunks(file, hasher.len(), size) {
+            match chunk {
+                // Its verdict is known: the rest need not be read.
+                _ if walk_failed.load(std::sync::atomic::Ordering::SeqCst) => break,
+                Ok(chunk) => hasher.update(&chunk),
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let walked = walker
+            .join()
+            .map_err(|_| Error::Internal("the archive check failed unexpectedly".into()))?;
+        let entries = match walked {
+            Ok(entries) => entries,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        if let Some(e) = read_error {
+            return Ok(Err(format!("cannot read the archive: {e}")));
+        }
+        Ok(Ok(ArchiveFacts {
+            size: hasher.len(),
+            sha256: hasher.finish_hex(),
+            gzip: false,
+            entries,
+        }))
+    })
+}
+
+/// Bytes `from..to` of `file` in reads of [`READ_SIZE`]; a file that ends sooner is an error.
+fn file_chunks(
+    file: &std::fs::File,
+    from: u64,
+    to: u64,
+) -> impl Iterator<Item = io::Result<Bytes>> + '_ {
+    use std::os::unix::fs::FileExt;
+    (from..to).step_by(READ_SIZE).map(move |at| {
+        let mut buf = vec![0u8; (to - at).min(READ_SIZE as u64) as usize];
+        file.read_exact_at(&mut buf, at)?;
+        Ok(Bytes::from(buf))
+    })
+}
+
+/// [`check_tar`] of an uncompressed tar in a file, reading its headers only; returns the entry
+/// count and the bytes read by the walk.
+fn check_tar_by_headers(file: &std::fs::File, size: u64) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let mut archive = tar::Archive::new(PositionedReader::new(file, size));
+    let mut entries = 0;
+    for entry in archive.entries_with_seek()? {
+        let entry = entry?;
+        check_member(&entry)?;
+        let declared = entry.header().entry_size()?;
+        if entry
+            .raw_file_position()
+            .checked_add(declared)
+            .is_none_or(|end| end > size)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("entry {entries} is cut short"),
+            ));
+        }
+        entries += 1;
+    }
+    if entries == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "it holds no files",
+        ));
+    }
+    let mut last = [0u8; 1024];
+    let marked = size.is_multiple_of(512)
+        && size >= 1024
+        && file.read_exact_at(&mut last, size - 1024).is_ok()
+        && last.iter().all(|b| *b == 0);
+    if !marked {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "it is truncated (no end-of-archive marker)",
+        ));
+    }
+    Ok((entries, archive.into_inner().read + 1024))
+}
+
+/// A file read through positioned reads at a position of its own, with a small buffer that a
+/// seek keeps when it lands inside it (`std::io::BufReader` drops its buffer at every seek, and
+/// the tar walk seeks once per member: a bento of many small files would be read many times).
+struct PositionedReader<'f> {
+    file: &'f std::fs::File,
+    size: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    /// Where the buffered bytes start in the file, and how many there are.
+    start: u64,
+    len: usize,
+    /// Bytes read from the file so far.
+    read: u64,
+}
+
+impl<'f> PositionedReader<'f> {
+    fn new(file: &'f std::fs::File, size: u64) -> Self {
+        PositionedReader {
+            file,
+            size,
+            pos: 0,
+            buf: vec![0u8; 64 << 10],
+            start: 0,
+            len: 0,
+            read: 0,
+        }
+    }
+}
+
+impl Read for PositionedReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if self.pos >= self.size {
+            return Ok(0);
+        }
+        if !(self.start..self.start + self.len as u64).contains(&self.pos) {
+            let want = (self.size - self.pos).min(self.buf.len() as u64) as usize;
+            self.len = self.file.read_at(&mut self.buf[..want], self.pos)?;
+            self.read += self.len as u64;
+            self.start = self.pos;
+            if self.len == 0 {
+                return Ok(0);
+            }
+        }
+        let from = (self.pos - self.start) as usize;
+        let n = out.len().min(self.len - from);
+        out[..n].copy_from_slice(&self.buf[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for PositionedReader<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(at) => Some(at),
+            io::SeekFrom::Current(by) => self.pos.checked_add_signed(by),
+            io::SeekFrom::End(by) => self.size.checked_add_signed(by),
+        };
+        self.pos = pos.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the file's start")
+        })?;
+        Ok(self.pos)
+    }
 }
 
 /// Refuses a member that would land outside the directory it is unpacked into: an absolute
@@ -402,31 +596,33 @@ mod tests {
         );
     }
 
+    /// A tar of one member named `path` (a link to `link` when given), written raw: the tar
+    /// crate's own setters refuse `..` and absolute paths.
+    fn one(path: &str, link: Option<(&str, tar::EntryType)>) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        // Raw names: the tar crate's own setters refuse `..` and absolute paths.
+        h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_mode(0o644);
+        match link {
+            Some((target, kind)) => {
+                h.set_entry_type(kind);
+                h.set_size(0);
+                h.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target.as_bytes());
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+            None => {
+                h.set_size(1);
+                h.set_cksum();
+                b.append(&h, &b"x"[..]).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
     #[test]
     fn members_outside_the_directory_are_refused() {
-        fn one(path: &str, link: Option<(&str, tar::EntryType)>) -> Vec<u8> {
-            let mut b = tar::Builder::new(Vec::new());
-            let mut h = tar::Header::new_gnu();
-            // Raw names: the tar crate's own setters refuse `..` and absolute paths.
-            h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
-            h.set_mode(0o644);
-            match link {
-                Some((target, kind)) => {
-                    h.set_entry_type(kind);
-                    h.set_size(0);
-                    h.as_gnu_mut().unwrap().linkname[..target.len()]
-                        .copy_from_slice(target.as_bytes());
-                    h.set_cksum();
-                    b.append(&h, &[][..]).unwrap();
-                }
-                None => {
-                    h.set_size(1);
-                    h.set_cksum();
-                    b.append(&h, &b"x"[..]).unwrap();
-                }
-            }
-            b.into_inner().unwrap()
-        }
         for bad in ["../evil.txt", "src/../../evil.txt", "/tmp/evil.txt"] {
             let err = inspect(&one(bad, None)[..]).unwrap_err();
             assert!(err.contains("outside"), "{bad}: {err}");
@@ -547,5 +743,96 @@ mod tests {
         assert_eq!(facts.size, g.len() as u64);
         assert_eq!(facts.sha256, hex::encode(Sha256::digest(&g)));
         assert_eq!(inspect(&g[..]).unwrap(), facts);
+    }
+
+    /// `bytes` in a file of their own.
+    fn in_a_file(bytes: &[u8]) -> std::fs::File {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_file_gives_the_verdicts_of_a_stream() {
+        let t = tar_bytes();
+        let mut zeros_after = t.clone();
+        zeros_after.extend_from_slice(&[0u8; 5120]);
+        let mut cases: Vec<(String, Vec<u8>)> = vec![
+            ("tar".into(), t.clone()),
+            ("zeros after".into(), zeros_after),
+            ("gzip".into(), gzip(&t)),
+            ("gzip cut".into(), gzip(&t)[..40].to_vec()),
+            ("empty".into(), Vec::new()),
+            ("foreign".into(), b"hello world, not a tar at all".to_vec()),
+            ("no files".into(), vec![0u8; 10240]),
+            ("escapes".into(), one("../evil.txt", None)),
+            (
+                "link escapes".into(),
+                one(
+                    "a/link",
+                    Some(("../../etc/passwd", tar::EntryType::Symlink)),
+                ),
+            ),
+            ("inside".into(), one("a/../b.txt", None)),
+        ];
+        for cut in [
+            100,
+            600,
+            1000,
+            2000,
+            3584,
+            t.len() - 1024,
+            t.len() - 512,
+            t.len() - 1,
+        ] {
+            cases.push((format!("cut at {cut}"), t[..cut].to_vec()));
+        }
+        let mut not_marked = t.clone();
+        let at = not_marked.len() - 10;
+        not_marked[at] = 1;
+        cases.push(("garbage in the end marker".into(), not_marked));
+        for (name, bytes) in cases {
+            let file = in_a_file(&bytes);
+            let by_file = inspect_file(&file, bytes.len() as u64, None).unwrap();
+            match inspect(&bytes[..]) {
+                Ok(facts) => assert_eq!(by_file, Ok(facts), "{name}"),
+                Err(reason) => assert!(by_file.is_err(), "{name}: {reason}, but {by_file:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_hashed_in_part_is_hashed_from_there_and_its_members_are_not_read() {
+        // One big member: the walk reads its header and the end marker, not its bytes.
+        let big = vec![3u8; 8 << 20];
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(big.len() as u64);
+        h.set_cksum();
+        b.append_data(&mut h, "weights.bin", &big[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let file = in_a_file(&t);
+        let whole = inspect(&t[..]).unwrap();
+        for cut in [0, 1, 512, 4 << 20, t.len()] {
+            let mut prefix = Sha256Meter::default();
+            prefix.update(&t[..cut]);
+            let facts = inspect_file(&file, t.len() as u64, Some(prefix)).unwrap();
+            assert_eq!(facts, Ok(whole.clone()), "prefix of {cut}");
+        }
+        let (entries, read) = check_tar_by_headers(&file, t.len() as u64).unwrap();
+        assert_eq!(entries, 1);
+        assert!(
+            read < 256 << 10,
+            "the walk read {read} of {} bytes",
+            t.len()
+        );
+        // A prefix longer than the archive is refused.
+        let mut long = Sha256Meter::default();
+        long.update(&vec![0u8; t.len() + 1]);
+        let err = inspect_file(&file, t.len() as u64, Some(long))
+            .unwrap()
+            .unwrap_err();
+        assert!(err.contains("shorter"), "{err}");
     }
 }
