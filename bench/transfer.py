@@ -640,8 +640,8 @@ EXTRA_WORK = {
     ("proxy, local", "push"): "every byte crosses the server, which checks the tar as it streams and writes it to the data directory",
     ("proxy, local", "pull"): "every byte is read from the data directory and streamed by the server",
     ("presigned, local", "push"): "the parts arrive side by side and the archive's SHA-256 is one pass in order: the server "
-    "hashes each part as soon as the parts before it are in, so what arrived after the first part still in flight "
-    "(most of the last round of parts) is hashed at finish_upload",
+    "hashes each part as soon as the parts before it are in and holds back parts more than two ahead, so the last two or "
+    "three parts are hashed at finish_upload; each part's URL is asked for in its own API call",
     ("presigned, local", "pull"): "the server serves its own presigned URL: the bytes still cross the server",
     ("proxy, PostgreSQL+S3", "push"): "it makes two hops, client to server, then server to S3 (moto, a Python server)",
     ("proxy, PostgreSQL+S3", "pull"): "it makes two hops, S3 (moto) to the server, then the server to the client",

@@ -189,6 +189,83 @@ mod presigned_upload_url_is_dead_after_finish {
     }
 }
 
+/// PUTs to a single-PUT URL that keep landing while the finish checks the archive never make
+/// the served archive differ from the checked one: on S3 the bucket takes them without the
+/// server, so the archive is moved under a key the client never saw before it is checked
+/// (checking first and moving after served whatever landed in between, with the digest of
+/// what was checked).
+async fn puts_racing_the_finish_never_change_what_was_checked(backend: common::Backend) {
+    use sha2::Digest;
+    let app = presigned_app(backend).await;
+    let c = api_client(&app).await;
+    create_version(&c, "model", "m", "v1", model_manifest(1000), json!([])).await;
+    let path = version_path("model", "m", "v1");
+    let (s, b) = c
+        .patch(&format!("{path}/presign_upload_url"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+    // Big enough that the check lasts a while, during which the other PUTs keep landing.
+    let weights: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let good = tar_archive(&[("model.yaml", b"name: m\n"), ("weights.bin", &weights)]);
+    let (s, b) = put_raw(&c, &url, good.clone(), false).await;
+    assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
+
+    // The finish starts checking the big archive; small PUTs keep landing until it answers.
+    let finishing = {
+        let (c, path) = (c.clone(), path.clone());
+        tokio::spawn(async move {
+            c.patch(
+                &format!("{path}/finish_upload"),
+                json!({"status": "success"}),
+            )
+            .await
+        })
+    };
+    let evil = tar_archive(&[("model.yaml", b"name: evil\n")]);
+    let mut sent = 0;
+    while !finishing.is_finished() {
+        put_raw(&c, &url, evil.clone(), false).await;
+        sent += 1;
+    }
+    let (s, v) = finishing.await.unwrap();
+    assert!(sent >= 1, "PUTs raced the finish");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            bytes.len() as u64
+        ),
+        (
+            v["archive_sha256"].as_str().unwrap().to_string(),
+            v["archive_size"].as_u64().unwrap()
+        ),
+        "the served archive is the one that was checked"
+    );
+    // The janitor removes what the PUTs left in the bucket.
+    yatai_service::registry::janitor::sweep(&app.state)
+        .await
+        .unwrap();
+    let keys = object_keys(&app, "models").await;
+    assert_eq!(keys.len(), 1, "only the served archive is stored: {keys:?}");
+}
+
+mod puts_racing_the_finish_never_change_what_was_checked {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_and_local_directory() {
+        puts_racing_the_finish_never_change_what_was_checked(common::Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_and_s3() {
+        puts_racing_the_finish_never_change_what_was_checked(common::Backend::Production).await;
+    }
+}
+
 /// A PUT to the server's own presigned URL that began before the finish and ends after it
 /// writes nothing: its upload is checked again, under the lock that the finish holds from its
 /// check to its commit, once its bytes are in. Only the local backend receives PUTs itself (on

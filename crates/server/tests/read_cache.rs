@@ -54,19 +54,24 @@ const READS: [&str; 5] = [
     "/api/v1/bento_repositories/iris/bentos/v1",
 ];
 
+/// Bento `iris:v1`, labelled `stage=dev`, the version the reads below look at.
+async fn labelled_iris(c: &Client) -> Value {
+    create_version(
+        c,
+        "bento",
+        "iris",
+        "v1",
+        bento_manifest(&[]),
+        json!([{"key": "stage", "value": "dev"}]),
+    )
+    .await
+}
+
 backend_test!(
     a_kept_answer_lasts_until_a_write_through_the_api,
     |app: TestApp| async move {
         let c = api_client(&app).await;
-        create_version(
-            &c,
-            "bento",
-            "iris",
-            "v1",
-            bento_manifest(&[]),
-            json!([{"key": "stage", "value": "dev"}]),
-        )
-        .await;
+        labelled_iris(&c).await;
         for path in READS {
             read_twice(&c, path).await;
         }
@@ -109,15 +114,7 @@ backend_test!(
     a_write_straight_into_a_watched_table_is_seen,
     |app: TestApp| async move {
         let c = api_client(&app).await;
-        let v = create_version(
-            &c,
-            "bento",
-            "iris",
-            "v1",
-            bento_manifest(&[]),
-            json!([{"key": "stage", "value": "dev"}]),
-        )
-        .await;
+        let v = labelled_iris(&c).await;
         let uid = v["uid"].as_str().unwrap().to_string();
         // Another connection, as another replica or a restore would write.
         let other = yatai_store::Db::connect(&app.storage.database_url)
@@ -288,15 +285,7 @@ async fn open_writers_do_not_wait_on_each_other_for_the_generation() {
     use std::time::Duration;
     let app = TestApp::start(Backend::Production).await;
     let c = api_client(&app).await;
-    let v = create_version(
-        &c,
-        "bento",
-        "iris",
-        "v1",
-        bento_manifest(&[]),
-        json!([{"key": "stage", "value": "dev"}]),
-    )
-    .await;
+    let v = labelled_iris(&c).await;
     let uid = v["uid"].as_str().unwrap().to_string();
     let pool = app.state.db.pool();
     let before = yatai_store::db::generation::current(pool)
@@ -356,15 +345,7 @@ backend_test!(
         // notices and installs them again.
         let app = app.restart().await;
         let c = api_client(&app).await;
-        create_version(
-            &c,
-            "bento",
-            "iris",
-            "v1",
-            bento_manifest(&[]),
-            json!([{"key": "stage", "value": "dev"}]),
-        )
-        .await;
+        labelled_iris(&c).await;
         let path = "/api/v1/bento_repositories/iris/bentos/v1";
         read_twice(&c, path).await;
         sqlx::query("UPDATE labels SET label_value = 'prod'")

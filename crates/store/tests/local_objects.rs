@@ -623,3 +623,83 @@ async fn a_put_refused_at_its_gate_leaves_the_object_as_it_was() {
     );
     assert_eq!(read(&store, key, None).await.0, b"abc");
 }
+
+/// A body whose first poll (the server starting to read it) shows in `polled`.
+fn watched_body(
+    b: &[u8],
+    polled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+    let mut rest = Some(Bytes::copy_from_slice(b));
+    futures::stream::poll_fn(move |_| {
+        polled.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Ready(rest.take().map(Ok))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_far_ahead_of_the_hash_waits_for_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(storage(&dir).await);
+    let key = "models/o/r/v/paced";
+    let id = store.create_multipart(key).await.unwrap();
+    let data = pattern(4 * (LOCAL_READ_SIZE + 5));
+    let parts = four_parts(&data);
+    // Parts 1 to 3 may be written before the hash reaches them; part 4 is two parts past the
+    // one the hash is in (part 1), so its body is not read yet.
+    let mut listed = vec![put(&store, &id, 2, parts[1].1).await];
+    let polled = std::sync::Arc::new(AtomicBool::new(false));
+    let fourth = {
+        let (store, id, polled) = (store.clone(), id.clone(), polled.clone());
+        let bytes = parts[3].1.to_vec();
+        tokio::spawn(async move {
+            store
+                .put_local_part(
+                    &id,
+                    4,
+                    Some(bytes.len() as u64),
+                    watched_body(&bytes, polled),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !polled.load(Ordering::SeqCst),
+        "part 4 is held while the hash has not reached part 2"
+    );
+    // Part 1 arrives: the hash runs through parts 1 and 2, and part 4 goes on.
+    listed.insert(0, put(&store, &id, 1, parts[0].1).await);
+    listed.push(put(&store, &id, 3, parts[2].1).await);
+    listed.push((4, fourth.await.unwrap().unwrap()));
+    assert!(polled.load(Ordering::SeqCst));
+    hashed(&store, &id, data.len() as u64).await;
+    store.complete_multipart(key, &id, listed).await.unwrap();
+    let prefix = prefix_of(&store, key)
+        .await
+        .expect("the whole upload was hashed");
+    assert_eq!(prefix.finish_hex(), sha256_hex(&data));
+    assert_eq!(read(&store, key, None).await.0, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_far_ahead_of_a_first_part_that_never_comes_is_not_held_for_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = storage(&dir).await;
+    let id = store
+        .create_multipart("models/o/r/v/late-first")
+        .await
+        .unwrap();
+    let data = pattern(10 * 1000);
+    // Part 1 never comes: the hash does not move, pacing ends for the upload, and each part
+    // is written (a deadlock guard, not a speed target).
+    for (n, part) in data.chunks(1000).enumerate().skip(1).rev() {
+        let written = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            put(&store, &id, n as u16 + 1, part),
+        )
+        .await;
+        assert!(written.is_ok(), "part {} was held without end", n + 1);
+    }
+    assert_eq!(store.hashed_so_far(&id), Some(0));
+}

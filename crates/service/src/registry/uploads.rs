@@ -206,29 +206,15 @@ async fn commit(
     caller: &Caller,
     t: &Target,
     u: &Upload,
+    served_key: &str,
     facts: &ArchiveFacts,
 ) -> Result<(), Error> {
-    // A presigned single PUT's URL names its object: serve a copy under a key the client never
-    // saw, so that the URL cannot change the served archive after this point.
-    let served_key = match u.transfer {
-        Transfer::Single => {
-            let key = new_object_key(
-                t.kind,
-                &caller.organization.uid,
-                &t.repo,
-                &t.version.version,
-            );
-            svc.objects.rename(&u.object_key, &key).await?;
-            key
-        }
-        Transfer::Proxy | Transfer::Multipart => u.object_key.clone(),
-    };
     let mut tx = svc.db.begin().await?;
     let won = versions::finish_success(
         &mut *tx,
         &t.version.uid,
         u.base_object_key.as_deref(),
-        &served_key,
+        served_key,
         facts.size as i64,
         &facts.sha256,
         &u.manifest,
@@ -243,7 +229,7 @@ async fn commit(
             t.tag
         );
         uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, &reason).await?;
-        if let Err(e) = svc.objects.delete(&served_key).await {
+        if let Err(e) = svc.objects.delete(served_key).await {
             tracing::warn!(error = %e, key = served_key, "could not delete a losing upload's archive");
         }
         return Err(Error::Conflict(format!(
@@ -399,7 +385,7 @@ where
         fail(svc, &u, &reason).await?;
         return Err(refused(&t, &reason));
     }
-    commit(svc, caller, &t, &u, &facts).await?;
+    commit(svc, caller, &t, &u, &key, &facts).await?;
     reload(svc, &t).await
 }
 
@@ -571,20 +557,53 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
         )));
     }
     for u in running {
-        // Until its commit has moved it under the served key, no PUT may put another file
-        // where the checked one is (see `receive_presigned_put`).
+        // Until its commit, no PUT to this server's own URL may place a file (see
+        // `receive_presigned_put`): it would be checked by no one, and left behind.
         let _placing = object_lock(&u.object_key).lock().await;
         if svc.objects.size(&u.object_key).await?.is_none() {
             continue; // its bytes have not arrived (yet)
         }
+        // A single PUT's URL names its object and stays valid until it expires, and S3 takes
+        // the PUTs to it without us. So the archive is first moved under a key the client never
+        // saw, and that is what is checked and served: a PUT landing meanwhile changes nothing
+        // served (checking first and moving after let one land between the two).
+        let checked_key = match u.transfer {
+            Transfer::Single => {
+                let key = new_object_key(
+                    t.kind,
+                    &caller.organization.uid,
+                    &t.repo,
+                    &t.version.version,
+                );
+                svc.objects.rename(&u.object_key, &key).await?;
+                key
+            }
+            Transfer::Proxy | Transfer::Multipart => u.object_key.clone(),
+        };
         // Bytes written on this server may have been hashed as they arrived: then only the
-        // rest is hashed now (the whole archive is walked either way).
-        let (prefix, reader) = svc.objects.get_hashed(&u.object_key).await?;
-        match yatai_archive::inspect_stream_from(prefix, reader.stream).await? {
-            Ok(facts) => return commit(svc, caller, t, &u, &facts).await,
-            Err(reason) => {
+        // rest is read and hashed now (see `inspect_archive`).
+        let checked = svc.objects.inspect_archive(&checked_key).await;
+        let moved = (checked_key != u.object_key).then_some(checked_key.as_str());
+        match checked {
+            Ok(Ok(facts)) => return commit(svc, caller, t, &u, &checked_key, &facts).await,
+            Ok(Err(reason)) => {
+                if let Some(key) = moved {
+                    // Refused: never to be served (`fail` removes the upload's own key).
+                    if let Err(e) = svc.objects.delete(key).await {
+                        tracing::warn!(error = %e, key, "could not delete a refused archive");
+                    }
+                }
                 fail(svc, &u, &reason).await?;
                 return Err(refused(t, &reason));
+            }
+            Err(e) => {
+                if let Some(key) = moved {
+                    // The upload still runs: put its bytes back for the finish to be retried.
+                    if let Err(e) = svc.objects.rename(key, &u.object_key).await {
+                        tracing::warn!(error = %e, key, "could not move an unchecked archive back to its upload's key");
+                    }
+                }
+                return Err(e);
             }
         }
     }

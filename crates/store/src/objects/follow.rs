@@ -6,7 +6,9 @@
 //! upload (hashed while it streams) does not have. This module hashes the leading bytes of
 //! `data` (the parts written in place, see `local.rs`) as soon as each is written, on the
 //! blocking pool, so that the check at finish hashes only what came after: the rest of the
-//! last parts to arrive. The tar walk still reads the whole object at finish.
+//! last parts to arrive. Parts far ahead of the hash are held back ([`pace`]) so that they
+//! arrive roughly in order and little is left. At finish, an uncompressed tar is walked by its
+//! headers alone (`yatai_archive::inspect_file`), so what was hashed here is not read again.
 //!
 //! The hashed prefix is only used when it is certainly the object's prefix, which
 //! [`take_at_complete`] decides under the exclusive lock that completing takes:
@@ -58,6 +60,23 @@ const READ: usize = 256 << 10;
 /// [`STEP`] takes a few ms); past it, the upload's finish hashes it all.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Parts of an upload past the one being hashed that may be written while the hash keeps up
+/// (see [`pace`]); further ones wait.
+const AHEAD_PARTS: u64 = 2;
+
+/// How often a held part looks at how fast the hash moves.
+const PACE_WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The slowest the hash may move (bytes per second, in order: as fast as the part it is in
+/// arrives) for parts to be held back; below it, pacing ends for the upload. Holding parts only
+/// pays when the link is fast enough for the hash at finish to count (on a slow link, or with
+/// a first part that is late or never sent, parallel streams matter more).
+const PACE_MIN_RATE: u64 = 100 << 20;
+
+/// The longest a part is held back, far below the write timeouts of clients (httpx's default
+/// is 5 s, the bentoml CLI sets 10 hours, botocore 60 s, curl none).
+const MAX_HELD: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The files of a local upload that mark the processes which wrote into `data`: `writer.MARK`.
 pub(super) const WRITER_MARK: &str = "writer.";
 
@@ -86,6 +105,8 @@ struct Followed {
     running: bool,
     again: bool,
     stop: bool,
+    /// Parts far ahead of the hash wait for it (see [`pace`]); off once a wait was in vain.
+    paced: bool,
 }
 
 struct Ready {
@@ -177,12 +198,14 @@ pub(super) fn begin(upload_id: &str, dir: &Path, n: u16, part_size: Option<u64>)
                 running: false,
                 again: false,
                 stop: false,
+                paced: true,
             },
         );
     }
     let f = r.followed.get_mut(upload_id)?;
     if f.hashed_parts.contains_key(&n) {
         f.broken = true;
+        moved().notify_waiters();
     }
     if f.part_size.is_none() {
         f.part_size = part_size;
@@ -295,6 +318,8 @@ fn follow(upload_id: &str) {
                     }
                     f.running = false;
                     IDLE.notify_all();
+                    drop(r);
+                    moved().notify_waiters();
                     return;
                 }
             }
@@ -325,6 +350,8 @@ fn follow(upload_id: &str) {
             // was hashed, or reading failed: what the hasher holds is not the prefix.
             _ => f.broken = true,
         }
+        drop(r);
+        moved().notify_waiters();
     }
 }
 
@@ -383,6 +410,70 @@ fn hash_range(
     Ok(identity)
 }
 
+/// Woken each time the hash of an upload moves on, or stops.
+fn moved() -> &'static tokio::sync::Notify {
+    static MOVED: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    MOVED.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Holds back the write of part `n` of an upload until the hash is at most [`AHEAD_PARTS`]
+/// parts behind it, while the hash moves fast enough.
+///
+/// Why: the parts of a presigned upload arrive side by side (10 at a time from BentoML), so
+/// when the last one ends, all but the first are still to be hashed in order: 0.5 s per GiB at
+/// finish on the machine of `bench/`, a quarter of the upload. Holding the parts far ahead
+/// makes them arrive roughly in order, and the hash keeps pace with the receive, as a proxy
+/// upload's does. It acts through TCP: the request's body is not read, so its client's writes
+/// wait. Pacing ends for the whole upload when the hash moves slower than [`PACE_MIN_RATE`]
+/// over [`PACE_WINDOW`] (a slow link, a late first part), so that costs one window; no part
+/// waits more than [`MAX_HELD`].
+pub(super) async fn pace(upload_id: &str, n: u16) {
+    let began = std::time::Instant::now();
+    let mut window: Option<(std::time::Instant, u64)> = None;
+    loop {
+        let notified = moved().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let hashed = {
+            let r = registry();
+            let Some(f) = r.followed.get(upload_id) else {
+                return;
+            };
+            let Some(part_size) = f.part_size.filter(|s| *s > 0) else {
+                return;
+            };
+            let hashing = f.hashed / part_size + 1;
+            if !f.paced || f.broken || f.stop || u64::from(n) <= hashing + AHEAD_PARTS {
+                return;
+            }
+            f.hashed
+        };
+        let now = std::time::Instant::now();
+        let (since, from) = *window.get_or_insert((now, hashed));
+        if now - since >= PACE_WINDOW {
+            let rate = hashed.saturating_sub(from) as f64 / (now - since).as_secs_f64();
+            if rate < PACE_MIN_RATE as f64 {
+                if let Some(f) = registry().followed.get_mut(upload_id) {
+                    f.paced = false;
+                }
+                moved().notify_waiters();
+                return;
+            }
+            window = Some((now, hashed));
+        }
+        let left = MAX_HELD.saturating_sub(began.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        let next_look = PACE_WINDOW.saturating_sub(now - window.map_or(now, |w| w.0));
+        let _ = tokio::time::timeout(
+            left.min(next_look.max(std::time::Duration::from_millis(1))),
+            notified,
+        )
+        .await;
+    }
+}
+
 /// Bytes of the upload hashed so far, while it is followed and what was hashed still counts.
 pub(super) fn hashed_so_far(upload_id: &str) -> Option<u64> {
     registry()
@@ -401,6 +492,16 @@ pub(super) fn forget(upload_id: &str) {
 /// Drops the hash kept for the object `key` (its object is being made again, or replaced).
 pub(super) fn discard_ready(key: &str) {
     registry().ready.retain(|ready| ready.key != key);
+}
+
+/// The object `from` is now `to`: so is the hash kept for it (checked against the file when
+/// taken, as ever).
+pub(super) fn rename_ready(from: &str, to: &str) {
+    let mut r = registry();
+    r.ready.retain(|ready| ready.key != to);
+    if let Some(ready) = r.ready.iter_mut().find(|ready| ready.key == from) {
+        ready.key = to.to_string();
+    }
 }
 
 /// Called by a completion in place, under the exclusive lock of `data` (no part is being

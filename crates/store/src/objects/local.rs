@@ -63,13 +63,26 @@ pub(super) async fn get_hashed(
     open(fs, key, None, |meta| follow::take_prefix(key, meta)).await
 }
 
-/// [`get`], showing the open file's metadata to `look` first.
-async fn open<T>(
+/// Checks the archive `key` (see `yatai_archive::inspect_file`), from the hash of its first
+/// bytes that its upload kept for this very file, if any: an uncompressed tar is then read
+/// only past those bytes, and walked by its headers.
+pub(super) async fn inspect(
     fs: &LocalFileSystem,
     key: &str,
-    range: Option<std::ops::Range<u64>>,
-    look: impl FnOnce(&std::fs::Metadata) -> T,
-) -> Result<(T, ObjectReader), Error> {
+) -> Result<Result<yatai_archive::ArchiveFacts, String>, Error> {
+    let (file, meta) = open_file(fs, key).await?;
+    let prefix = follow::take_prefix(key, &meta);
+    let file = file.into_std().await;
+    tokio::task::spawn_blocking(move || yatai_archive::inspect_file(&file, meta.len(), prefix))
+        .await
+        .map_err(|e| Error::Internal(format!("archive check failed: {e}")))?
+}
+
+/// Opens the object `key` (a file), with its metadata.
+async fn open_file(
+    fs: &LocalFileSystem,
+    key: &str,
+) -> Result<(tokio::fs::File, std::fs::Metadata), Error> {
     let path = fs
         .path_to_filesystem(&Path::from(key))
         .map_err(storage_error)?;
@@ -88,6 +101,17 @@ async fn open<T>(
     if !meta.is_file() {
         return Err(missing());
     }
+    Ok((file, meta))
+}
+
+/// [`get`], showing the open file's metadata to `look` first.
+async fn open<T>(
+    fs: &LocalFileSystem,
+    key: &str,
+    range: Option<std::ops::Range<u64>>,
+    look: impl FnOnce(&std::fs::Metadata) -> T,
+) -> Result<(T, ObjectReader), Error> {
+    let (file, meta) = open_file(fs, key).await?;
     let looked = look(&meta);
     let total_size = meta.len();
     let range = match range {
@@ -397,25 +421,24 @@ where
         /// `data`, the part's offset in it, the upload's part size.
         InData(std::fs::File, u64, u64),
         Apart,
-        Completed,
     }
     let place = {
         let dir = dir.clone();
         blocking(&key, move || {
             std::fs::create_dir_all(&dir)?;
             if dir.join(COMPLETED).exists() {
-                return Ok(Place::Completed);
+                return Ok(None);
             }
             // Whatever an earlier upload of this part left is no longer it.
             remove_if_there(&marker_of(&dir, n))?;
             remove_if_there(&dir.join(format!("{n:05}")))?;
             let Some(len) = declared else {
-                return Ok(Place::Apart);
+                return Ok(Some(Place::Apart));
             };
             let part_size = fix_part_size(&dir, len)?;
             let offset = (u64::from(n) - 1).checked_mul(part_size);
             let Some(offset) = offset.filter(|_| len <= part_size) else {
-                return Ok(Place::Apart);
+                return Ok(Some(Place::Apart));
             };
             let data = std::fs::OpenOptions::new()
                 .write(true)
@@ -430,18 +453,18 @@ where
                 _ => false,
             };
             if !still_data || dir.join(COMPLETED).exists() {
-                return Ok(Place::Completed);
+                return Ok(None);
             }
             follow::mark_writer(&dir)?;
-            Ok(Place::InData(data, offset, part_size))
+            Ok(Some(Place::InData(data, offset, part_size)))
         })
         .await?
     };
-    if matches!(place, Place::Completed) {
+    let Some(place) = place else {
         return Err(Error::Conflict(
             "this multipart upload was completed: it takes no more parts".into(),
         ));
-    }
+    };
     // Before the first byte lands (in `data` or apart): a hash of the part's earlier bytes no
     // longer counts.
     let part_size = match &place {
@@ -449,9 +472,12 @@ where
         _ => None,
     };
     let generation = follow::begin(upload_id, &dir, n, part_size);
+    if generation.is_some() && part_size.is_some() {
+        // Far ahead of the upload's hash: wait for it to come closer (see `follow::pace`).
+        follow::pace(upload_id, n).await;
+    }
     let mut crc = crc32fast::Hasher::new();
     let (size, kind) = match place {
-        Place::Completed => unreachable!("returned above"),
         Place::InData(data, offset, _) => {
             let writing = Arc::new(PartWrite {
                 _claim: claim.clone(),

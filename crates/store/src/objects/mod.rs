@@ -403,7 +403,12 @@ impl ObjectStorage {
         self.store
             .rename(&Path::from(from), &Path::from(to))
             .await
-            .map_err(storage_error)
+            .map_err(storage_error)?;
+        if self.local_fs.is_some() {
+            // The file is the same (a rename keeps its inode and time): so is its kept hash.
+            follow::rename_ready(from, to);
+        }
+        Ok(())
     }
 
     /// Staging files of interrupted local writes, older than `older_than` (keys relative to the
@@ -478,7 +483,7 @@ impl ObjectStorage {
     ///
     /// On the local backend (the server's own presigned PUT URL) the bytes are also hashed with
     /// SHA-256 as they are written, and the hash is kept for the archive's check at finish (see
-    /// [`Self::get_hashed`]), which then only walks the archive.
+    /// [`Self::inspect_archive`]), which then only walks the archive's headers.
     ///
     /// `gate` is awaited when every byte is written, before the object is put in place (an
     /// error leaves nothing, what it returns is held until the object is in place): the caller
@@ -567,10 +572,25 @@ impl ObjectStorage {
         Ok(())
     }
 
+    /// Checks the archive stored under `key`: its size, SHA-256 and tar walk (see
+    /// `yatai_archive`). On the local backend, the bytes its upload hashed as they arrived are
+    /// not hashed again, and an uncompressed tar's members are not read by the walk (only
+    /// what was not hashed yet is read); on S3, the object is read once, as a stream.
+    pub async fn inspect_archive(
+        &self,
+        key: &str,
+    ) -> Result<Result<yatai_archive::ArchiveFacts, String>, Error> {
+        match &self.local_fs {
+            Some(fs) => local::inspect(fs, key).await,
+            None => yatai_archive::inspect_stream(self.get(key, None).await?.stream).await,
+        }
+    }
+
     /// The whole object `key`, and the SHA-256 of its first bytes when they were hashed while
     /// its upload arrived on the local backend and are certainly this object's (see
-    /// `follow.rs`): the check of the archive then hashes only the rest. The hash is given
-    /// once; the reader reads the very file it was compared with.
+    /// `follow.rs`). The hash is given once; the reader reads the very file it was compared
+    /// with. [`Self::inspect_archive`] checks an archive this way; this shows what it starts
+    /// from (for tests and diagnostics).
     pub async fn get_hashed(
         &self,
         key: &str,
