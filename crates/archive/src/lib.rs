@@ -337,10 +337,13 @@ fn check_tar_by_headers(file: &std::fs::File, size: u64) -> io::Result<(u64, u64
         let entry = entry?;
         check_member(&entry)?;
         let declared = entry.header().entry_size()?;
-        if entry
-            .raw_file_position()
-            .checked_add(declared)
-            .is_none_or(|end| end > size)
+        // What the streaming walk would read of it (a PAX `size`, a sparse file's real size)
+        // must be what its header declares, as there (`check_tar`'s `copied != declared`).
+        if entry.size() != declared
+            || entry
+                .raw_file_position()
+                .checked_add(declared)
+                .is_none_or(|end| end > size)
         {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -428,8 +431,13 @@ impl io::Seek for PositionedReader<'_> {
             io::SeekFrom::Current(by) => self.pos.checked_add_signed(by),
             io::SeekFrom::End(by) => self.size.checked_add_signed(by),
         };
-        self.pos = pos.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the file's start")
+        // Past the end is an error, as skipping past the end of a stream is: the walk goes
+        // from member to member by the sizes it reads, which may say more than there is.
+        self.pos = pos.filter(|at| *at <= self.size).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a member goes past the end of the archive",
+            )
         })?;
         Ok(self.pos)
     }
@@ -745,6 +753,48 @@ mod tests {
         assert_eq!(inspect(&g[..]).unwrap(), facts);
     }
 
+    /// A PAX header whose `size` record is `pax_size`, then a member `a.txt` whose header
+    /// declares (and whose data has) `len` bytes, then the end marker.
+    fn with_pax_size(pax_size: &[u8], len: usize) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("size", pax_size)]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(len as u64);
+        h.set_cksum();
+        b.append_data(&mut h, "a.txt", &vec![1u8; len][..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// A GNU sparse member of `stored` bytes on disk and `real` bytes unpacked, one data region
+    /// at 0 (`stored` long), with an (empty) extension block if `extended`, followed by
+    /// `written` bytes of data (fewer than `stored`: cut) and the end marker.
+    fn sparse(stored: u64, real: u64, extended: bool, written: usize) -> Vec<u8> {
+        let octal = |field: &mut [u8], v: u64| {
+            let text = format!("{v:0width$o}", width = field.len() - 1);
+            field[..text.len()].copy_from_slice(text.as_bytes());
+            field[text.len()..].fill(0);
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_path("holes.bin").unwrap();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_mode(0o644);
+        h.set_size(stored);
+        let gnu = h.as_gnu_mut().unwrap();
+        octal(&mut gnu.sparse[0].offset, 0);
+        octal(&mut gnu.sparse[0].numbytes, stored);
+        octal(&mut gnu.realsize, real);
+        gnu.isextended[0] = u8::from(extended);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        if extended {
+            out.extend_from_slice(&[0u8; 512]);
+        }
+        out.extend_from_slice(&vec![2u8; written]);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
     /// `bytes` in a file of their own.
     fn in_a_file(bytes: &[u8]) -> std::fs::File {
         use std::io::Write;
@@ -788,6 +838,18 @@ mod tests {
         ] {
             cases.push((format!("cut at {cut}"), t[..cut].to_vec()));
         }
+        cases.push(("pax size past the end".into(), with_pax_size(b"1000000", 0)));
+        cases.push(("pax size smaller".into(), with_pax_size(b"0", 1024)));
+        cases.push(("pax size agreeing".into(), with_pax_size(b"1024", 1024)));
+        cases.push(("sparse with a hole".into(), sparse(512, 4608, false, 512)));
+        cases.push((
+            "sparse, extension block, cut".into(),
+            sparse(1024, 1024, true, 512),
+        ));
+        cases.push((
+            "sparse, extension block".into(),
+            sparse(1024, 1024, true, 1024),
+        ));
         let mut not_marked = t.clone();
         let at = not_marked.len() - 10;
         not_marked[at] = 1;

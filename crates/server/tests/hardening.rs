@@ -266,6 +266,104 @@ mod puts_racing_the_finish_never_change_what_was_checked {
     }
 }
 
+/// A single PUT's archive is checked under a key of its own (see `checked_copy`). A finish
+/// interrupted after moving it there (a crash, a failed commit) finds it again; a refused
+/// archive leaves nothing, there or under the URL's key, and neither does an abandoned one
+/// once the janitor has been.
+async fn the_checked_copy_of_a_single_put(backend: common::Backend) {
+    let app = presigned_app(backend).await;
+    let c = api_client(&app).await;
+    let put_one = |version: &'static str, bytes: Vec<u8>| {
+        let c = c.clone();
+        async move {
+            create_version(&c, "model", "m", version, model_manifest(1000), json!([])).await;
+            let path = version_path("model", "m", version);
+            let (s, b) = c
+                .patch(&format!("{path}/presign_upload_url"), json!({}))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+            let (s, b) = put_raw(&c, &url, bytes, false).await;
+            assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
+            path
+        }
+    };
+
+    // Moved, then the finish stopped: finishing again checks and serves the moved archive.
+    let good = tar_archive(&[("model.yaml", b"name: m\n")]);
+    let path = put_one("v1", good.clone()).await;
+    let keys = object_keys(&app, "models").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let moved = yatai_store::objects::checked_copy(&keys[0]);
+    app.state.objects.rename(&keys[0], &moved).await.unwrap();
+    finish_ok(&c, &path).await;
+    let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(bytes, good);
+    assert_eq!(object_keys(&app, "models").await, vec![moved]);
+
+    // Refused: nothing is left of it.
+    let path = put_one("v2", b"not a tar at all".to_vec()).await;
+    let (s, b) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success"}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        object_keys(&app, "models").await.len(),
+        1,
+        "only v1's archive"
+    );
+
+    // Failed by its client after the move: the copy goes with the upload's objects.
+    let path = put_one("v3", good.clone()).await;
+    let v3 = object_keys(&app, "models")
+        .await
+        .into_iter()
+        .find(|k| !k.ends_with(".checked"))
+        .unwrap();
+    let v3_copy = yatai_store::objects::checked_copy(&v3);
+    app.state.objects.rename(&v3, &v3_copy).await.unwrap();
+    let (s, b) = c
+        .patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "failed", "reason": "gave up"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        object_keys(&app, "models").await.len(),
+        1,
+        "only v1's archive"
+    );
+
+    // A copy that outlived its failed upload (its delete failed): the janitor removes it.
+    let stray = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(good))]);
+    app.state.objects.put_stream(&v3_copy, stray).await.unwrap();
+    yatai_service::registry::janitor::sweep(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        object_keys(&app, "models").await.len(),
+        1,
+        "only v1's archive"
+    );
+}
+
+mod the_checked_copy_of_a_single_put {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_and_local_directory() {
+        the_checked_copy_of_a_single_put(common::Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_and_s3() {
+        the_checked_copy_of_a_single_put(common::Backend::Production).await;
+    }
+}
+
 /// A PUT to the server's own presigned URL that began before the finish and ends after it
 /// writes nothing: its upload is checked again, under the lock that the finish holds from its
 /// check to its commit, once its bytes are in. Only the local backend receives PUTs itself (on

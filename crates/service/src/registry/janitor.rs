@@ -8,7 +8,8 @@
 //!   to no running upload, are deleted once older than the proxy limit.
 //! - Incomplete S3 multipart uploads that belong to no running upload are aborted once older
 //!   than the proxy limit (a proxy upload's own multipart id is never recorded).
-//! - Objects that a presigned PUT wrote after its upload had ended are deleted.
+//! - Objects that a presigned PUT wrote after its upload had ended are deleted, and so is the
+//!   checked copy of a single PUT whose upload failed (see `checked_copy`).
 //! - Ended uploads are forgotten after a week.
 
 use std::collections::HashSet;
@@ -140,7 +141,7 @@ pub async fn sweep(svc: &Services) -> Result<Sweep, Error> {
         for u in uploads::ended_since(svc.db.pool(), since).await? {
             if u.transfer == Transfer::Single
                 && u.status != UploadState::Uploading
-                && svc.objects.size(&u.object_key).await?.is_some()
+                && leaves_objects(svc, &u).await?
             {
                 discard_objects(svc, &u).await;
                 done.late_objects += 1;
@@ -160,6 +161,16 @@ pub async fn sweep(svc: &Services) -> Result<Sweep, Error> {
         Some(e) => Err(e),
         None => Ok(done),
     }
+}
+
+/// Whether an ended single PUT upload left an object: a PUT after it ended, or (when it did
+/// not commit) the copy its finish was checking.
+async fn leaves_objects(svc: &Services, u: &uploads::Upload) -> Result<bool, Error> {
+    if svc.objects.size(&u.object_key).await?.is_some() {
+        return Ok(true);
+    }
+    let checked = yatai_store::objects::checked_copy(&u.object_key);
+    Ok(u.status != UploadState::Committed && svc.objects.size(&checked).await?.is_some())
 }
 
 /// Sweeps now, then every `janitor_interval`, for as long as the returned task runs.

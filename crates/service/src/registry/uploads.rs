@@ -40,7 +40,6 @@ use crate::{events, Caller, Services};
 struct Target {
     kind: Kind,
     tag: String,
-    repo: String,
     version: Version,
 }
 
@@ -56,7 +55,6 @@ async fn writable(
     Ok(Target {
         kind,
         tag: tag(name, version),
-        repo: name.to_string(),
         version: v,
     })
 }
@@ -196,6 +194,13 @@ pub(super) async fn discard_objects(svc: &Services, u: &Upload) {
     }
     if let Err(e) = svc.objects.delete(&u.object_key).await {
         tracing::warn!(error = %e, key = u.object_key, "could not delete an upload's object; the janitor will retry");
+    }
+    // Where a single PUT's archive is checked, and served once committed.
+    if u.transfer == Transfer::Single && u.status != UploadState::Committed {
+        let checked = yatai_store::objects::checked_copy(&u.object_key);
+        if let Err(e) = svc.objects.delete(&checked).await {
+            tracing::warn!(error = %e, key = checked, "could not delete an upload's checked copy");
+        }
     }
 }
 
@@ -560,50 +565,33 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
         // Until its commit, no PUT to this server's own URL may place a file (see
         // `receive_presigned_put`): it would be checked by no one, and left behind.
         let _placing = object_lock(&u.object_key).lock().await;
-        if svc.objects.size(&u.object_key).await?.is_none() {
-            continue; // its bytes have not arrived (yet)
-        }
+        let arrived = svc.objects.size(&u.object_key).await?.is_some();
         // A single PUT's URL names its object and stays valid until it expires, and S3 takes
-        // the PUTs to it without us. So the archive is first moved under a key the client never
-        // saw, and that is what is checked and served: a PUT landing meanwhile changes nothing
-        // served (checking first and moving after let one land between the two).
+        // the PUTs to it without us. So the archive is first moved to a key no URL is made for,
+        // and that is what is checked and served: a PUT landing meanwhile changes nothing
+        // served (checking first and moving after let one land between the two). A finish
+        // interrupted after the move (a crash, a failed commit) finds it there again.
         let checked_key = match u.transfer {
             Transfer::Single => {
-                let key = new_object_key(
-                    t.kind,
-                    &caller.organization.uid,
-                    &t.repo,
-                    &t.version.version,
-                );
-                svc.objects.rename(&u.object_key, &key).await?;
+                let key = yatai_store::objects::checked_copy(&u.object_key);
+                if arrived {
+                    svc.objects.rename(&u.object_key, &key).await?;
+                } else if svc.objects.size(&key).await?.is_none() {
+                    continue; // its bytes have not arrived (yet)
+                }
                 key
             }
-            Transfer::Proxy | Transfer::Multipart => u.object_key.clone(),
+            Transfer::Proxy | Transfer::Multipart if arrived => u.object_key.clone(),
+            Transfer::Proxy | Transfer::Multipart => continue,
         };
         // Bytes written on this server may have been hashed as they arrived: then only the
         // rest is read and hashed now (see `inspect_archive`).
-        let checked = svc.objects.inspect_archive(&checked_key).await;
-        let moved = (checked_key != u.object_key).then_some(checked_key.as_str());
-        match checked {
-            Ok(Ok(facts)) => return commit(svc, caller, t, &u, &checked_key, &facts).await,
-            Ok(Err(reason)) => {
-                if let Some(key) = moved {
-                    // Refused: never to be served (`fail` removes the upload's own key).
-                    if let Err(e) = svc.objects.delete(key).await {
-                        tracing::warn!(error = %e, key, "could not delete a refused archive");
-                    }
-                }
+        match svc.objects.inspect_archive(&checked_key).await? {
+            Ok(facts) => return commit(svc, caller, t, &u, &checked_key, &facts).await,
+            Err(reason) => {
+                // Removes the upload's objects, the checked copy with them.
                 fail(svc, &u, &reason).await?;
                 return Err(refused(t, &reason));
-            }
-            Err(e) => {
-                if let Some(key) = moved {
-                    // The upload still runs: put its bytes back for the finish to be retried.
-                    if let Err(e) = svc.objects.rename(key, &u.object_key).await {
-                        tracing::warn!(error = %e, key, "could not move an unchecked archive back to its upload's key");
-                    }
-                }
-                return Err(e);
             }
         }
     }

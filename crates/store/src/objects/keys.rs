@@ -45,6 +45,15 @@ impl ArchiveKey {
     }
 }
 
+/// Where the archive of a presigned single PUT to `upload_key` is checked, and then served: a
+/// key no URL is ever made for. The PUT URL stays valid until it expires, so what is checked
+/// must be out of its reach. It is derived from the upload's key, so that a finish interrupted
+/// after the move finds the archive there again, and what a failed or abandoned upload left
+/// there is found with the upload.
+pub fn checked_copy(upload_key: &str) -> String {
+    format!("{upload_key}.checked")
+}
+
 impl std::fmt::Display for ArchiveKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
