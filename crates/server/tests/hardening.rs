@@ -117,6 +117,28 @@ fn url_lifetime_secs(url: &str) -> i64 {
     expires - yatai_domain::time::now_micros() / 1_000_000
 }
 
+/// Model `m:VERSION`, created, with the presigned single-PUT URL of its upload.
+async fn model_with_put_url(c: &common::Client, version: &str) -> (String, String) {
+    create_version(c, "model", "m", version, model_manifest(1000), json!([])).await;
+    let path = version_path("model", "m", version);
+    let (s, b) = c
+        .patch(&format!("{path}/presign_upload_url"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+    (path, url)
+}
+
+/// After the janitor's sweep, the bucket holds the served archive only (what PUTs to an ended
+/// upload's URL left is removed).
+async fn swept_to_the_served_archive(app: &TestApp) {
+    yatai_service::registry::janitor::sweep(&app.state)
+        .await
+        .unwrap();
+    let keys = object_keys(app, "models").await;
+    assert_eq!(keys.len(), 1, "only the served archive is stored: {keys:?}");
+}
+
 async fn presigned_url_is_dead_after_finish(backend: common::Backend) {
     let app = presigned_app(backend).await;
     let c = api_client(&app).await;
@@ -169,12 +191,7 @@ async fn presigned_url_is_dead_after_finish(backend: common::Backend) {
     assert_eq!(b["archive_sha256"], sha);
     assert_eq!(b["upload_status"], "success");
 
-    // The janitor removes what a late PUT left in the bucket.
-    yatai_service::registry::janitor::sweep(&app.state)
-        .await
-        .unwrap();
-    let keys = object_keys(&app, "models").await;
-    assert_eq!(keys.len(), 1, "only the served archive is stored: {keys:?}");
+    swept_to_the_served_archive(&app).await;
 }
 
 mod presigned_upload_url_is_dead_after_finish {
@@ -198,13 +215,7 @@ async fn puts_racing_the_finish_never_change_what_was_checked(backend: common::B
     use sha2::Digest;
     let app = presigned_app(backend).await;
     let c = api_client(&app).await;
-    create_version(&c, "model", "m", "v1", model_manifest(1000), json!([])).await;
-    let path = version_path("model", "m", "v1");
-    let (s, b) = c
-        .patch(&format!("{path}/presign_upload_url"), json!({}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+    let (path, url) = model_with_put_url(&c, "v1").await;
     // Big enough that the check lasts a while, during which the other PUTs keep landing.
     let weights: Vec<u8> = (0..16u32 << 20)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -246,12 +257,7 @@ async fn puts_racing_the_finish_never_change_what_was_checked(backend: common::B
         ),
         "the served archive is the one that was checked"
     );
-    // The janitor removes what the PUTs left in the bucket.
-    yatai_service::registry::janitor::sweep(&app.state)
-        .await
-        .unwrap();
-    let keys = object_keys(&app, "models").await;
-    assert_eq!(keys.len(), 1, "only the served archive is stored: {keys:?}");
+    swept_to_the_served_archive(&app).await;
 }
 
 mod puts_racing_the_finish_never_change_what_was_checked {
@@ -276,13 +282,7 @@ async fn the_checked_copy_of_a_single_put(backend: common::Backend) {
     let put_one = |version: &'static str, bytes: Vec<u8>| {
         let c = c.clone();
         async move {
-            create_version(&c, "model", "m", version, model_manifest(1000), json!([])).await;
-            let path = version_path("model", "m", version);
-            let (s, b) = c
-                .patch(&format!("{path}/presign_upload_url"), json!({}))
-                .await;
-            assert_eq!(s, StatusCode::OK, "{b}");
-            let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+            let (path, url) = model_with_put_url(&c, version).await;
             let (s, b) = put_raw(&c, &url, bytes, false).await;
             assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
             path
@@ -373,13 +373,7 @@ async fn a_put_that_ends_after_the_finish_writes_nothing_sqlite_and_local_direct
     use futures::SinkExt;
     let app = presigned_app(common::Backend::Embedded).await;
     let c = api_client(&app).await;
-    create_version(&c, "model", "m", "v1", model_manifest(1000), json!([])).await;
-    let path = version_path("model", "m", "v1");
-    let (s, b) = c
-        .patch(&format!("{path}/presign_upload_url"), json!({}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let url = b["presigned_upload_url"].as_str().unwrap().to_string();
+    let (path, url) = model_with_put_url(&c, "v1").await;
     let good = tar_archive(&[("model.yaml", b"name: m\n")]);
     let (s, b) = put_raw(&c, &url, good.clone(), false).await;
     assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
