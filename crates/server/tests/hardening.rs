@@ -272,7 +272,7 @@ mod puts_racing_the_finish_never_change_what_was_checked {
     }
 }
 
-/// A single PUT's archive is checked under a key of its own (see `checked_copy`). A finish
+/// A single PUT's archive is checked under a key of its own (see `checked_copies`). A finish
 /// interrupted after moving it there (a crash, a failed commit) finds it again; a refused
 /// archive leaves nothing, there or under the URL's key, and neither does an abandoned one
 /// once the janitor has been.
@@ -294,7 +294,7 @@ async fn the_checked_copy_of_a_single_put(backend: common::Backend) {
     let path = put_one("v1", good.clone()).await;
     let keys = object_keys(&app, "models").await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let moved = yatai_store::objects::checked_copy(&keys[0]);
+    let moved = yatai_store::objects::new_checked_copy(&keys[0]);
     app.state.objects.rename(&keys[0], &moved).await.unwrap();
     finish_ok(&c, &path).await;
     let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
@@ -322,9 +322,9 @@ async fn the_checked_copy_of_a_single_put(backend: common::Backend) {
     let v3 = object_keys(&app, "models")
         .await
         .into_iter()
-        .find(|k| !k.ends_with(".checked"))
+        .find(|k| !k.contains(".checked/"))
         .unwrap();
-    let v3_copy = yatai_store::objects::checked_copy(&v3);
+    let v3_copy = yatai_store::objects::new_checked_copy(&v3);
     app.state.objects.rename(&v3, &v3_copy).await.unwrap();
     let (s, b) = c
         .patch(
@@ -350,6 +350,56 @@ async fn the_checked_copy_of_a_single_put(backend: common::Backend) {
         1,
         "only v1's archive"
     );
+}
+
+/// Two finishes of one single-PUT upload at once (a client retrying after a timeout while a
+/// big archive is checked): both answer success, and the archive that was checked stays
+/// served (the second once took the first's copy for a losing push's and deleted it).
+async fn two_finishes_at_once(backend: common::Backend) {
+    use sha2::Digest;
+    let app = presigned_app(backend).await;
+    let c = api_client(&app).await;
+    let (path, url) = model_with_put_url(&c, "v1").await;
+    let weights = vec![7u8; 16 << 20];
+    let good = tar_archive(&[("model.yaml", b"name: m\n"), ("weights.bin", &weights)]);
+    let (s, b) = put_raw(&c, &url, good.clone(), false).await;
+    assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
+    let finish = || {
+        let (c, path) = (c.clone(), path.clone());
+        tokio::spawn(async move {
+            c.patch(
+                &format!("{path}/finish_upload"),
+                json!({"status": "success"}),
+            )
+            .await
+        })
+    };
+    let (first, second) = (finish(), finish());
+    for (s, b) in [first.await.unwrap(), second.await.unwrap()] {
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["upload_status"], "success", "{b}");
+    }
+    let (s, _, bytes) = download(&c, "model", "m", "v1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(bytes, good);
+    let (_, v) = c.get(&path).await;
+    assert_eq!(
+        v["archive_sha256"],
+        hex::encode(sha2::Sha256::digest(&good))
+    );
+    swept_to_the_served_archive(&app).await;
+}
+
+mod two_finishes_at_once {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_and_local_directory() {
+        two_finishes_at_once(common::Backend::Embedded).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_and_s3() {
+        two_finishes_at_once(common::Backend::Production).await;
+    }
 }
 
 mod the_checked_copy_of_a_single_put {

@@ -9,7 +9,7 @@
 //! - Incomplete S3 multipart uploads that belong to no running upload are aborted once older
 //!   than the proxy limit (a proxy upload's own multipart id is never recorded).
 //! - Objects that a presigned PUT wrote after its upload had ended are deleted, and so is the
-//!   checked copy of a single PUT whose upload failed (see `checked_copy`).
+//!   copies of a single PUT's archive made to check it that are not served (see `checked_copies`).
 //! - Ended uploads are forgotten after a week.
 
 use std::collections::HashSet;
@@ -163,14 +163,11 @@ pub async fn sweep(svc: &Services) -> Result<Sweep, Error> {
     }
 }
 
-/// Whether an ended single PUT upload left an object: a PUT after it ended, or (when it did
-/// not commit) the copy its finish was checking.
+/// Whether an ended single PUT upload left an object: a PUT after it ended, or a copy a finish
+/// made to check it that is not served.
 async fn leaves_objects(svc: &Services, u: &uploads::Upload) -> Result<bool, Error> {
-    if svc.objects.size(&u.object_key).await?.is_some() {
-        return Ok(true);
-    }
-    let checked = yatai_store::objects::checked_copy(&u.object_key);
-    Ok(u.status != UploadState::Committed && svc.objects.size(&checked).await?.is_some())
+    Ok(svc.objects.size(&u.object_key).await?.is_some()
+        || !super::uploads::stray_copies(svc, u).await?.is_empty())
 }
 
 /// Sweeps now, then every `janitor_interval`, for as long as the returned task runs.

@@ -195,13 +195,36 @@ pub(super) async fn discard_objects(svc: &Services, u: &Upload) {
     if let Err(e) = svc.objects.delete(&u.object_key).await {
         tracing::warn!(error = %e, key = u.object_key, "could not delete an upload's object; the janitor will retry");
     }
-    // Where a single PUT's archive is checked, and served once committed.
-    if u.transfer == Transfer::Single && u.status != UploadState::Committed {
-        let checked = yatai_store::objects::checked_copy(&u.object_key);
-        if let Err(e) = svc.objects.delete(&checked).await {
-            tracing::warn!(error = %e, key = checked, "could not delete an upload's checked copy");
+    // Where a single PUT's archive was checked, but the one served.
+    match stray_copies(svc, u).await {
+        Ok(copies) => {
+            for key in copies {
+                if let Err(e) = svc.objects.delete(&key).await {
+                    tracing::warn!(error = %e, key, "could not delete an upload's checked copy; the janitor will retry");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, key = u.object_key, "could not list an upload's checked copies; the janitor will retry")
         }
     }
+}
+
+/// The copies a single PUT upload's finishes made to check its archive (see
+/// `checked_copies`), but the one its version serves.
+pub(super) async fn stray_copies(svc: &Services, u: &Upload) -> Result<Vec<String>, Error> {
+    if u.transfer != Transfer::Single {
+        return Ok(Vec::new());
+    }
+    let copies = yatai_store::objects::checked_copies(&u.object_key);
+    let mut keys = svc.objects.list_keys(Some(&copies)).await?;
+    if !keys.is_empty() {
+        let served = versions::find_by_uid(svc.db.pool(), &u.version_uid)
+            .await?
+            .and_then(|v| v.object_key);
+        keys.retain(|k| Some(k) != served.as_ref());
+    }
+    Ok(keys)
 }
 
 /// Makes a checked archive the served one, with the manifest of its push, if the archive its
@@ -233,9 +256,12 @@ async fn commit(
             t.kind.as_str(),
             t.tag
         );
-        uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, &reason).await?;
-        if let Err(e) = svc.objects.delete(served_key).await {
-            tracing::warn!(error = %e, key = served_key, "could not delete a losing upload's archive");
+        // Only when this call ended it: an upload committed meanwhile (by another finish of it)
+        // serves this very key.
+        if uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, &reason).await? {
+            if let Err(e) = svc.objects.delete(served_key).await {
+                tracing::warn!(error = %e, key = served_key, "could not delete a losing upload's archive");
+            }
         }
         return Err(Error::Conflict(format!(
             "{reason}. Push again with --force if yours should replace it"
@@ -565,21 +591,30 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
         // Until its commit, no PUT to this server's own URL may place a file (see
         // `receive_presigned_put`): it would be checked by no one, and left behind.
         let _placing = object_lock(&u.object_key).lock().await;
+        // Another finish of this process may have ended it while this one waited.
+        match uploads::find_by_key(svc.db.pool(), &u.object_key).await? {
+            Some(now) if now.status == UploadState::Uploading => {}
+            Some(now) if now.status == UploadState::Committed => return Ok(()),
+            _ => continue,
+        }
         let arrived = svc.objects.size(&u.object_key).await?.is_some();
         // A single PUT's URL names its object and stays valid until it expires, and S3 takes
-        // the PUTs to it without us. So the archive is first moved to a key no URL is made for,
-        // and that is what is checked and served: a PUT landing meanwhile changes nothing
-        // served (checking first and moving after let one land between the two). A finish
-        // interrupted after the move (a crash, a failed commit) finds it there again.
+        // the PUTs to it without us. So the archive is first moved to a key of its own that no
+        // URL is made for and nothing writes again, and that is what is checked and served: a
+        // PUT landing meanwhile changes nothing served (checking first and moving after let one
+        // land between the two). A finish interrupted after the move finds it there again.
         let checked_key = match u.transfer {
-            Transfer::Single => {
-                let key = yatai_store::objects::checked_copy(&u.object_key);
-                if arrived {
-                    svc.objects.rename(&u.object_key, &key).await?;
-                } else if svc.objects.size(&key).await?.is_none() {
-                    continue; // its bytes have not arrived (yet)
-                }
+            Transfer::Single if arrived => {
+                let key = yatai_store::objects::new_checked_copy(&u.object_key);
+                svc.objects.rename(&u.object_key, &key).await?;
                 key
+            }
+            Transfer::Single => {
+                let copies = yatai_store::objects::checked_copies(&u.object_key);
+                match svc.objects.list_keys(Some(&copies)).await?.pop() {
+                    Some(key) => key,
+                    None => continue, // its bytes have not arrived (yet)
+                }
             }
             Transfer::Proxy | Transfer::Multipart if arrived => u.object_key.clone(),
             Transfer::Proxy | Transfer::Multipart => continue,

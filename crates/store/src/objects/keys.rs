@@ -45,13 +45,20 @@ impl ArchiveKey {
     }
 }
 
-/// Where the archive of a presigned single PUT to `upload_key` is checked, and then served: a
-/// key no URL is ever made for. The PUT URL stays valid until it expires, so what is checked
-/// must be out of its reach. It is derived from the upload's key, so that a finish interrupted
-/// after the move finds the archive there again, and what a failed or abandoned upload left
-/// there is found with the upload.
-pub fn checked_copy(upload_key: &str) -> String {
+/// Where the archives of a presigned single PUT to `upload_key` are checked, and then served:
+/// each finish moves the uploaded object to a new key in this folder, which no URL is ever
+/// made for and nothing writes again. The PUT URL stays valid until it expires, so what is
+/// checked must be out of its reach, and a copy that another finish could replace would not
+/// be. The folder is named after the upload's key, so that a finish interrupted after the move
+/// (a crash, a failed commit) finds the archive again, and what a failed or abandoned upload
+/// left is found with the upload.
+pub fn checked_copies(upload_key: &str) -> String {
     format!("{upload_key}.checked")
+}
+
+/// A new key in [`checked_copies`] of `upload_key`.
+pub fn new_checked_copy(upload_key: &str) -> String {
+    format!("{}/{}", checked_copies(upload_key), crate::new_uid())
 }
 
 impl std::fmt::Display for ArchiveKey {

@@ -12,7 +12,7 @@ mod local;
 mod presign;
 mod sweep;
 
-pub use keys::{checked_copy, ArchiveKey};
+pub use keys::{checked_copies, new_checked_copy, ArchiveKey};
 
 pub use presign::{LocalPresigned, PresignOp, LOCAL_PATH as LOCAL_PRESIGN_PATH};
 pub use sweep::IncompleteUpload;
