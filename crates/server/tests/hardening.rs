@@ -94,6 +94,23 @@ backend_test!(
 
 // ---------------------------------------------------------------- 2: presigned URLs after finish
 
+/// A module named like the test function `$name(backend)`, with one test per backend pair.
+macro_rules! on_both_pairs {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_and_local_directory() {
+                super::$name(common::Backend::Embedded).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_and_s3() {
+                super::$name(common::Backend::Production).await;
+            }
+        }
+    };
+}
+
 /// A server that offers presigned URLs.
 async fn presigned_app(backend: common::Backend) -> TestApp {
     TestApp::start_with(
@@ -127,6 +144,21 @@ async fn model_with_put_url(c: &common::Client, version: &str) -> (String, Strin
     assert_eq!(s, StatusCode::OK, "{b}");
     let url = b["presigned_upload_url"].as_str().unwrap().to_string();
     (path, url)
+}
+
+/// `finish_upload` (success) of the version at `path`, sent from a task of its own.
+fn spawn_finish(
+    c: &common::Client,
+    path: &str,
+) -> tokio::task::JoinHandle<(StatusCode, serde_json::Value)> {
+    let (c, path) = (c.clone(), path.to_string());
+    tokio::spawn(async move {
+        c.patch(
+            &format!("{path}/finish_upload"),
+            json!({"status": "success"}),
+        )
+        .await
+    })
 }
 
 /// After the janitor's sweep, the bucket holds the served archive only (what PUTs to an ended
@@ -194,17 +226,7 @@ async fn presigned_url_is_dead_after_finish(backend: common::Backend) {
     swept_to_the_served_archive(&app).await;
 }
 
-mod presigned_upload_url_is_dead_after_finish {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_and_local_directory() {
-        presigned_url_is_dead_after_finish(common::Backend::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_and_s3() {
-        presigned_url_is_dead_after_finish(common::Backend::Production).await;
-    }
-}
+on_both_pairs!(presigned_url_is_dead_after_finish);
 
 /// PUTs to a single-PUT URL that keep landing while the finish checks the archive never make
 /// the served archive differ from the checked one: on S3 the bucket takes them without the
@@ -225,16 +247,7 @@ async fn puts_racing_the_finish_never_change_what_was_checked(backend: common::B
     assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
 
     // The finish starts checking the big archive; small PUTs keep landing until it answers.
-    let finishing = {
-        let (c, path) = (c.clone(), path.clone());
-        tokio::spawn(async move {
-            c.patch(
-                &format!("{path}/finish_upload"),
-                json!({"status": "success"}),
-            )
-            .await
-        })
-    };
+    let finishing = spawn_finish(&c, &path);
     let evil = tar_archive(&[("model.yaml", b"name: evil\n")]);
     let mut sent = 0;
     while !finishing.is_finished() {
@@ -260,17 +273,7 @@ async fn puts_racing_the_finish_never_change_what_was_checked(backend: common::B
     swept_to_the_served_archive(&app).await;
 }
 
-mod puts_racing_the_finish_never_change_what_was_checked {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_and_local_directory() {
-        puts_racing_the_finish_never_change_what_was_checked(common::Backend::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_and_s3() {
-        puts_racing_the_finish_never_change_what_was_checked(common::Backend::Production).await;
-    }
-}
+on_both_pairs!(puts_racing_the_finish_never_change_what_was_checked);
 
 /// A single PUT's archive is checked under a key of its own (see `checked_copies`). A finish
 /// interrupted after moving it there (a crash, a failed commit) finds it again; a refused
@@ -364,17 +367,7 @@ async fn two_finishes_at_once(backend: common::Backend) {
     let good = tar_archive(&[("model.yaml", b"name: m\n"), ("weights.bin", &weights)]);
     let (s, b) = put_raw(&c, &url, good.clone(), false).await;
     assert!(s.is_success(), "PUT to the presigned URL: {s} {b}");
-    let finish = || {
-        let (c, path) = (c.clone(), path.clone());
-        tokio::spawn(async move {
-            c.patch(
-                &format!("{path}/finish_upload"),
-                json!({"status": "success"}),
-            )
-            .await
-        })
-    };
-    let (first, second) = (finish(), finish());
+    let (first, second) = (spawn_finish(&c, &path), spawn_finish(&c, &path));
     for (s, b) in [first.await.unwrap(), second.await.unwrap()] {
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(b["upload_status"], "success", "{b}");
@@ -390,29 +383,9 @@ async fn two_finishes_at_once(backend: common::Backend) {
     swept_to_the_served_archive(&app).await;
 }
 
-mod two_finishes_at_once {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_and_local_directory() {
-        two_finishes_at_once(common::Backend::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_and_s3() {
-        two_finishes_at_once(common::Backend::Production).await;
-    }
-}
+on_both_pairs!(two_finishes_at_once);
 
-mod the_checked_copy_of_a_single_put {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_and_local_directory() {
-        the_checked_copy_of_a_single_put(common::Backend::Embedded).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_and_s3() {
-        the_checked_copy_of_a_single_put(common::Backend::Production).await;
-    }
-}
+on_both_pairs!(the_checked_copy_of_a_single_put);
 
 /// A PUT to the server's own presigned URL that began before the finish and ends after it
 /// writes nothing: its upload is checked again, under the lock that the finish holds from its

@@ -577,8 +577,9 @@ async fn finish_presigned(svc: &Services, caller: &Caller, t: &Target) -> Result
         .collect();
     if running.is_empty() {
         // Finishing twice, or after a proxy upload (which finishes by itself), is harmless when
-        // the version serves an archive.
-        if t.version.object_key.is_some() {
+        // the version serves an archive (read again: another finish may have just committed).
+        let now = versions::find_by_uid(svc.db.pool(), &t.version.uid).await?;
+        if now.is_some_and(|v| v.object_key.is_some()) {
             return Ok(());
         }
         return Err(Error::Conflict(format!(
