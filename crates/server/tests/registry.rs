@@ -622,6 +622,9 @@ backend_test!(
             .collect();
         assert_eq!(models, ["m1"], "the bento lists the pushed models it uses");
         assert_eq!(bento["models"][0]["repository"]["name"], "clf");
+        // The bento embeds its own repository (the one its lookup read), with its creator.
+        assert_eq!(bento["repository"]["name"], "svc");
+        assert_eq!(bento["repository"]["creator"]["name"], "admin", "{bento}");
         let (_, used) = c
             .get(&format!("{}/models", version_path("bento", "svc", "b1")))
             .await;

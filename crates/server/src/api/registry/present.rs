@@ -64,9 +64,6 @@ impl<'a> Presenter<'a> {
         is_get: bool,
         with_repository: bool,
     ) -> Result<Vec<VersionSchema>, Error> {
-        let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
-        let mut label_map = labels::of(self.state.db.pool(), &uids).await?;
-        let builds = image_builds::of(self.state.db.pool(), &uids).await?;
         let repos = if with_repository {
             let mut repo_uids: Vec<String> =
                 list.iter().map(|v| v.repository_uid.clone()).collect();
@@ -76,6 +73,20 @@ impl<'a> Presenter<'a> {
         } else {
             Vec::new()
         };
+        self.versions_in(list, is_get, &repos).await
+    }
+
+    /// [`Self::versions`] of versions whose repositories were read already (`repos`, each
+    /// embedded in its versions; a version whose repository is not given embeds none).
+    pub async fn versions_in(
+        &mut self,
+        list: &[Version],
+        is_get: bool,
+        repos: &[Repository],
+    ) -> Result<Vec<VersionSchema>, Error> {
+        let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
+        let mut label_map = labels::of(self.state.db.pool(), &uids).await?;
+        let builds = image_builds::of(self.state.db.pool(), &uids).await?;
         self.load_users(
             list.iter()
                 .filter_map(|v| v.creator_uid.clone())
