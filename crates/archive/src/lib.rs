@@ -5,6 +5,7 @@
 //! outside the archive's directory). Its size and SHA-256 are recorded on the way.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -101,63 +102,74 @@ pub fn inspect(mut reader: impl Read) -> Result<ArchiveFacts, String> {
 /// its parts arrived): those bytes are walked, not hashed again.
 fn inspect_chunks(
     chunks: impl Iterator<Item = io::Result<Bytes>>,
-    mut hasher: Sha256Meter,
+    hasher: Sha256Meter,
 ) -> Result<Result<ArchiveFacts, String>, Error> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(WALK_QUEUE);
-    let walk_failed = std::sync::atomic::AtomicBool::new(false);
+    let walk_chunks = move || {
+        let mut reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        (walk(&mut reader), reader)
+    };
+    let hash_chunks = move |hasher: &mut Sha256Meter, walk_failed: &AtomicBool| {
+        let mut skip = hasher.len();
+        let mut walking = true;
+        for chunk in chunks {
+            let chunk = chunk?;
+            let hashed = skip.min(chunk.len() as u64);
+            hasher.update(&chunk[hashed as usize..]);
+            skip -= hashed;
+            if walking && tx.send(chunk).is_err() {
+                // The walk stopped at a fault: its verdict is known. Or it ended well before
+                // the bytes did (a gzip member ends the walk; bytes after it are stored, so
+                // they are hashed).
+                if walk_failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                walking = false;
+            }
+        }
+        Ok(skip)
+    };
+    hash_beside_walk(hasher, walk_chunks, hash_chunks)
+}
+
+/// Runs `walk` on a thread of its own while `hash` hashes on this one, and gives their
+/// verdict: a read error of `hash` first, then the walk's, then bytes hashed before that the
+/// archive turned out not to have (`hash` returns how many it expected but did not see).
+///
+/// `walk` also returns what must outlive the setting of the flag that `hash` reads (the walk's
+/// end of a channel: when `hash`'s send to a walk that stopped fails, the flag says why).
+fn hash_beside_walk<K>(
+    mut hasher: Sha256Meter,
+    walk: impl FnOnce() -> (Result<(bool, u64), String>, K) + Send,
+    hash: impl FnOnce(&mut Sha256Meter, &AtomicBool) -> io::Result<u64>,
+) -> Result<Result<ArchiveFacts, String>, Error> {
+    let walk_failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let walker = std::thread::Builder::new()
             .name("archive-walk".into())
             .spawn_scoped(scope, || {
-                let mut reader = ChannelReader {
-                    rx,
-                    current: Bytes::new(),
-                };
-                let walked = walk(&mut reader);
-                // Set before the channel closes (when `reader` is dropped, with `rx`): a send
-                // that fails then always sees why.
-                walk_failed.store(walked.is_err(), std::sync::atomic::Ordering::SeqCst);
-                drop(reader);
+                let (walked, keep) = walk();
+                walk_failed.store(walked.is_err(), Ordering::SeqCst);
+                drop(keep);
                 walked
             })
             .map_err(|e| Error::Internal(format!("cannot start the archive check: {e}")))?;
-        let mut skip = hasher.len();
-        let mut read_error = None;
-        let mut walking = true;
-        for chunk in chunks {
-            match chunk {
-                Ok(chunk) => {
-                    let hashed = skip.min(chunk.len() as u64);
-                    hasher.update(&chunk[hashed as usize..]);
-                    skip -= hashed;
-                    if walking && tx.send(chunk).is_err() {
-                        // The walk stopped at a fault: its verdict is known. Or it ended well
-                        // before the bytes did (a gzip member ends the walk; bytes after it
-                        // are stored, so they are hashed).
-                        if walk_failed.load(std::sync::atomic::Ordering::SeqCst) {
-                            break;
-                        }
-                        walking = false;
-                    }
-                }
-                Err(e) => {
-                    read_error = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
+        let unseen = hash(&mut hasher, &walk_failed);
         let walked = walker
             .join()
             .map_err(|_| Error::Internal("the archive check failed unexpectedly".into()))?;
-        if let Some(e) = read_error {
-            return Ok(Err(format!("cannot read the archive: {e}")));
-        }
+        let unseen = match unseen {
+            Ok(unseen) => unseen,
+            Err(e) => return Ok(Err(format!("cannot read the archive: {e}"))),
+        };
         let (gzip, entries) = match walked {
             Ok(walked) => walked,
             Err(reason) => return Ok(Err(reason)),
         };
-        if skip > 0 {
+        if unseen > 0 {
             return Ok(Err(
                 "the archive is shorter than what was hashed of it".into()
             ));
@@ -255,7 +267,7 @@ pub fn inspect_file(
     prefix: Option<Sha256Meter>,
 ) -> Result<Result<ArchiveFacts, String>, Error> {
     use std::os::unix::fs::FileExt;
-    let mut hasher = prefix.unwrap_or_default();
+    let hasher = prefix.unwrap_or_default();
     if hasher.len() > size {
         return Ok(Err(
             "the archive is shorter than what was hashed of it".into()
@@ -270,47 +282,22 @@ pub fn inspect_file(
     if gzip || size == 0 {
         return inspect_chunks(file_chunks(file, 0, size), hasher);
     }
-    let walk_failed = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let walker = std::thread::Builder::new()
-            .name("archive-walk".into())
-            .spawn_scoped(scope, || {
-                let walked = check_tar_by_headers(file, size)
-                    .map(|(entries, _read)| entries)
-                    .map_err(|e| format!("the archive is not a whole tar: {e}"));
-                walk_failed.store(walked.is_err(), std::sync::atomic::Ordering::SeqCst);
-                walked
-            })
-            .map_err(|e| Error::Internal(format!("cannot start the archive check: {e}")))?;
-        let mut read_error = None;
+    let walk_headers = || {
+        let walked = check_tar_by_headers(file, size)
+            .map(|(entries, _read)| (false, entries))
+            .map_err(|e| format!("the archive is not a whole tar: {e}"));
+        (walked, ())
+    };
+    let hash_rest = |hasher: &mut Sha256Meter, walk_failed: &AtomicBool| {
         for chunk in file_chunks(file, hasher.len(), size) {
-            match chunk {
-                // Its verdict is known: the rest need not be read.
-                _ if walk_failed.load(std::sync::atomic::Ordering::SeqCst) => break,
-                Ok(chunk) => hasher.update(&chunk),
-                Err(e) => {
-                    read_error = Some(e);
-                    break;
-                }
+            if walk_failed.load(Ordering::SeqCst) {
+                break; // its verdict is known: the rest need not be read
             }
+            hasher.update(&chunk?);
         }
-        let walked = walker
-            .join()
-            .map_err(|_| Error::Internal("the archive check failed unexpectedly".into()))?;
-        let entries = match walked {
-            Ok(entries) => entries,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        if let Some(e) = read_error {
-            return Ok(Err(format!("cannot read the archive: {e}")));
-        }
-        Ok(Ok(ArchiveFacts {
-            size: hasher.len(),
-            sha256: hasher.finish_hex(),
-            gzip: false,
-            entries,
-        }))
-    })
+        Ok(0)
+    };
+    hash_beside_walk(hasher, walk_headers, hash_rest)
 }
 
 /// Bytes `from..to` of `file` in reads of [`READ_SIZE`]; a file that ends sooner is an error.
