@@ -311,7 +311,7 @@ fn replace_behind_its_back(dir: &tempfile::TempDir, key: &str) {
 
 /// The hash kept for `key`'s check, if any (and the object is there to read).
 async fn prefix_of(store: &ObjectStorage, key: &str) -> Option<yatai_archive::Sha256Meter> {
-    store.get_hashed(key).await.unwrap().0
+    store.kept_hash(key).await.unwrap()
 }
 
 fn sha256_hex(b: &[u8]) -> String {

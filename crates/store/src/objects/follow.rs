@@ -449,7 +449,7 @@ pub(super) async fn pace(upload_id: &str, n: u16) {
             f.hashed
         };
         let now = std::time::Instant::now();
-        let (since, from) = *window.get_or_insert((now, hashed));
+        let (mut since, from) = *window.get_or_insert((now, hashed));
         if now - since >= PACE_WINDOW {
             let rate = hashed.saturating_sub(from) as f64 / (now - since).as_secs_f64();
             if rate < PACE_MIN_RATE as f64 {
@@ -459,13 +459,14 @@ pub(super) async fn pace(upload_id: &str, n: u16) {
                 moved().notify_waiters();
                 return;
             }
+            since = now;
             window = Some((now, hashed));
         }
         let left = MAX_HELD.saturating_sub(began.elapsed());
         if left.is_zero() {
             return;
         }
-        let next_look = PACE_WINDOW.saturating_sub(now - window.map_or(now, |w| w.0));
+        let next_look = PACE_WINDOW.saturating_sub(now - since);
         let _ = tokio::time::timeout(
             left.min(next_look.max(std::time::Duration::from_millis(1))),
             notified,

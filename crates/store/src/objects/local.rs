@@ -50,17 +50,51 @@ pub(super) async fn get(
     key: &str,
     range: Option<std::ops::Range<u64>>,
 ) -> Result<ObjectReader, Error> {
-    Ok(open(fs, key, range, |_| ()).await?.1)
+    let (file, meta) = open_file(fs, key).await?;
+    let total_size = meta.len();
+    let range = match range {
+        None => 0..total_size,
+        Some(r) if r.start >= r.end || r.start >= total_size => {
+            return Err(Error::Internal(format!(
+                "object storage error: range {}..{} of {key} ({total_size} bytes) is not satisfiable",
+                r.start, r.end
+            )))
+        }
+        Some(r) => r.start..r.end.min(total_size),
+    };
+    // Positioned reads of a shared file on the blocking pool, READ_AHEAD of them in flight:
+    // the next chunk is read while the socket sends this one (a read at a time, as
+    // `object_store` and `tokio::fs` do, leaves the disk and the socket waiting on each other).
+    let file = Arc::new(file.into_std().await);
+    let end = range.end;
+    let owned_key: Arc<str> = key.into();
+    let stream = futures::stream::iter((range.start..end).step_by(LOCAL_READ_SIZE))
+        .map(move |offset| {
+            let (file, key) = (file.clone(), owned_key.clone());
+            let want = (end - offset).min(LOCAL_READ_SIZE as u64) as usize;
+            async move {
+                tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, &key))
+                    .await
+                    .map_err(|e| Error::Internal(format!("object storage error: {e}")))?
+            }
+        })
+        .buffered(READ_AHEAD)
+        .boxed();
+    Ok(ObjectReader {
+        total_size,
+        range,
+        stream,
+    })
 }
 
-/// The whole object `key` with the hash of its first bytes that its upload kept, if that was
-/// kept for this very file (see `follow.rs`): the file is opened first and compared, and the
-/// reader reads that file, whatever is put in its place meanwhile.
-pub(super) async fn get_hashed(
+/// The hash of the first bytes of the object `key` that its upload kept, if that was kept for
+/// the very file now under `key` (see `follow.rs`); it is given once.
+pub(super) async fn kept_hash(
     fs: &LocalFileSystem,
     key: &str,
-) -> Result<(Option<Sha256Meter>, ObjectReader), Error> {
-    open(fs, key, None, |meta| follow::take_prefix(key, meta)).await
+) -> Result<Option<Sha256Meter>, Error> {
+    let (_, meta) = open_file(fs, key).await?;
+    Ok(follow::take_prefix(key, &meta))
 }
 
 /// Checks the archive `key` (see `yatai_archive::inspect_file`), from the hash of its first
@@ -102,54 +136,6 @@ async fn open_file(
         return Err(missing());
     }
     Ok((file, meta))
-}
-
-/// [`get`], showing the open file's metadata to `look` first.
-async fn open<T>(
-    fs: &LocalFileSystem,
-    key: &str,
-    range: Option<std::ops::Range<u64>>,
-    look: impl FnOnce(&std::fs::Metadata) -> T,
-) -> Result<(T, ObjectReader), Error> {
-    let (file, meta) = open_file(fs, key).await?;
-    let looked = look(&meta);
-    let total_size = meta.len();
-    let range = match range {
-        None => 0..total_size,
-        Some(r) if r.start >= r.end || r.start >= total_size => {
-            return Err(Error::Internal(format!(
-                "object storage error: range {}..{} of {key} ({total_size} bytes) is not satisfiable",
-                r.start, r.end
-            )))
-        }
-        Some(r) => r.start..r.end.min(total_size),
-    };
-    // Positioned reads of a shared file on the blocking pool, READ_AHEAD of them in flight:
-    // the next chunk is read while the socket sends this one (a read at a time, as
-    // `object_store` and `tokio::fs` do, leaves the disk and the socket waiting on each other).
-    let file = Arc::new(file.into_std().await);
-    let end = range.end;
-    let owned_key: Arc<str> = key.into();
-    let stream = futures::stream::iter((range.start..end).step_by(LOCAL_READ_SIZE))
-        .map(move |offset| {
-            let (file, key) = (file.clone(), owned_key.clone());
-            let want = (end - offset).min(LOCAL_READ_SIZE as u64) as usize;
-            async move {
-                tokio::task::spawn_blocking(move || read_chunk(&file, offset, want, &key))
-                    .await
-                    .map_err(|e| Error::Internal(format!("object storage error: {e}")))?
-            }
-        })
-        .buffered(READ_AHEAD)
-        .boxed();
-    Ok((
-        looked,
-        ObjectReader {
-            total_size,
-            range,
-            stream,
-        },
-    ))
 }
 
 /// Reads `want` bytes at `offset`; a file that ends sooner is an error (it shrank under us).

@@ -586,23 +586,19 @@ impl ObjectStorage {
         }
     }
 
-    /// The whole object `key`, and the SHA-256 of its first bytes when they were hashed while
-    /// its upload arrived on the local backend and are certainly this object's (see
-    /// `follow.rs`). The hash is given once; the reader reads the very file it was compared
-    /// with. [`Self::inspect_archive`] checks an archive this way; this shows what it starts
-    /// from (for tests and diagnostics).
-    pub async fn get_hashed(
-        &self,
-        key: &str,
-    ) -> Result<(Option<yatai_archive::Sha256Meter>, ObjectReader), Error> {
+    /// The SHA-256 of the first bytes of the object `key`, when they were hashed while its
+    /// upload arrived on the local backend and are certainly this object's (see `follow.rs`);
+    /// given once. [`Self::inspect_archive`] starts from it; this shows it (for tests and
+    /// diagnostics).
+    pub async fn kept_hash(&self, key: &str) -> Result<Option<yatai_archive::Sha256Meter>, Error> {
         match &self.local_fs {
-            Some(fs) => local::get_hashed(fs, key).await,
-            None => Ok((None, self.get(key, None).await?)),
+            Some(fs) => local::kept_hash(fs, key).await,
+            None => Ok(None),
         }
     }
 
     /// Bytes of the local multipart upload `upload_id` hashed so far as its parts arrive (see
-    /// [`Self::get_hashed`]); `None` when it is not followed or what was hashed no longer
+    /// [`Self::kept_hash`]); `None` when it is not followed or what was hashed no longer
     /// counts (a part sent again). For tests and diagnostics.
     pub fn hashed_so_far(&self, upload_id: &str) -> Option<u64> {
         follow::hashed_so_far(upload_id)
