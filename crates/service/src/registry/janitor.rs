@@ -8,7 +8,7 @@
 //!   to no running upload, are deleted once older than the proxy limit.
 //! - Incomplete S3 multipart uploads that belong to no running upload are aborted once older
 //!   than the proxy limit (a proxy upload's own multipart id is never recorded).
-//! - Objects that a presigned PUT wrote after its upload had ended are deleted, and so is the
+//! - Objects that a presigned PUT wrote after its upload had ended are deleted, and so are the
 //!   copies of a single PUT's archive made to check it that are not served (see `checked_copies`).
 //! - Ended uploads are forgotten after a week.
 
