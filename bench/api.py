@@ -151,8 +151,11 @@ NEWEST = "v.build_at DESC, v.created_at DESC, v.uid DESC"
 
 
 def list_queries(org: str) -> list[tuple[str, str]]:
-    """The statements the server sends for the list cases (crates/store/src/db/versions.rs and
-    repositories.rs), with the benchmark's values written in: (what, SQL)."""
+    """The parts of the statements the server sends for the list cases (crates/store/src/db/versions.rs
+    and repositories.rs), with the benchmark's values written in: (what, SQL). The server sends each
+    list as one statement: the page as a common table expression, the total as a scalar subquery
+    beside it, and the rows shown beside the page (repositories, labels, image builds, users) as JSON
+    aggregates over it (crates/store/src/db/related.rs); each part keeps the plan shown here."""
     o = q(org)
     scope = f"r.uid = v.repository_uid AND r.organization_uid = {o} AND r.kind = 'bento'"
     count_from = f"FROM repositories r, versions v WHERE {scope}"
@@ -436,7 +439,8 @@ def main() -> None:
         "# Query plans of the list queries\n\n"
         f"Written by `bench/api` ({when}) on its seeded database ({N_REPOS * PER_REPO:,} bentos in {N_REPOS} "
         "repositories; 10 % of the versions carry `stage=prod`, each repository one `team` label of 10), "
-        "for the statements the server sends (`crates/store/src/db/versions.rs`, `repositories.rs`). "
+        "for the parts of the one statement the server sends per list (`crates/store/src/db/versions.rs`, "
+        "`repositories.rs`: the page, its total, and for repositories the newest version and count of each). "
         "SQLite: `EXPLAIN QUERY PLAN` without statistics (the server runs no `ANALYZE`); "
         "PostgreSQL: `EXPLAIN ANALYZE` after `VACUUM ANALYZE` (what autovacuum leaves). "
         "The time in each heading is the statement alone, run in the engine.\n\n"

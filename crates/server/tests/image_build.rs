@@ -404,6 +404,16 @@ async fn builds_in_the_server(backend: common::Backend) {
         v["image_reference"], "reg.example/yatai-bentos:yatai.echo.v1",
         "{v}"
     );
+    // A list reads the image builds with its page: the same as the version read alone.
+    let (_, list) = c.get("/api/v1/bentos?start=0&count=20").await;
+    let listed = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["version"] == "v1")
+        .expect("v1 is listed");
+    assert_eq!(listed["image_reference"], v["image_reference"], "{list}");
+    assert_eq!(listed["image_build_status"], "success", "{list}");
 
     // Again, from the dashboard's button (an admin's session), and this time it fails.
     fake.fail.store(true, std::sync::atomic::Ordering::SeqCst);

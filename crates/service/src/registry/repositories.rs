@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use yatai_domain::registry::Kind;
 use yatai_domain::{names, Action, Error};
-use yatai_store::db::repositories::{self as repos, Repository, RepositoryFilter};
+use yatai_store::db::repositories::{self as repos, Repository, RepositoryFilter, RepositoryPage};
 use yatai_store::db::versions::{self, Version};
 
 use super::load_repository;
@@ -49,10 +49,10 @@ pub async fn list(
     caller: &Caller,
     kind: Kind,
     spec: &ListSpec,
-) -> Result<(Vec<Repository>, i64), Error> {
+) -> Result<RepositoryPage, Error> {
     caller.authorize(Action::ReadRegistry)?;
     repos::list(
-        svc.db.pool(),
+        &svc.db,
         &caller.organization.uid,
         kind,
         &RepositoryFilter {

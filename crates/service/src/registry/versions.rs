@@ -1,13 +1,11 @@
 //! Versions of bentos and models: create with manifest and labels, read, list, change, delete,
 //! the models a bento uses, and what may be pulled.
 
-use std::collections::HashMap;
-
 use yatai_domain::registry::{bento_model_tags, parse_build_at, Kind, UploadStatus};
 use yatai_domain::{names, time::now_micros, Action, Error};
-use yatai_store::db::repositories::{self as repos, Repository};
+use yatai_store::db::repositories as repos;
 use yatai_store::db::users::{self, User};
-use yatai_store::db::versions::{self, NewVersion, Version};
+use yatai_store::db::versions::{self, NewVersion, Version, VersionPage};
 use yatai_store::db::{bento_models, db_error, labels, uploads as upload_rows};
 
 use super::query::ListSpec;
@@ -265,14 +263,14 @@ pub async fn list(
     kind: Kind,
     repository: Option<&str>,
     spec: &ListSpec,
-) -> Result<(Vec<Version>, i64), Error> {
+) -> Result<VersionPage, Error> {
     caller.authorize(Action::ReadRegistry)?;
     let repository_uid = match repository {
         Some(name) => Some(load_repository(svc, caller, kind, name).await?.uid),
         None => None,
     };
     versions::list(
-        svc.db.pool(),
+        &svc.db,
         &caller.organization.uid,
         kind,
         &spec.version_filter(repository_uid)?,
@@ -317,23 +315,6 @@ pub async fn bentos_of_model(
         }
     }
     Ok(bentos)
-}
-
-/// The repositories of a batch of versions.
-pub async fn repositories_of(svc: &Services, list: &[Version]) -> Result<Vec<Repository>, Error> {
-    let mut uids: Vec<String> = list.iter().map(|v| v.repository_uid.clone()).collect();
-    uids.sort();
-    uids.dedup();
-    repos::find_many(svc.db.pool(), &uids).await
-}
-
-/// The labels of a batch of versions, by version uid.
-pub async fn labels_of(
-    svc: &Services,
-    list: &[Version],
-) -> Result<HashMap<String, Vec<(String, String)>>, Error> {
-    let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
-    labels::of(svc.db.pool(), &uids).await
 }
 
 /// The users who created a batch of versions (each once).

@@ -9,13 +9,16 @@ use yatai_domain::{time::now_micros, Error};
 use super::db_error;
 
 /// What is known about the image of a version besides its status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow, serde::Deserialize)]
 pub struct ImageBuild {
     pub version_uid: String,
     pub image_reference: String,
     pub reason: String,
     pub updated_at: i64,
 }
+
+/// The columns of `image_builds`, as [`ImageBuild`] reads them.
+pub(crate) const COLUMNS: &str = "version_uid, image_reference, reason, updated_at";
 
 /// Sets the status of a version's image, with the image reference (kept when `None`) and the
 /// failure reason (cleared when empty).
@@ -95,7 +98,7 @@ pub async fn of(
     }
     let marks: Vec<String> = (1..=version_uids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT version_uid, image_reference, reason, updated_at FROM image_builds WHERE version_uid IN ({})",
+        "SELECT {COLUMNS} FROM image_builds WHERE version_uid IN ({})",
         marks.join(", ")
     );
     let mut q = sqlx::query_as::<_, ImageBuild>(&sql);

@@ -47,7 +47,7 @@ pub async fn of<'c>(
     }
     let placeholders: Vec<String> = (1..=resource_uids.len()).map(|i| format!("${i}")).collect();
     let sql = format!("SELECT resource_uid, label_key, label_value FROM labels WHERE resource_uid IN ({}) ORDER BY label_key", placeholders.join(", "));
-    let mut q = sqlx::query_as::<_, (String, String, String)>(&sql).persistent(false);
+    let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
     for uid in resource_uids {
         q = q.bind(uid);
     }

@@ -13,6 +13,7 @@ pub mod labels;
 pub mod members;
 pub mod organizations;
 pub mod query;
+pub mod related;
 pub mod repositories;
 pub mod sessions;
 pub mod settings;

@@ -79,6 +79,10 @@ impl Args {
         format!("({})", each.join(" OR "))
     }
 
+    // The statements are kept prepared (sqlx's default, up to 100 per connection, least recently
+    // used dropped first): the assembled ones come in few shapes (the filters given, the length of
+    // an IN list up to a page), and preparing each anew cost a fresh list page about a fifth of
+    // its time on SQLite (bench/RESULTS.md, 2026-12-06).
     fn bind_to<'q, O>(
         &self,
         mut q: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
@@ -98,8 +102,20 @@ impl Args {
         E: Executor<'c, Database = Any>,
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        self.bind_to(sqlx::query_as(sql).persistent(false))
+        self.bind_to(sqlx::query_as(sql))
             .fetch_all(ex)
+            .await
+            .map_err(db_error)
+    }
+
+    /// Runs `sql` with these values and reads its one row.
+    pub async fn fetch_one<'c, E, T>(&self, ex: E, sql: &str) -> Result<T, Error>
+    where
+        E: Executor<'c, Database = Any>,
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.bind_to(sqlx::query_as(sql))
+            .fetch_one(ex)
             .await
             .map_err(db_error)
     }
@@ -110,7 +126,7 @@ impl Args {
         E: Executor<'c, Database = Any>,
     {
         let (n,): (i64,) = self
-            .bind_to(sqlx::query_as(sql).persistent(false))
+            .bind_to(sqlx::query_as(sql))
             .fetch_one(ex)
             .await
             .map_err(db_error)?;
@@ -189,4 +205,69 @@ pub fn renamed(alias: &str, columns: &str, prefix: &str) -> String {
         .map(|c| format!("{alias}.{c} AS {prefix}{c}", c = c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// JSON built by the database, in its own dialect: a page reads its rows and the rows shown
+/// beside them in one statement as JSON aggregates (see [`super::related`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JsonSql(pub super::DbBackend);
+
+impl JsonSql {
+    /// A JSON object of `columns` (comma-separated) of the table alias `alias`, keyed by column.
+    pub fn object(self, alias: &str, columns: &str) -> String {
+        let pairs: Vec<String> = columns
+            .split(',')
+            .map(|c| format!("'{c}', {alias}.{c}", c = c.trim()))
+            .collect();
+        match self.0 {
+            super::DbBackend::Sqlite => format!("json_object({})", pairs.join(", ")),
+            super::DbBackend::Postgres => format!("json_build_object({})", pairs.join(", ")),
+        }
+    }
+
+    /// A JSON array of the expressions `items` (comma-separated).
+    pub fn array(self, items: &str) -> String {
+        match self.0 {
+            super::DbBackend::Sqlite => format!("json_array({items})"),
+            super::DbBackend::Postgres => format!("json_build_array({items})"),
+        }
+    }
+
+    /// `(SELECT <JSON array of each row's value_expr> {from_where})`, as text (`[]` for no row).
+    pub fn rows(self, value_expr: &str, from_where: &str) -> String {
+        match self.0 {
+            super::DbBackend::Sqlite => {
+                format!("(SELECT json_group_array({value_expr}) {from_where})")
+            }
+            // json_agg gives NULL for no row, and a `json` column, which sqlx's `Any` reads as text only.
+            super::DbBackend::Postgres => {
+                format!("(SELECT COALESCE(json_agg({value_expr}), '[]'::json)::text {from_where})")
+            }
+        }
+    }
+}
+
+/// Reads `T` from a JSON text column of [`JsonSql::rows`].
+pub fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::Internal(format!(
+            "could not read the {what} the database aggregated: {e}"
+        ))
+    })
+}
+
+/// Deserializes a value stored as text with its `TryFrom<String>` (the enums of the domain).
+pub fn from_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    T::try_from(s).map_err(serde::de::Error::custom)
+}
+
+/// Deserializes a flag stored as a 0/1 integer.
+pub fn from_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(<i64 as serde::Deserialize>::deserialize(d)? != 0)
 }

@@ -6,15 +6,20 @@ use yatai_domain::{time::now_micros, Error};
 
 use yatai_domain::paging::Page;
 
-use super::query::{self, prefixed, Args};
-use super::{db_error, db_error_named};
+use std::collections::HashMap;
+
+use super::query::{from_json, prefixed, Args, JsonSql};
+use super::related::Related;
+use super::versions::{self, Version};
+use super::{db_error, db_error_named, Db};
 
 /// A repository: the versions of one bento or model name in an organization.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct Repository {
     pub uid: String,
     pub organization_uid: String,
     #[sqlx(try_from = "String")]
+    #[serde(deserialize_with = "super::query::from_text")]
     pub kind: Kind,
     pub name: String,
     pub description: String,
@@ -23,7 +28,7 @@ pub struct Repository {
     pub updated_at: Option<i64>,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "uid, organization_uid, kind, name, description, creator_uid, created_at, updated_at";
 
 /// Sort orders of repository lists.
@@ -108,18 +113,34 @@ pub struct RepositoryFilter {
     pub labels: Vec<(String, String)>,
 }
 
-/// A page of repositories; returns the page and the total.
-pub async fn list<'c, E>(
-    ex: E,
+/// A page of repositories, its total, the newest version of each and what an answer shows
+/// beside those versions.
+#[derive(Debug, Clone)]
+pub struct RepositoryPage {
+    pub repositories: Vec<Repository>,
+    /// How many repositories the filter selects in all.
+    pub total: i64,
+    /// The newest version of each repository of the page that has one (the first of a
+    /// [`versions::VersionOrder::NewestFirst`] list), by repository uid.
+    pub latest: HashMap<String, Version>,
+    /// How many versions each repository of the page has, by repository uid.
+    pub n_versions: HashMap<String, i64>,
+    /// The rows shown beside the newest versions (and the page's creators).
+    pub related: Related,
+}
+
+/// A page of repositories, with its total, the newest version and the number of versions of
+/// each, and the [`Related`] rows of those versions, in one statement (one snapshot, one trip).
+/// Per repository of the page, one seek and one index-only count in
+/// `versions_by_repository_newest`.
+pub async fn list(
+    db: &Db,
     organization_uid: &str,
     kind: Kind,
     filter: &RepositoryFilter,
     order: RepositoryOrder,
     page: Page,
-) -> Result<(Vec<Repository>, i64), Error>
-where
-    E: Executor<'c, Database = Any> + Copy,
-{
+) -> Result<RepositoryPage, Error> {
     let mut args = Args::default();
     let mut wheres = vec![
         format!("r.organization_uid = {}", args.push(organization_uid)),
@@ -152,8 +173,54 @@ where
         RepositoryOrder::OldestFirst => "r.created_at, r.name",
         RepositoryOrder::Name => "r.name",
     };
-    let from = format!("FROM repositories r WHERE {}", wheres.join(" AND "));
-    query::page(ex, &prefixed("r", COLUMNS), &from, order_by, &args, page).await
+    let json = JsonSql(db.backend());
+    let wheres = wheres.join(" AND ");
+    let sql = format!(
+        "WITH page AS (SELECT {columns} FROM repositories r WHERE {wheres} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}), \
+         latest AS (SELECT {version_columns} FROM page p JOIN versions v ON v.uid = (SELECT w.uid FROM versions w \
+           WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1)) \
+         SELECT (SELECT COUNT(*) FROM repositories r WHERE {wheres}), {rows}, {counts}, {latest}, {related}",
+        columns = prefixed("r", COLUMNS),
+        limit = page.count.max(0),
+        offset = page.start.max(0),
+        version_columns = prefixed("v", versions::COLUMNS),
+        rows = json.rows(&json.object("p", COLUMNS), "FROM page p"),
+        counts = json.rows(
+            &json.array("p.uid, (SELECT COUNT(*) FROM versions c WHERE c.repository_uid = p.uid)"),
+            "FROM page p"
+        ),
+        latest = json.rows(&json.object("v", versions::COLUMNS), "FROM latest v"),
+        related = Related::columns(json, "latest", "page"),
+    );
+    let (total, rows, counts, latest, r, l, b, u): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = args.fetch_one(db.pool(), &sql).await?;
+    let mut repositories: Vec<Repository> = from_json("repositories", &rows)?;
+    // The aggregate's order is the engine's; the page's is the one asked for.
+    repositories.sort_by(|a, b| match order {
+        RepositoryOrder::NewestFirst => (b.created_at, &a.name).cmp(&(a.created_at, &b.name)),
+        RepositoryOrder::OldestFirst => (a.created_at, &a.name).cmp(&(b.created_at, &b.name)),
+        RepositoryOrder::Name => a.name.cmp(&b.name),
+    });
+    let counts: Vec<(String, i64)> = from_json("version counts", &counts)?;
+    let latest: Vec<Version> = from_json("newest versions", &latest)?;
+    Ok(RepositoryPage {
+        repositories,
+        total,
+        latest: latest
+            .into_iter()
+            .map(|v| (v.repository_uid.clone(), v))
+            .collect(),
+        n_versions: counts.into_iter().collect(),
+        related: Related::from_columns(&(r, l, b, u))?,
+    })
 }
 
 /// Changes a repository's description.

@@ -9,7 +9,7 @@ use super::query::{self, prefixed, Args};
 use super::{db_error, db_error_named};
 
 /// A user account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct User {
     pub uid: String,
     pub name: String,
@@ -18,6 +18,7 @@ pub struct User {
     pub last_name: String,
     pub password_hash: String,
     /// Whether the user administers the whole installation.
+    #[serde(deserialize_with = "super::query::from_flag")]
     pub is_site_admin: bool,
     pub created_at: i64,
     pub updated_at: Option<i64>,
@@ -68,7 +69,7 @@ pub struct NewUser<'a> {
     pub is_site_admin: bool,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at, updated_at";
 
 /// Inserts a user; a taken name or e-mail, in any letter case (`ADMIN` beside `admin` would be

@@ -6,15 +6,17 @@ use yatai_domain::{time::now_micros, Error};
 
 use yatai_domain::paging::Page;
 
-use super::query::{self, prefixed, Args};
-use super::{db_error, db_error_named};
+use super::query::{from_json, prefixed, Args, JsonSql};
+use super::related::Related;
+use super::{db_error, db_error_named, repositories, Db};
 
 /// A bento or model version.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct Version {
     pub uid: String,
     pub repository_uid: String,
     #[sqlx(try_from = "String")]
+    #[serde(deserialize_with = "super::query::from_text")]
     pub kind: Kind,
     pub version: String,
     pub description: String,
@@ -22,11 +24,13 @@ pub struct Version {
     pub manifest: String,
     pub build_at: i64,
     #[sqlx(try_from = "String")]
+    #[serde(deserialize_with = "super::query::from_text")]
     pub upload_status: UploadStatus,
     pub upload_finished_reason: String,
     pub upload_started_at: Option<i64>,
     pub upload_finished_at: Option<i64>,
     #[sqlx(try_from = "String")]
+    #[serde(deserialize_with = "super::query::from_text")]
     pub image_build_status: ImageBuildStatus,
     /// The archive served, when the version has one.
     pub object_key: Option<String>,
@@ -56,7 +60,7 @@ impl Version {
     }
 }
 
-const COLUMNS: &str = "uid, repository_uid, kind, version, description, manifest, build_at, upload_status, upload_finished_reason, \
+pub(crate) const COLUMNS: &str = "uid, repository_uid, kind, version, description, manifest, build_at, upload_status, upload_finished_reason, \
     upload_started_at, upload_finished_at, image_build_status, object_key, archive_size, archive_sha256, \
     creator_uid, created_at, updated_at, push_manifest, push_claimed_at, push_claim_holder";
 
@@ -178,23 +182,30 @@ pub struct VersionFilter {
     pub order: VersionOrder,
 }
 
-/// A page of the versions of one kind in an organization; returns the page and the total.
+/// A page of versions, its total, and what an answer shows beside them.
+#[derive(Debug, Clone)]
+pub struct VersionPage {
+    pub versions: Vec<Version>,
+    /// How many versions the filter selects in all.
+    pub total: i64,
+    pub related: Related,
+}
+
+/// A page of the versions of one kind in an organization, with its total and [`Related`] rows,
+/// in one statement (one snapshot, one trip).
 ///
 /// The plans are chosen here, not left to the engine (SQLite plans without statistics): the
 /// total is counted repository by repository from `versions_by_repository_newest`, and the page
 /// of an organization-wide list is read in `versions_newest` order (`CROSS JOIN` keeps SQLite's
 /// loop order; PostgreSQL plans it as a plain join), each row checked against its repository,
 /// until it is full. `bench/EXPLAIN.md` shows the plans.
-pub async fn list<'c, E>(
-    ex: E,
+pub async fn list(
+    db: &Db,
     organization_uid: &str,
     kind: Kind,
     filter: &VersionFilter,
     page: Page,
-) -> Result<(Vec<Version>, i64), Error>
-where
-    E: Executor<'c, Database = Any> + Copy,
-{
+) -> Result<VersionPage, Error> {
     let mut args = Args::default();
     let mut wheres = vec![
         "r.uid = v.repository_uid".to_string(),
@@ -223,11 +234,6 @@ where
             "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {k} AND l.label_value = {v})"
         ));
     }
-    // An inner join in any order: the engine counts from the repositories.
-    let count_from = format!(
-        "FROM repositories r, versions v WHERE {}",
-        count_wheres.join(" AND ")
-    );
     let (tables, order) = match filter.order {
         // Each order is an index order (see migration 0007).
         VersionOrder::NewestFirst => (
@@ -243,17 +249,52 @@ where
             "r.name, v.build_at DESC, v.created_at DESC, v.uid DESC",
         ),
     };
-    let page_from = format!("FROM {tables} WHERE {}", page_wheres.join(" AND "));
-    query::page_counted(
-        ex,
-        &prefixed("v", COLUMNS),
-        &count_from,
-        &page_from,
-        order,
-        &args,
-        page,
-    )
-    .await
+    let json = JsonSql(db.backend());
+    // An inner join in any order for the total: the engine counts from the repositories.
+    let sql = format!(
+        "WITH page AS (SELECT {columns} FROM {tables} WHERE {page_wheres} ORDER BY {order} LIMIT {limit} OFFSET {offset}), \
+         page_repositories AS (SELECT {repository_columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM page)) \
+         SELECT (SELECT COUNT(*) FROM repositories r, versions v WHERE {count_wheres}), {rows}, {related}",
+        columns = prefixed("v", COLUMNS),
+        page_wheres = page_wheres.join(" AND "),
+        limit = page.count.max(0),
+        offset = page.start.max(0),
+        repository_columns = prefixed("r", repositories::COLUMNS),
+        count_wheres = count_wheres.join(" AND "),
+        rows = json.rows(&json.object("p", COLUMNS), "FROM page p"),
+        related = Related::columns(json, "page", "page_repositories"),
+    );
+    let (total, rows, r, l, b, u): (i64, String, String, String, String, String) =
+        args.fetch_one(db.pool(), &sql).await?;
+    let mut versions: Vec<Version> = from_json("versions", &rows)?;
+    let related = Related::from_columns(&(r, l, b, u))?;
+    // The aggregate's order is the engine's; the page's is the one asked for.
+    versions.sort_by(|a, b| filter.order.compare(a, b, &related));
+    Ok(VersionPage {
+        versions,
+        total,
+        related,
+    })
+}
+
+impl VersionOrder {
+    /// How two versions compare in this order (`related` holds their repositories).
+    fn compare(self, a: &Version, b: &Version, related: &Related) -> std::cmp::Ordering {
+        let newest_first =
+            (b.build_at, b.created_at, &b.uid).cmp(&(a.build_at, a.created_at, &a.uid));
+        match self {
+            VersionOrder::NewestFirst => newest_first,
+            VersionOrder::OldestFirst => newest_first.reverse(),
+            VersionOrder::Name => {
+                let name = |v: &Version| {
+                    related
+                        .repository(&v.repository_uid)
+                        .map(|r| r.name.as_str())
+                };
+                name(a).cmp(&name(b)).then(newest_first)
+            }
+        }
+    }
 }
 
 /// The newest version of a repository, with the number of versions the repository has.

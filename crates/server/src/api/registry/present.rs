@@ -6,54 +6,28 @@ use yatai_domain::registry::{announced_strategy, ClientGeneration};
 use yatai_domain::time::to_rfc3339;
 use yatai_domain::Error;
 use yatai_service::registry::repositories;
-use yatai_store::db::repositories::Repository;
+use yatai_store::db::related::Related;
+use yatai_store::db::repositories::{Repository, RepositoryPage};
 use yatai_store::db::versions::Version;
-use yatai_store::db::{image_builds, labels, repositories as repository_rows, users};
 
 use crate::api::schemas::{self, LabelItem, RepositorySchema, UserSchema, VersionSchema};
 use crate::AppState;
 
-/// Builds response shapes, looking up creators and labels once per batch.
+/// Builds response shapes from stored rows and the [`Related`] rows read with them.
 pub struct Presenter<'a> {
     state: &'a AppState,
     client: ClientGeneration,
-    users: HashMap<String, Option<UserSchema>>,
+}
+
+/// A creator as the clients read it.
+fn creator(related: &Related, uid: Option<&str>) -> Option<UserSchema> {
+    uid.and_then(|u| related.user(u)).map(schemas::user)
 }
 
 impl<'a> Presenter<'a> {
     /// A presenter for one request.
     pub fn new(state: &'a AppState, client: ClientGeneration) -> Self {
-        Presenter {
-            state,
-            client,
-            users: HashMap::new(),
-        }
-    }
-
-    /// Looks up the users not seen yet in one query.
-    async fn load_users(&mut self, uids: impl Iterator<Item = String>) -> Result<(), Error> {
-        let mut missing: Vec<String> = uids.filter(|u| !self.users.contains_key(u)).collect();
-        missing.sort();
-        missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let found = users::find_many(self.state.db.pool(), &missing).await?;
-        for uid in missing {
-            let user = found.iter().find(|u| u.uid == uid).map(schemas::user);
-            self.users.insert(uid, user);
-        }
-        Ok(())
-    }
-
-    async fn user(&mut self, uid: Option<&String>) -> Result<Option<UserSchema>, Error> {
-        let Some(uid) = uid else { return Ok(None) };
-        if !self.users.contains_key(uid) {
-            let user = users::find_by_uid(self.state.db.pool(), uid).await?;
-            self.users
-                .insert(uid.clone(), user.as_ref().map(schemas::user));
-        }
-        Ok(self.users[uid].clone())
+        Presenter { state, client }
     }
 
     /// Versions as the clients read them; `is_get` marks a plain read (see [`announced_strategy`]);
@@ -64,16 +38,9 @@ impl<'a> Presenter<'a> {
         is_get: bool,
         with_repository: bool,
     ) -> Result<Vec<VersionSchema>, Error> {
-        let repos = if with_repository {
-            let mut repo_uids: Vec<String> =
-                list.iter().map(|v| v.repository_uid.clone()).collect();
-            repo_uids.sort();
-            repo_uids.dedup();
-            repository_rows::find_many(self.state.db.pool(), &repo_uids).await?
-        } else {
-            Vec::new()
-        };
-        self.versions_in(list, is_get, &repos).await
+        let repos: Option<&[Repository]> = if with_repository { None } else { Some(&[]) };
+        let related = Related::of_versions(self.state.db.pool(), list, repos).await?;
+        self.versions_related(list, is_get, &related, true)
     }
 
     /// [`Self::versions`] of versions whose repositories were read already (`repos`, each
@@ -84,26 +51,31 @@ impl<'a> Presenter<'a> {
         is_get: bool,
         repos: &[Repository],
     ) -> Result<Vec<VersionSchema>, Error> {
-        let uids: Vec<String> = list.iter().map(|v| v.uid.clone()).collect();
-        let mut label_map = labels::of(self.state.db.pool(), &uids).await?;
-        let builds = image_builds::of(self.state.db.pool(), &uids).await?;
-        self.load_users(
-            list.iter()
-                .filter_map(|v| v.creator_uid.clone())
-                .chain(repos.iter().filter_map(|r| r.creator_uid.clone())),
-        )
-        .await?;
+        let related = Related::of_versions(self.state.db.pool(), list, Some(repos)).await?;
+        self.versions_related(list, is_get, &related, true)
+    }
+
+    /// [`Self::versions`] of versions whose [`Related`] rows were read with them (a page); with
+    /// `with_repository`, each version embeds its repository when `related` holds it.
+    pub fn versions_related(
+        &self,
+        list: &[Version],
+        is_get: bool,
+        related: &Related,
+        with_repository: bool,
+    ) -> Result<Vec<VersionSchema>, Error> {
         let mut out = Vec::with_capacity(list.len());
         for v in list {
-            let mut schema = self
-                .version_schema(v, label_map.remove(&v.uid).unwrap_or_default(), is_get)
-                .await?;
-            if let Some(b) = builds.get(&v.uid) {
+            let mut schema = self.version_schema(v, related.labels(&v.uid), is_get, related);
+            if let Some(b) = related.build(&v.uid) {
                 schema.image_reference = Some(b.image_reference.clone()).filter(|r| !r.is_empty());
                 schema.image_build_reason = Some(b.reason.clone()).filter(|r| !r.is_empty());
             }
-            if let Some(repo) = repos.iter().find(|r| r.uid == v.repository_uid) {
-                let repo_schema = self.repository_shell(repo).await?;
+            if let Some(repo) = related
+                .repository(&v.repository_uid)
+                .filter(|_| with_repository)
+            {
+                let repo_schema = self.repository_shell(repo, related);
                 schema.repository = Some(Box::new(
                     serde_json::to_value(repo_schema)
                         .map_err(|e| Error::Internal(e.to_string()))?,
@@ -122,12 +94,13 @@ impl<'a> Presenter<'a> {
             .remove(0))
     }
 
-    async fn version_schema(
-        &mut self,
+    fn version_schema(
+        &self,
         v: &Version,
-        label_list: Vec<(String, String)>,
+        label_list: &[(String, String)],
         is_get: bool,
-    ) -> Result<VersionSchema, Error> {
+        related: &Related,
+    ) -> VersionSchema {
         let kind = v.kind;
         let manifest: serde_json::Value =
             serde_json::from_str(&v.manifest).unwrap_or(serde_json::Value::Null);
@@ -147,10 +120,13 @@ impl<'a> Presenter<'a> {
             v.updated_at,
         );
         resource.labels = label_list
-            .into_iter()
-            .map(|(key, value)| LabelItem { key, value })
+            .iter()
+            .map(|(key, value)| LabelItem {
+                key: key.clone(),
+                value: value.clone(),
+            })
             .collect();
-        Ok(VersionSchema {
+        VersionSchema {
             resource,
             version: v.version.clone(),
             description: v.description.clone(),
@@ -176,16 +152,16 @@ impl<'a> Presenter<'a> {
             build_at: to_rfc3339(v.build_at),
             archive_size: v.archive_size,
             archive_sha256: v.archive_sha256.clone(),
-            creator: self.user(v.creator_uid.as_ref()).await?,
+            creator: creator(related, v.creator_uid.as_deref()),
             repository: None,
             models: None,
-        })
+        }
     }
 
     /// A repository without its latest version (to embed in versions).
-    async fn repository_shell(&mut self, r: &Repository) -> Result<RepositorySchema, Error> {
+    fn repository_shell(&self, r: &Repository, related: &Related) -> RepositorySchema {
         let kind = r.kind;
-        Ok(RepositorySchema {
+        RepositorySchema {
             resource: schemas::resource(
                 kind.repository_type(),
                 &r.uid,
@@ -194,31 +170,29 @@ impl<'a> Presenter<'a> {
                 r.updated_at,
             ),
             description: r.description.clone(),
-            creator: self.user(r.creator_uid.as_ref()).await?,
+            creator: creator(related, r.creator_uid.as_deref()),
             organization: None,
             kind_fields: serde_json::Map::new(),
-        })
+        }
     }
 
-    /// Repositories with their latest version and number of versions.
-    pub async fn repositories(
-        &mut self,
-        list: &[Repository],
-    ) -> Result<Vec<RepositorySchema>, Error> {
-        let latest = repositories::latest_versions(self.state, list).await?;
-        let newest: Vec<Version> = latest.iter().filter_map(|(v, _)| v.clone()).collect();
-        let mut newest_schemas = self.versions(&newest, true, false).await?.into_iter();
-        self.load_users(list.iter().filter_map(|r| r.creator_uid.clone()))
-            .await?;
-        let mut out = Vec::with_capacity(list.len());
-        for (r, (v, n)) in list.iter().zip(latest) {
+    /// A page of repositories, each with its latest version and number of versions.
+    pub fn repository_page(&self, page: &RepositoryPage) -> Result<Vec<RepositorySchema>, Error> {
+        let mut out = Vec::with_capacity(page.repositories.len());
+        for r in &page.repositories {
             let kind = r.kind;
-            let mut schema = self.repository_shell(r).await?;
-            let latest = v.and_then(|_| newest_schemas.next());
+            let mut schema = self.repository_shell(r, &page.related);
+            let latest = match page.latest.get(&r.uid) {
+                Some(v) => self
+                    .versions_related(std::slice::from_ref(v), true, &page.related, false)?
+                    .pop(),
+                None => None,
+            };
             let value = serde_json::to_value(latest).map_err(|e| Error::Internal(e.to_string()))?;
             schema
                 .kind_fields
                 .insert(format!("latest_{}", kind.as_str()), value);
+            let n = page.n_versions.get(&r.uid).copied().unwrap_or(0);
             schema
                 .kind_fields
                 .insert(format!("n_{}s", kind.as_str()), n.into());
@@ -227,8 +201,25 @@ impl<'a> Presenter<'a> {
         Ok(out)
     }
 
-    /// One repository.
-    pub async fn repository(&mut self, r: &Repository) -> Result<RepositorySchema, Error> {
-        Ok(self.repositories(std::slice::from_ref(r)).await?.remove(0))
+    /// One repository, with its latest version and number of versions.
+    pub async fn repository(&self, r: &Repository) -> Result<RepositorySchema, Error> {
+        let one = std::slice::from_ref(r);
+        let (latest, n) = repositories::latest_versions(self.state, one)
+            .await?
+            .pop()
+            .unwrap_or((None, 0));
+        let latest: Vec<Version> = latest.into_iter().collect();
+        let related = Related::of_versions(self.state.db.pool(), &latest, Some(one)).await?;
+        let page = RepositoryPage {
+            repositories: one.to_vec(),
+            total: 1,
+            latest: latest
+                .into_iter()
+                .map(|v| (v.repository_uid.clone(), v))
+                .collect(),
+            n_versions: HashMap::from([(r.uid.clone(), n)]),
+            related,
+        };
+        Ok(self.repository_page(&page)?.remove(0))
     }
 }

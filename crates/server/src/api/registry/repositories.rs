@@ -22,11 +22,9 @@ pub async fn list<K: RegistryKind>(
 ) -> ApiResult<Response> {
     let spec = super::parse_list(&q)?;
     cached::answer(&state, &caller, &uri, &headers, || async {
-        let (rows, total) = repositories::list(&state, &caller, K::KIND, &spec).await?;
-        let items = Presenter::new(&state, client_generation(&headers))
-            .repositories(&rows)
-            .await?;
-        Ok(schemas::page(spec.page(), total, items))
+        let page = repositories::list(&state, &caller, K::KIND, &spec).await?;
+        let items = Presenter::new(&state, client_generation(&headers)).repository_page(&page)?;
+        Ok(schemas::page(spec.page(), page.total, items))
     })
     .await
 }

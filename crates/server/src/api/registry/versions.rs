@@ -111,11 +111,14 @@ async fn list_versions<K: RegistryKind>(
 ) -> ApiResult<Response> {
     let spec = super::parse_list(q)?;
     cached::answer(state, caller, uri, headers, || async {
-        let (rows, total) = versions::list(state, caller, K::KIND, repository, &spec).await?;
-        let items = Presenter::new(state, client_generation(headers))
-            .versions(&rows, true, true)
-            .await?;
-        Ok(schemas::page(spec.page(), total, items))
+        let page = versions::list(state, caller, K::KIND, repository, &spec).await?;
+        let items = Presenter::new(state, client_generation(headers)).versions_related(
+            &page.versions,
+            true,
+            &page.related,
+            true,
+        )?;
+        Ok(schemas::page(spec.page(), page.total, items))
     })
     .await
 }

@@ -364,12 +364,12 @@ async fn bento_choices(
         None,
         Some("status:success sort:created_at-desc"),
     )?;
-    let (list, _) = versions::list(state, caller, Kind::Bento, None, &spec).await?;
-    let repos = versions::repositories_of(state, &list).await?;
-    let mut out: Vec<BentoChoice> = list
+    let found = versions::list(state, caller, Kind::Bento, None, &spec).await?;
+    let mut out: Vec<BentoChoice> = found
+        .versions
         .iter()
         .filter_map(|v| {
-            let repo = repos.iter().find(|r| r.uid == v.repository_uid)?;
+            let repo = found.related.repository(&v.repository_uid)?;
             let t = tag(&repo.name, &v.version);
             Some(BentoChoice {
                 selected: t == selected,

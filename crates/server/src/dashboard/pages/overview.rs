@@ -13,7 +13,7 @@ use yatai_service::registry::{repositories, versions};
 use yatai_service::{events, members};
 
 use super::events::{event_rows, EventRow};
-use super::registry::{version_rows, VersionRow};
+use super::registry::{rows_of, VersionRow};
 use crate::dashboard::page::{Layout, Page};
 use crate::AppState;
 
@@ -46,16 +46,16 @@ async fn registry_counts(
         count: 0,
         ..ListSpec::default()
     };
-    let (_, repository_count) = repositories::list(state, &page.caller, kind, &counting).await?;
+    let repositories = repositories::list(state, &page.caller, kind, &counting).await?;
     let newest = ListSpec {
         count: latest,
         ..ListSpec::default()
     };
-    let (list, version_count) = versions::list(state, &page.caller, kind, None, &newest).await?;
+    let found = versions::list(state, &page.caller, kind, None, &newest).await?;
     Ok((
-        repository_count,
-        version_count,
-        version_rows(state, &list).await?,
+        repositories.total,
+        found.total,
+        rows_of(&found.versions, &found.related),
     ))
 }
 

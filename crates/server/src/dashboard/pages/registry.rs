@@ -11,6 +11,7 @@ use yatai_domain::registry::Kind;
 use yatai_domain::Error;
 use yatai_service::registry::query::ListSpec;
 use yatai_service::registry::{load_version, repositories, tag, versions};
+use yatai_store::db::related::Related;
 use yatai_store::db::versions::Version;
 
 use crate::dashboard::form::FormError;
@@ -73,14 +74,16 @@ pub struct VersionRow {
 
 /// The rows of a batch of versions, with their repositories and labels read once.
 pub async fn version_rows(state: &AppState, list: &[Version]) -> Result<Vec<VersionRow>, Error> {
-    let repositories = versions::repositories_of(state, list).await?;
-    let mut labels = versions::labels_of(state, list).await?;
-    Ok(list
-        .iter()
+    let related = Related::of_versions(state.db.pool(), list, None).await?;
+    Ok(rows_of(list, &related))
+}
+
+/// The rows of versions whose repositories and labels were read with them (a page).
+pub fn rows_of(list: &[Version], related: &Related) -> Vec<VersionRow> {
+    list.iter()
         .map(|v| {
-            let repo = repositories
-                .iter()
-                .find(|r| r.uid == v.repository_uid)
+            let repo = related
+                .repository(&v.repository_uid)
                 .map(|r| r.name.as_str())
                 .unwrap_or("?");
             VersionRow {
@@ -89,12 +92,12 @@ pub async fn version_rows(state: &AppState, list: &[Version]) -> Result<Vec<Vers
                 href: format!("{}/{repo}/{}", base_of(v.kind), v.version),
                 status: v.upload_status.to_string(),
                 size: v.archive_size.map(human_size).unwrap_or_else(|| "—".into()),
-                labels: labels.remove(&v.uid).unwrap_or_default(),
+                labels: related.labels(&v.uid).to_vec(),
                 created_relative: relative(v.created_at),
                 created_exact: exact(v.created_at),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// A repository as a table row.
@@ -233,27 +236,27 @@ async fn repository_list<K: KindPages>(
         let caller = &page.caller;
         if !spec.labels.is_empty() {
             // A label filter applies to versions: show the matching versions.
-            let (rows, total) = versions::list(&state, caller, kind, None, &spec).await?;
+            let found = versions::list(&state, caller, kind, None, &spec).await?;
             view.show_versions = true;
-            view.rows = version_rows(&state, &rows).await?;
-            view.pager = filters.pager(&base, rows.len(), total);
+            view.rows = rows_of(&found.versions, &found.related);
+            view.pager = filters.pager(&base, found.versions.len(), found.total);
             return Ok(());
         }
-        let (rows, total) = repositories::list(&state, caller, kind, &spec).await?;
-        let latest = repositories::latest_versions(&state, &rows).await?;
-        let newest: Vec<Version> = latest.iter().filter_map(|(v, _)| v.clone()).collect();
-        let mut newest_rows = version_rows(&state, &newest).await?.into_iter();
-        for (r, (v, count)) in rows.iter().zip(latest) {
+        let found = repositories::list(&state, caller, kind, &spec).await?;
+        for r in &found.repositories {
             view.repositories.push(RepositoryRow {
                 name: r.name.clone(),
                 description: r.description.clone(),
-                versions: count,
-                latest: v.and_then(|_| newest_rows.next()),
+                versions: found.n_versions.get(&r.uid).copied().unwrap_or(0),
+                latest: found
+                    .latest
+                    .get(&r.uid)
+                    .map(|v| rows_of(std::slice::from_ref(v), &found.related).remove(0)),
                 created_relative: relative(r.created_at),
                 created_exact: exact(r.created_at),
             });
         }
-        view.pager = filters.pager(&base, rows.len(), total);
+        view.pager = filters.pager(&base, found.repositories.len(), found.total);
         Ok(())
     }
     .await;
@@ -278,9 +281,9 @@ async fn version_list<K: KindPages>(
     view.show_versions = true;
     let filled = async {
         let spec = filters.spec()?;
-        let (rows, total) = versions::list(&state, &page.caller, kind, Some(&name), &spec).await?;
-        view.rows = version_rows(&state, &rows).await?;
-        view.pager = filters.pager(&base, rows.len(), total);
+        let found = versions::list(&state, &page.caller, kind, Some(&name), &spec).await?;
+        view.rows = rows_of(&found.versions, &found.related);
+        view.pager = filters.pager(&base, found.versions.len(), found.total);
         Ok(())
     }
     .await;

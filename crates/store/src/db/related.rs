@@ -1,0 +1,150 @@
+//! What an answer shows beside each version: its repository, its labels, its image build and the
+//! users who created the version and the repository.
+//!
+//! A page reads them in the statement that reads its rows, as JSON aggregates
+//! ([`Related::columns`]): one trip to the database and one row back. Read as a query per
+//! relation, a fresh page of 20 bentos cost seven trips and about 80 rows, and sqlx's SQLite
+//! driver hands each row from its connection thread to the runtime on its own; those hand-offs,
+//! not SQLite, were most of the page's time (`perf`, bench/RESULTS.md).
+
+use std::collections::HashMap;
+
+use sqlx::AnyPool;
+use yatai_domain::Error;
+
+use super::image_builds::{self, ImageBuild};
+use super::labels;
+use super::query::{from_json, JsonSql};
+use super::repositories::{self, Repository};
+use super::users::{self, User};
+use super::versions::Version;
+
+/// The rows shown beside a batch of versions.
+#[derive(Debug, Clone, Default)]
+pub struct Related {
+    repositories: HashMap<String, Repository>,
+    labels: HashMap<String, Vec<(String, String)>>,
+    builds: HashMap<String, ImageBuild>,
+    users: HashMap<String, User>,
+}
+
+/// The JSON text columns [`Related::columns`] selects, in order.
+pub type RelatedColumns = (String, String, String, String);
+
+impl Related {
+    /// A repository of the batch, by uid.
+    pub fn repository(&self, uid: &str) -> Option<&Repository> {
+        self.repositories.get(uid)
+    }
+
+    /// The labels of a version, by key.
+    pub fn labels(&self, version_uid: &str) -> &[(String, String)] {
+        self.labels.get(version_uid).map_or(&[], Vec::as_slice)
+    }
+
+    /// The image build of a version, if one was recorded.
+    pub fn build(&self, version_uid: &str) -> Option<&ImageBuild> {
+        self.builds.get(version_uid)
+    }
+
+    /// A creator of a version or repository of the batch, by uid.
+    pub fn user(&self, uid: &str) -> Option<&User> {
+        self.users.get(uid)
+    }
+
+    /// Reads them for versions read some other way, a query per relation. `repositories`: those
+    /// already read (nothing more is read for them), or `None` to read the versions' own.
+    pub async fn of_versions(
+        pool: &AnyPool,
+        versions: &[Version],
+        repositories: Option<&[Repository]>,
+    ) -> Result<Self, Error> {
+        let uids: Vec<String> = versions.iter().map(|v| v.uid.clone()).collect();
+        let repositories = match repositories {
+            Some(given) => given.to_vec(),
+            None => {
+                let mut uids: Vec<String> =
+                    versions.iter().map(|v| v.repository_uid.clone()).collect();
+                uids.sort();
+                uids.dedup();
+                repositories::find_many(pool, &uids).await?
+            }
+        };
+        let mut creators: Vec<String> = versions
+            .iter()
+            .filter_map(|v| v.creator_uid.clone())
+            .chain(repositories.iter().filter_map(|r| r.creator_uid.clone()))
+            .collect();
+        creators.sort();
+        creators.dedup();
+        let users = if creators.is_empty() {
+            Vec::new()
+        } else {
+            users::find_many(pool, &creators).await?
+        };
+        Ok(Related {
+            repositories: repositories
+                .into_iter()
+                .map(|r| (r.uid.clone(), r))
+                .collect(),
+            labels: labels::of(pool, &uids).await?,
+            builds: image_builds::of(pool, &uids).await?,
+            users: users.into_iter().map(|u| (u.uid.clone(), u)).collect(),
+        })
+    }
+
+    /// The four columns of a statement that read them beside its rows: `versions` and
+    /// `repositories` name relations of that statement (common table expressions) with the
+    /// columns of `versions` and of `repositories`. Read back with [`Self::from_columns`].
+    pub(crate) fn columns(json: JsonSql, versions: &str, repositories: &str) -> String {
+        let repository_rows = json.rows(
+            &json.object("r", repositories::COLUMNS),
+            &format!("FROM {repositories} r"),
+        );
+        let label_rows = json.rows(
+            &json.array("l.resource_uid, l.label_key, l.label_value"),
+            &format!("FROM labels l WHERE l.resource_uid IN (SELECT uid FROM {versions})"),
+        );
+        let build_rows = json.rows(
+            &json.object("b", image_builds::COLUMNS),
+            &format!("FROM image_builds b WHERE b.version_uid IN (SELECT uid FROM {versions})"),
+        );
+        let user_rows = json.rows(
+            &json.object("u", users::COLUMNS),
+            &format!(
+                "FROM users u WHERE u.uid IN (SELECT creator_uid FROM {versions} UNION SELECT creator_uid FROM {repositories})"
+            ),
+        );
+        format!("{repository_rows}, {label_rows}, {build_rows}, {user_rows}")
+    }
+
+    /// Reads the columns of [`Self::columns`].
+    pub(crate) fn from_columns(
+        (repositories, labels, builds, users): &RelatedColumns,
+    ) -> Result<Self, Error> {
+        let repositories: Vec<Repository> = from_json("repositories", repositories)?;
+        let label_rows: Vec<(String, String, String)> = from_json("labels", labels)?;
+        let builds: Vec<ImageBuild> = from_json("image builds", builds)?;
+        let users: Vec<User> = from_json("users", users)?;
+        let mut label_map: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (uid, key, value) in label_rows {
+            label_map.entry(uid).or_default().push((key, value));
+        }
+        // In key order, as `labels::of` gives them (the aggregate's order is the engine's).
+        for list in label_map.values_mut() {
+            list.sort();
+        }
+        Ok(Related {
+            repositories: repositories
+                .into_iter()
+                .map(|r| (r.uid.clone(), r))
+                .collect(),
+            labels: label_map,
+            builds: builds
+                .into_iter()
+                .map(|b| (b.version_uid.clone(), b))
+                .collect(),
+            users: users.into_iter().map(|u| (u.uid.clone(), u)).collect(),
+        })
+    }
+}
