@@ -99,6 +99,10 @@ async fn check(backend: Backend) {
             "{list}: the caller's {caller} statements, then one for the page"
         );
     }
+    // One version: its repository, the version, what is shown beside it, and the models the
+    // bento uses (none here).
+    let get = statements_of(&c, "/api/v1/bento_repositories/iris/bentos/v3").await;
+    assert_eq!(get, caller + 4, "a bento read alone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,15 +9,14 @@
 
 use std::collections::HashMap;
 
-use sqlx::AnyPool;
 use yatai_domain::Error;
 
 use super::image_builds::{self, ImageBuild};
-use super::labels;
-use super::query::{from_json, JsonSql};
+use super::query::{from_json, prefixed, Args, JsonSql};
 use super::repositories::{self, Repository};
 use super::users::{self, User};
 use super::versions::Version;
+use super::Db;
 
 /// The rows shown beside a batch of versions.
 #[derive(Debug, Clone, Default)]
@@ -52,45 +51,28 @@ impl Related {
         self.users.get(uid)
     }
 
-    /// Reads them for versions read some other way, a query per relation. `repositories`: those
-    /// already read (nothing more is read for them), or `None` to read the versions' own.
+    /// Reads them for versions read some other way, in one statement. With `with_repositories`,
+    /// the versions' repositories and their creators too; without, none.
     pub async fn of_versions(
-        pool: &AnyPool,
+        db: &Db,
         versions: &[Version],
-        repositories: Option<&[Repository]>,
+        with_repositories: bool,
     ) -> Result<Self, Error> {
-        let uids: Vec<String> = versions.iter().map(|v| v.uid.clone()).collect();
-        let repositories = match repositories {
-            Some(given) => given.to_vec(),
-            None => {
-                let mut uids: Vec<String> =
-                    versions.iter().map(|v| v.repository_uid.clone()).collect();
-                uids.sort();
-                uids.dedup();
-                repositories::find_many(pool, &uids).await?
-            }
-        };
-        let mut creators: Vec<String> = versions
-            .iter()
-            .filter_map(|v| v.creator_uid.clone())
-            .chain(repositories.iter().filter_map(|r| r.creator_uid.clone()))
-            .collect();
-        creators.sort();
-        creators.dedup();
-        let users = if creators.is_empty() {
-            Vec::new()
-        } else {
-            users::find_many(pool, &creators).await?
-        };
-        Ok(Related {
-            repositories: repositories
-                .into_iter()
-                .map(|r| (r.uid.clone(), r))
-                .collect(),
-            labels: labels::of(pool, &uids).await?,
-            builds: image_builds::of(pool, &uids).await?,
-            users: users.into_iter().map(|u| (u.uid.clone(), u)).collect(),
-        })
+        if versions.is_empty() {
+            return Ok(Related::default());
+        }
+        let mut args = Args::default();
+        let uids = args.list(versions.iter().map(|v| v.uid.as_str()));
+        let json = JsonSql(db.backend());
+        let sql = format!(
+            "WITH batch AS (SELECT uid, repository_uid, creator_uid FROM versions WHERE uid IN ({uids})), \
+             batch_repositories AS (SELECT {columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM batch) AND {with}) \
+             SELECT {related}",
+            columns = prefixed("r", repositories::COLUMNS),
+            with = if with_repositories { "1 = 1" } else { "1 = 0" },
+            related = Self::columns(json, "batch", "batch_repositories"),
+        );
+        Self::from_columns(&args.fetch_one(db.pool(), &sql).await?)
     }
 
     /// The four columns of a statement that read them beside its rows: `versions` and

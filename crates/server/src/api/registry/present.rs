@@ -38,21 +38,8 @@ impl<'a> Presenter<'a> {
         is_get: bool,
         with_repository: bool,
     ) -> Result<Vec<VersionSchema>, Error> {
-        let repos: Option<&[Repository]> = if with_repository { None } else { Some(&[]) };
-        let related = Related::of_versions(self.state.db.pool(), list, repos).await?;
-        self.versions_related(list, is_get, &related, true)
-    }
-
-    /// [`Self::versions`] of versions whose repositories were read already (`repos`, each
-    /// embedded in its versions; a version whose repository is not given embeds none).
-    pub async fn versions_in(
-        &mut self,
-        list: &[Version],
-        is_get: bool,
-        repos: &[Repository],
-    ) -> Result<Vec<VersionSchema>, Error> {
-        let related = Related::of_versions(self.state.db.pool(), list, Some(repos)).await?;
-        self.versions_related(list, is_get, &related, true)
+        let related = Related::of_versions(&self.state.db, list, with_repository).await?;
+        self.versions_related(list, is_get, &related, with_repository)
     }
 
     /// [`Self::versions`] of versions whose [`Related`] rows were read with them (a page); with
@@ -209,7 +196,7 @@ impl<'a> Presenter<'a> {
             .pop()
             .unwrap_or((None, 0));
         let latest: Vec<Version> = latest.into_iter().collect();
-        let related = Related::of_versions(self.state.db.pool(), &latest, Some(one)).await?;
+        let related = Related::of_versions(&self.state.db, &latest, true).await?;
         let page = RepositoryPage {
             repositories: one.to_vec(),
             total: 1,

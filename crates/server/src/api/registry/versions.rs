@@ -52,10 +52,10 @@ pub async fn get<K: RegistryKind>(
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     cached::answer(&state, &caller, &uri, &headers, || async {
-        let (repo, v) = load_version::<K>(&state, &caller, &name, &version).await?;
+        let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
         let mut presenter = Presenter::new(&state, client_generation(&headers));
         let mut schema = presenter
-            .versions_in(std::slice::from_ref(&v), true, std::slice::from_ref(&repo))
+            .versions(std::slice::from_ref(&v), true, true)
             .await?
             .remove(0);
         if K::KIND == Kind::Bento {

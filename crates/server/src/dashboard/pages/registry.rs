@@ -74,7 +74,7 @@ pub struct VersionRow {
 
 /// The rows of a batch of versions, with their repositories and labels read once.
 pub async fn version_rows(state: &AppState, list: &[Version]) -> Result<Vec<VersionRow>, Error> {
-    let related = Related::of_versions(state.db.pool(), list, None).await?;
+    let related = Related::of_versions(&state.db, list, true).await?;
     Ok(rows_of(list, &related))
 }
 
