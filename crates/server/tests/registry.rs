@@ -983,3 +983,92 @@ backend_test!(
         assert_eq!(order(&searched), ["b2", "b1"]);
     }
 );
+
+// Pages are cut in the database's order (its collation), and each page lists its rows in that
+// same order: on PostgreSQL the names are given an ICU collation, under which `_`, `-`, `.` and
+// digits sort otherwise than by bytes; on SQLite they sort by bytes. Read page by page, the list
+// is the whole list, in the order the database itself gives.
+backend_test!(
+    pages_follow_the_order_of_the_database,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        let pool = app.state.db.pool();
+        if app.backend == common::Backend::Production {
+            sqlx::query(
+                "ALTER TABLE repositories ALTER COLUMN name TYPE TEXT COLLATE \"und-x-icu\"",
+            )
+            .execute(pool)
+            .await
+            .expect("an ICU collation (PostgreSQL built with ICU, as Debian's is)");
+            sqlx::query(
+                "ALTER TABLE labels ALTER COLUMN label_key TYPE TEXT COLLATE \"und-x-icu\"",
+            )
+            .execute(pool)
+            .await
+            .expect("an ICU collation");
+        }
+        let names = ["iris_clf", "iris-svc", "iris.v2", "iris1", "Iris2"];
+        for name in names {
+            create_version(
+                &c,
+                "bento",
+                &name.to_lowercase(),
+                "v1",
+                bento_manifest(&[]),
+                json!([{"key": "team", "value": "a"}, {"key": "Stage", "value": "b"}, {"key": "app", "value": "c"}]),
+            )
+            .await;
+        }
+        let expected: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM repositories ORDER BY name")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        let expected_keys: Vec<String> = sqlx::query_scalar(
+            "SELECT label_key FROM labels WHERE resource_uid = (SELECT MIN(resource_uid) FROM labels) ORDER BY label_key",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        for list in [
+            "/api/v1/bento_repositories?q=sort:name-asc",
+            "/api/v1/bentos?q=sort:name-asc",
+        ] {
+            let mut paged = Vec::new();
+            for start in (0..names.len()).step_by(2) {
+                let (s, page) = c.get(&format!("{list}&start={start}&count=2")).await;
+                assert_eq!(s, StatusCode::OK, "{page}");
+                for item in page["items"].as_array().unwrap() {
+                    let name = item["repository"]["name"]
+                        .as_str()
+                        .or(item["name"].as_str())
+                        .unwrap();
+                    paged.push(name.to_string());
+                    // A repository shows its newest version's labels.
+                    let labels = match item.get("latest_bento") {
+                        Some(latest) => &latest["labels"],
+                        None => &item["labels"],
+                    };
+                    let keys: Vec<&str> = labels
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|l| l["key"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(
+                        keys, expected_keys,
+                        "{list}: labels in the database's order"
+                    );
+                }
+            }
+            assert_eq!(
+                paged, expected,
+                "{list}: page by page, in the database's order"
+            );
+        }
+        // Past the end: no rows, the total still counted.
+        let (_, past) = c.get("/api/v1/bentos?start=1000&count=2").await;
+        assert_eq!(past["total"], names.len());
+        assert_eq!(past["items"], json!([]));
+    }
+);

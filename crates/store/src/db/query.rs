@@ -79,11 +79,14 @@ impl Args {
         format!("({})", each.join(" OR "))
     }
 
-    // The statements are kept prepared (sqlx's default, up to 100 per connection, least recently
-    // used dropped first): the assembled ones come in few shapes (the filters given, the length of
-    // an IN list up to a page), and preparing each anew cost a fresh list page about a fifth of
-    // its time on SQLite (bench/RESULTS.md, 2026-12-06).
     fn bind_to<'q, O>(
+        &self,
+        q: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>> {
+        self.bind_all(q.persistent(false))
+    }
+
+    fn bind_all<'q, O>(
         &self,
         mut q: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
     ) -> sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>> {
@@ -108,14 +111,21 @@ impl Args {
             .map_err(db_error)
     }
 
-    /// Runs `sql` with these values and reads its one row.
-    pub async fn fetch_one<'c, E, T>(&self, ex: E, sql: &str) -> Result<T, Error>
+    /// Runs `sql` with these values on `db` and reads its one row.
+    ///
+    /// On SQLite the statement stays prepared (sqlx keeps up to 100 per connection, the least
+    /// recently used dropped first): SQLite plans without statistics, so a plan holds for any
+    /// values, and preparing anew cost a fresh list about a fifth of its time. On PostgreSQL it
+    /// is planned for its values each time, as the other assembled statements are: a named
+    /// statement may be given one generic plan after a few runs, and a page's best plan depends
+    /// on how many rows its organization and label select.
+    pub async fn fetch_one<T>(&self, db: &super::Db, sql: &str) -> Result<T, Error>
     where
-        E: Executor<'c, Database = Any>,
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        self.bind_to(sqlx::query_as(sql))
-            .fetch_one(ex)
+        let prepared = db.backend() == super::DbBackend::Sqlite;
+        self.bind_all(sqlx::query_as(sql).persistent(prepared))
+            .fetch_one(db.pool())
             .await
             .map_err(db_error)
     }
@@ -233,16 +243,18 @@ impl JsonSql {
         }
     }
 
-    /// `(SELECT <JSON array of each row's value_expr> {from_where})`, as text (`[]` for no row).
-    pub fn rows(self, value_expr: &str, from_where: &str) -> String {
+    /// `(SELECT <JSON array of each row's value_expr, in order_by> {from_where})`, as text (`[]`
+    /// for no row). The order is the engine's (its collation), the one its pages are cut in.
+    pub fn rows(self, value_expr: &str, from_where: &str, order_by: &str) -> String {
         match self.0 {
-            super::DbBackend::Sqlite => {
-                format!("(SELECT json_group_array({value_expr}) {from_where})")
-            }
+            // An aggregate's ORDER BY: SQLite 3.44 and later (sqlx bundles 3.46).
+            super::DbBackend::Sqlite => format!(
+                "(SELECT json_group_array({value_expr} ORDER BY {order_by}) {from_where})"
+            ),
             // json_agg gives NULL for no row, and a `json` column, which sqlx's `Any` reads as text only.
-            super::DbBackend::Postgres => {
-                format!("(SELECT COALESCE(json_agg({value_expr}), '[]'::json)::text {from_where})")
-            }
+            super::DbBackend::Postgres => format!(
+                "(SELECT COALESCE(json_agg({value_expr} ORDER BY {order_by}), '[]'::json)::text {from_where})"
+            ),
         }
     }
 }

@@ -72,7 +72,7 @@ impl Related {
             with = if with_repositories { "1 = 1" } else { "1 = 0" },
             related = Self::columns(json, "batch", "batch_repositories"),
         );
-        Self::from_columns(&args.fetch_one(db.pool(), &sql).await?)
+        Self::from_columns(&args.fetch_one(db, &sql).await?)
     }
 
     /// The four columns of a statement that read them beside its rows: `versions` and
@@ -82,20 +82,26 @@ impl Related {
         let repository_rows = json.rows(
             &json.object("r", repositories::COLUMNS),
             &format!("FROM {repositories} r"),
+            "r.uid",
         );
+        // Each version's labels in key order (the engine's collation, as a label list sorts).
         let label_rows = json.rows(
             &json.array("l.resource_uid, l.label_key, l.label_value"),
             &format!("FROM labels l WHERE l.resource_uid IN (SELECT uid FROM {versions})"),
+            "l.resource_uid, l.label_key",
         );
         let build_rows = json.rows(
             &json.object("b", image_builds::COLUMNS),
             &format!("FROM image_builds b WHERE b.version_uid IN (SELECT uid FROM {versions})"),
+            "b.version_uid",
         );
+        // What an answer shows of a creator: no password hash.
         let user_rows = json.rows(
-            &json.object("u", users::COLUMNS),
+            &json.object("u", users::SHOWN_COLUMNS),
             &format!(
                 "FROM users u WHERE u.uid IN (SELECT creator_uid FROM {versions} UNION SELECT creator_uid FROM {repositories})"
             ),
+            "u.uid",
         );
         format!("{repository_rows}, {label_rows}, {build_rows}, {user_rows}")
     }
@@ -111,10 +117,6 @@ impl Related {
         let mut label_map: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for (uid, key, value) in label_rows {
             label_map.entry(uid).or_default().push((key, value));
-        }
-        // In key order, as `labels::of` gives them (the aggregate's order is the engine's).
-        for list in label_map.values_mut() {
-            list.sort();
         }
         Ok(Related {
             repositories: repositories

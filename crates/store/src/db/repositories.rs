@@ -168,28 +168,31 @@ pub async fn list(
             conditions.join(" AND ")
         ));
     }
-    let order_by = match order {
-        RepositoryOrder::NewestFirst => "r.created_at DESC, r.name",
-        RepositoryOrder::OldestFirst => "r.created_at, r.name",
-        RepositoryOrder::Name => "r.name",
+    // Each order is written twice: for the page and for its rows' aggregate.
+    let (order_by, rows_order) = match order {
+        RepositoryOrder::NewestFirst => ("r.created_at DESC, r.name", "p.created_at DESC, p.name"),
+        RepositoryOrder::OldestFirst => ("r.created_at, r.name", "p.created_at, p.name"),
+        RepositoryOrder::Name => ("r.name", "p.name"),
     };
     let json = JsonSql(db.backend());
     let wheres = wheres.join(" AND ");
+    let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
     let sql = format!(
-        "WITH page AS (SELECT {columns} FROM repositories r WHERE {wheres} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}), \
+        "WITH total AS (SELECT COUNT(*) AS n FROM repositories r WHERE {wheres}), \
+         page AS (SELECT {columns} FROM repositories r WHERE {wheres} AND (SELECT n FROM total) > {offset} \
+           ORDER BY {order_by} LIMIT {limit} OFFSET {offset}), \
          latest AS (SELECT {version_columns} FROM page p JOIN versions v ON v.uid = (SELECT w.uid FROM versions w \
            WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1)) \
-         SELECT (SELECT COUNT(*) FROM repositories r WHERE {wheres}), {rows}, {counts}, {latest}, {related}",
+         SELECT (SELECT n FROM total), {rows}, {counts}, {latest}, {related}",
         columns = prefixed("r", COLUMNS),
-        limit = page.count.max(0),
-        offset = page.start.max(0),
         version_columns = prefixed("v", versions::COLUMNS),
-        rows = json.rows(&json.object("p", COLUMNS), "FROM page p"),
+        rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
         counts = json.rows(
             &json.array("p.uid, (SELECT COUNT(*) FROM versions c WHERE c.repository_uid = p.uid)"),
-            "FROM page p"
+            "FROM page p",
+            "p.uid"
         ),
-        latest = json.rows(&json.object("v", versions::COLUMNS), "FROM latest v"),
+        latest = json.rows(&json.object("v", versions::COLUMNS), "FROM latest v", "v.uid"),
         related = Related::columns(json, "latest", "page"),
     );
     let (total, rows, counts, latest, r, l, b, u): (
@@ -201,14 +204,8 @@ pub async fn list(
         String,
         String,
         String,
-    ) = args.fetch_one(db.pool(), &sql).await?;
-    let mut repositories: Vec<Repository> = from_json("repositories", &rows)?;
-    // The aggregate's order is the engine's; the page's is the one asked for.
-    repositories.sort_by(|a, b| match order {
-        RepositoryOrder::NewestFirst => (b.created_at, &a.name).cmp(&(a.created_at, &b.name)),
-        RepositoryOrder::OldestFirst => (a.created_at, &a.name).cmp(&(b.created_at, &b.name)),
-        RepositoryOrder::Name => a.name.cmp(&b.name),
-    });
+    ) = args.fetch_one(db, &sql).await?;
+    let repositories: Vec<Repository> = from_json("repositories", &rows)?;
     let counts: Vec<(String, i64)> = from_json("version counts", &counts)?;
     let latest: Vec<Version> = from_json("newest versions", &latest)?;
     Ok(RepositoryPage {

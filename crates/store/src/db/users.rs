@@ -16,6 +16,8 @@ pub struct User {
     pub email: String,
     pub first_name: String,
     pub last_name: String,
+    /// Empty where only what answers show was read ([`SHOWN_COLUMNS`]).
+    #[serde(default)]
     pub password_hash: String,
     /// Whether the user administers the whole installation.
     #[serde(deserialize_with = "super::query::from_flag")]
@@ -71,6 +73,10 @@ pub struct NewUser<'a> {
 
 pub(crate) const COLUMNS: &str =
     "uid, name, email, first_name, last_name, password_hash, is_site_admin, created_at, updated_at";
+
+/// The columns of `users` that answers show (all but the password hash).
+pub(crate) const SHOWN_COLUMNS: &str =
+    "uid, name, email, first_name, last_name, is_site_admin, created_at, updated_at";
 
 /// Inserts a user; a taken name or e-mail, in any letter case (`ADMIN` beside `admin` would be
 /// told apart by nobody), is a conflict.

@@ -234,67 +234,50 @@ pub async fn list(
             "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = {k} AND l.label_value = {v})"
         ));
     }
-    let (tables, order) = match filter.order {
-        // Each order is an index order (see migration 0007).
+    // Each order is an index order (see migration 0007), and is written twice: for the page
+    // and for its rows' aggregate (over the page's columns, the repository name as `sort_name`).
+    let (tables, order, rows_order) = match filter.order {
         VersionOrder::NewestFirst => (
             "versions v CROSS JOIN repositories r",
             "v.build_at DESC, v.created_at DESC, v.uid DESC",
+            "p.build_at DESC, p.created_at DESC, p.uid DESC",
         ),
         VersionOrder::OldestFirst => (
             "versions v CROSS JOIN repositories r",
             "v.build_at, v.created_at, v.uid",
+            "p.build_at, p.created_at, p.uid",
         ),
         VersionOrder::Name => (
             "repositories r CROSS JOIN versions v",
             "r.name, v.build_at DESC, v.created_at DESC, v.uid DESC",
+            "p.sort_name, p.build_at DESC, p.created_at DESC, p.uid DESC",
         ),
     };
     let json = JsonSql(db.backend());
-    // An inner join in any order for the total: the engine counts from the repositories.
+    let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
+    // The total first: an inner join in any order, the engine counts from the repositories. A
+    // page past it is not read (an offset past a small organization's rows would otherwise walk
+    // every organization's versions).
     let sql = format!(
-        "WITH page AS (SELECT {columns} FROM {tables} WHERE {page_wheres} ORDER BY {order} LIMIT {limit} OFFSET {offset}), \
+        "WITH total AS (SELECT COUNT(*) AS n FROM repositories r, versions v WHERE {count_wheres}), \
+         page AS (SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {page_wheres} AND (SELECT n FROM total) > {offset} \
+           ORDER BY {order} LIMIT {limit} OFFSET {offset}), \
          page_repositories AS (SELECT {repository_columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM page)) \
-         SELECT (SELECT COUNT(*) FROM repositories r, versions v WHERE {count_wheres}), {rows}, {related}",
+         SELECT (SELECT n FROM total), {rows}, {related}",
+        count_wheres = count_wheres.join(" AND "),
         columns = prefixed("v", COLUMNS),
         page_wheres = page_wheres.join(" AND "),
-        limit = page.count.max(0),
-        offset = page.start.max(0),
         repository_columns = prefixed("r", repositories::COLUMNS),
-        count_wheres = count_wheres.join(" AND "),
-        rows = json.rows(&json.object("p", COLUMNS), "FROM page p"),
+        rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
         related = Related::columns(json, "page", "page_repositories"),
     );
     let (total, rows, r, l, b, u): (i64, String, String, String, String, String) =
-        args.fetch_one(db.pool(), &sql).await?;
-    let mut versions: Vec<Version> = from_json("versions", &rows)?;
-    let related = Related::from_columns(&(r, l, b, u))?;
-    // The aggregate's order is the engine's; the page's is the one asked for.
-    versions.sort_by(|a, b| filter.order.compare(a, b, &related));
+        args.fetch_one(db, &sql).await?;
     Ok(VersionPage {
-        versions,
+        versions: from_json("versions", &rows)?,
         total,
-        related,
+        related: Related::from_columns(&(r, l, b, u))?,
     })
-}
-
-impl VersionOrder {
-    /// How two versions compare in this order (`related` holds their repositories).
-    fn compare(self, a: &Version, b: &Version, related: &Related) -> std::cmp::Ordering {
-        let newest_first =
-            (b.build_at, b.created_at, &b.uid).cmp(&(a.build_at, a.created_at, &a.uid));
-        match self {
-            VersionOrder::NewestFirst => newest_first,
-            VersionOrder::OldestFirst => newest_first.reverse(),
-            VersionOrder::Name => {
-                let name = |v: &Version| {
-                    related
-                        .repository(&v.repository_uid)
-                        .map(|r| r.name.as_str())
-                };
-                name(a).cmp(&name(b)).then(newest_first)
-            }
-        }
-    }
 }
 
 /// The newest version of a repository, with the number of versions the repository has.
