@@ -178,12 +178,10 @@ pub async fn list(
     let wheres = wheres.join(" AND ");
     let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
     let sql = format!(
-        "WITH total AS (SELECT COUNT(*) AS n FROM repositories r WHERE {wheres}), \
-         page AS (SELECT {columns} FROM repositories r WHERE {wheres} AND (SELECT n FROM total) > {offset} \
-           ORDER BY {order_by} LIMIT {limit} OFFSET {offset}), \
+        "WITH page AS (SELECT {columns} FROM repositories r WHERE {wheres} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}), \
          latest AS (SELECT {version_columns} FROM page p JOIN versions v ON v.uid = (SELECT w.uid FROM versions w \
            WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1)) \
-         SELECT (SELECT n FROM total), {rows}, {counts}, {latest}, {related}",
+         SELECT (SELECT COUNT(*) FROM repositories r WHERE {wheres}), {rows}, {counts}, {latest}, {related}",
         columns = prefixed("r", COLUMNS),
         version_columns = prefixed("v", versions::COLUMNS),
         rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
