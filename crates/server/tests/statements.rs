@@ -103,6 +103,39 @@ async fn check(backend: Backend) {
     // bento uses (none here).
     let get = statements_of(&c, "/api/v1/bento_repositories/iris/bentos/v3").await;
     assert_eq!(get, caller + 4, "a bento read alone");
+    // Bentos that use models: the models (read by a bento without any too), then what they
+    // show, a statement each, however many.
+    for m in ["m1", "m2", "m3"] {
+        create_version(&c, "model", m, "v1", model_manifest(10), json!([])).await;
+    }
+    let mut with_models = Vec::new();
+    for (version, models) in [
+        ("one-model", vec!["m1:v1"]),
+        ("three-models", vec!["m1:v1", "m2:v1", "m3:v1"]),
+    ] {
+        create_version(
+            &c,
+            "bento",
+            "iris",
+            version,
+            bento_manifest(&models),
+            json!([]),
+        )
+        .await;
+        let path = format!("/api/v1/bento_repositories/iris/bentos/{version}");
+        let (_, bento) = c.get(&path).await;
+        assert_eq!(
+            bento["models"].as_array().map(Vec::len),
+            Some(models.len()),
+            "{bento}"
+        );
+        with_models.push(statements_of(&c, &path).await);
+    }
+    assert_eq!(
+        with_models,
+        [get + 1, get + 1],
+        "a bento with one model and with three: what the models show, one statement more"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

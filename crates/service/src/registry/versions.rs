@@ -286,17 +286,7 @@ pub async fn models_of_bento(
     bento: &Version,
 ) -> Result<Vec<Version>, Error> {
     caller.authorize(Action::ReadRegistry)?;
-    let pool = svc.db.pool();
-    let mut out = Vec::new();
-    for (model, version) in bento_models::models_of(pool, &bento.uid).await? {
-        if let Some(repo) = repos::find(pool, &caller.organization.uid, Kind::Model, &model).await?
-        {
-            if let Some(v) = versions::find(pool, &repo.uid, &version).await? {
-                out.push(v);
-            }
-        }
-    }
-    Ok(out)
+    versions::models_of_bento(svc.db.pool(), &caller.organization.uid, &bento.uid).await
 }
 
 /// The bento versions that use a model version.
@@ -307,14 +297,7 @@ pub async fn bentos_of_model(
     version: &str,
 ) -> Result<Vec<Version>, Error> {
     caller.authorize(Action::ReadRegistry)?;
-    let pool = svc.db.pool();
-    let mut bentos = Vec::new();
-    for uid in bento_models::bentos_using(pool, &caller.organization.uid, model, version).await? {
-        if let Some(b) = versions::find_by_uid(pool, &uid).await? {
-            bentos.push(b);
-        }
-    }
-    Ok(bentos)
+    versions::bentos_using_model(svc.db.pool(), &caller.organization.uid, model, version).await
 }
 
 /// The users who created a batch of versions (each once).

@@ -157,6 +157,48 @@ pub async fn find_by_uid<'c>(
         .map_err(db_error)
 }
 
+/// The pushed model versions a bento version uses, in an organization, by model tag (models
+/// not pushed yet are left out). One statement, where a lookup per model took two.
+pub async fn models_of_bento<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    bento_uid: &str,
+) -> Result<Vec<Version>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {} FROM bento_models m \
+         JOIN repositories r ON r.organization_uid = $1 AND r.kind = $2 AND r.name = m.model_name \
+         JOIN versions v ON v.repository_uid = r.uid AND v.version = m.model_version \
+         WHERE m.bento_uid = $3 ORDER BY m.model_name, m.model_version",
+        prefixed("v", COLUMNS)
+    ))
+    .bind(organization_uid)
+    .bind(Kind::Model.as_str())
+    .bind(bento_uid)
+    .fetch_all(ex)
+    .await
+    .map_err(db_error)
+}
+
+/// The bento versions of an organization that use a model version, by uid. One statement.
+pub async fn bentos_using_model<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    model_name: &str,
+    model_version: &str,
+) -> Result<Vec<Version>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {} FROM bento_models m JOIN versions v ON v.uid = m.bento_uid \
+         WHERE m.organization_uid = $1 AND m.model_name = $2 AND m.model_version = $3 ORDER BY m.bento_uid",
+        prefixed("v", COLUMNS)
+    ))
+    .bind(organization_uid)
+    .bind(model_name)
+    .bind(model_version)
+    .fetch_all(ex)
+    .await
+    .map_err(db_error)
+}
+
 /// Sort orders of version lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VersionOrder {
