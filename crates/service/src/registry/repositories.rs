@@ -1,12 +1,10 @@
 //! Repositories of bentos or models: create (idempotent: clients race on it), read, list,
 //! describe, delete when empty.
 
-use std::collections::HashMap;
-
 use yatai_domain::registry::Kind;
 use yatai_domain::{names, Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository, RepositoryFilter, RepositoryPage};
-use yatai_store::db::versions::{self, Version};
+use yatai_store::db::versions;
 
 use super::load_repository;
 use super::query::ListSpec;
@@ -65,26 +63,9 @@ pub async fn list(
     .await
 }
 
-/// The latest version and the number of versions of each repository of a batch, in its order
-/// (one query for the whole batch).
-pub async fn latest_versions(
-    svc: &Services,
-    list: &[Repository],
-) -> Result<Vec<(Option<Version>, i64)>, Error> {
-    let uids: Vec<String> = list.iter().map(|r| r.uid.clone()).collect();
-    let mut latest: HashMap<String, versions::LatestVersion> =
-        versions::latest_of(svc.db.pool(), &uids)
-            .await?
-            .into_iter()
-            .map(|l| (l.version.repository_uid.clone(), l))
-            .collect();
-    Ok(list
-        .iter()
-        .map(|r| match latest.remove(&r.uid) {
-            Some(l) => (Some(l.version), l.n_versions),
-            None => (None, 0),
-        })
-        .collect())
+/// A repository as a page of one: with its latest version and number of versions.
+pub async fn with_latest(svc: &Services, repository: &Repository) -> Result<RepositoryPage, Error> {
+    repos::one(&svc.db, repository).await
 }
 
 /// Changes a repository's description.

@@ -158,28 +158,8 @@ where
     E: Executor<'c, Database = Any> + Copy,
     T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
 {
-    page_counted(ex, select, from_where, from_where, order_by, args, page).await
-}
-
-/// Like [`page`], with the total counted by `SELECT COUNT(*) {count_from_where}`: the same rows
-/// as `page_from_where` selects, written so that the engine counts them the cheap way (the page
-/// is read in index order until it is full; the total reads every row, best from a narrow
-/// index). Both take the same `args`.
-pub async fn page_counted<'c, E, T>(
-    ex: E,
-    select: &str,
-    count_from_where: &str,
-    page_from_where: &str,
-    order_by: &str,
-    args: &Args,
-    page: Page,
-) -> Result<(Vec<T>, i64), Error>
-where
-    E: Executor<'c, Database = Any> + Copy,
-    T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
-{
     let total = args
-        .fetch_count(ex, &format!("SELECT COUNT(*) {count_from_where}"))
+        .fetch_count(ex, &format!("SELECT COUNT(*) {from_where}"))
         .await?;
     if page.count == 0 || page.start >= total {
         return Ok((Vec::new(), total));
@@ -188,7 +168,7 @@ where
         .fetch_all(
             ex,
             &format!(
-                "SELECT {select} {page_from_where} ORDER BY {order_by} LIMIT {} OFFSET {}",
+                "SELECT {select} {from_where} ORDER BY {order_by} LIMIT {} OFFSET {}",
                 page.count.max(0),
                 page.start.max(0)
             ),

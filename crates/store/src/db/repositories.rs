@@ -130,9 +130,8 @@ pub struct RepositoryPage {
 }
 
 /// A page of repositories, with its total, the newest version and the number of versions of
-/// each, and the [`Related`] rows of those versions, in one statement (one snapshot, one trip).
-/// Per repository of the page, one seek and one index-only count in
-/// `versions_by_repository_newest`.
+/// each, and the [`Related`] rows of those versions, in one statement (one snapshot, one trip;
+/// see [`read_page`]).
 pub async fn list(
     db: &Db,
     organization_uid: &str,
@@ -174,15 +173,57 @@ pub async fn list(
         RepositoryOrder::OldestFirst => ("r.created_at, r.name", "p.created_at, p.name"),
         RepositoryOrder::Name => ("r.name", "p.name"),
     };
-    let json = JsonSql(db.backend());
     let wheres = wheres.join(" AND ");
     let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
+    read_page(
+        db,
+        &args,
+        &format!(
+            "SELECT {} FROM repositories r WHERE {wheres} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}",
+            prefixed("r", COLUMNS)
+        ),
+        rows_order,
+        &format!("SELECT COUNT(*) FROM repositories r WHERE {wheres}"),
+    )
+    .await
+}
+
+/// One repository, as a page of it: its newest version, its number of versions and the
+/// [`Related`] rows of that version, in one statement.
+pub async fn one(db: &Db, repository: &Repository) -> Result<RepositoryPage, Error> {
+    let mut args = Args::default();
+    let uid = args.push(&repository.uid);
+    read_page(
+        db,
+        &args,
+        &format!(
+            "SELECT {} FROM repositories r WHERE r.uid = {uid}",
+            prefixed("r", COLUMNS)
+        ),
+        "p.uid",
+        &format!("SELECT COUNT(*) FROM repositories r WHERE r.uid = {uid}"),
+    )
+    .await
+}
+
+/// Reads the page `page_select` selects (in `rows_order` over its alias `p`), with its total
+/// (`total_select`), the newest version (the first of a [`versions::VersionOrder::NewestFirst`]
+/// list) and the number of versions of each of its repositories, and their [`Related`] rows,
+/// in one statement. Per repository, one seek and one index-only count in
+/// `versions_by_repository_newest`.
+async fn read_page(
+    db: &Db,
+    args: &Args,
+    page_select: &str,
+    rows_order: &str,
+    total_select: &str,
+) -> Result<RepositoryPage, Error> {
+    let json = JsonSql(db.backend());
     let sql = format!(
-        "WITH page AS (SELECT {columns} FROM repositories r WHERE {wheres} ORDER BY {order_by} LIMIT {limit} OFFSET {offset}), \
+        "WITH page AS ({page_select}), \
          latest AS (SELECT {version_columns} FROM page p JOIN versions v ON v.uid = (SELECT w.uid FROM versions w \
            WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1)) \
-         SELECT (SELECT COUNT(*) FROM repositories r WHERE {wheres}), {rows}, {counts}, {latest}, {related}",
-        columns = prefixed("r", COLUMNS),
+         SELECT ({total_select}), {rows}, {counts}, {latest}, {related}",
         version_columns = prefixed("v", versions::COLUMNS),
         rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
         counts = json.rows(

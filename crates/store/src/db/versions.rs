@@ -322,37 +322,6 @@ pub async fn list(
     })
 }
 
-/// The newest version of a repository, with the number of versions the repository has.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct LatestVersion {
-    #[sqlx(flatten)]
-    pub version: Version,
-    pub n_versions: i64,
-}
-
-/// The newest version of each of the given repositories (newest: the greatest `(build_at,
-/// created_at, uid)`, the first of a [`VersionOrder::NewestFirst`] list), with the number of
-/// versions of its repository; repositories without a version are left out. One query: per
-/// repository one seek and one index-only count in `versions_by_repository_newest`.
-pub async fn latest_of<'c>(
-    ex: impl Executor<'c, Database = Any>,
-    repository_uids: &[String],
-) -> Result<Vec<LatestVersion>, Error> {
-    if repository_uids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut args = Args::default();
-    let sql = format!(
-        "SELECT {}, (SELECT COUNT(*) FROM versions c WHERE c.repository_uid = r.uid) AS n_versions \
-         FROM repositories r JOIN versions v ON v.uid = (SELECT w.uid FROM versions w WHERE w.repository_uid = r.uid \
-         ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1) \
-         WHERE r.uid IN ({})",
-        prefixed("v", COLUMNS),
-        args.list(repository_uids)
-    );
-    args.fetch_all(ex, &sql).await
-}
-
 /// Counts the versions of a repository.
 pub async fn count_in_repository<'c>(
     ex: impl Executor<'c, Database = Any>,

@@ -1,7 +1,5 @@
 //! Turns stored repositories and versions into the JSON the clients read.
 
-use std::collections::HashMap;
-
 use yatai_domain::registry::{announced_strategy, ClientGeneration};
 use yatai_domain::time::to_rfc3339;
 use yatai_domain::Error;
@@ -190,23 +188,10 @@ impl<'a> Presenter<'a> {
 
     /// One repository, with its latest version and number of versions.
     pub async fn repository(&self, r: &Repository) -> Result<RepositorySchema, Error> {
-        let one = std::slice::from_ref(r);
-        let (latest, n) = repositories::latest_versions(self.state, one)
-            .await?
-            .pop()
-            .unwrap_or((None, 0));
-        let latest: Vec<Version> = latest.into_iter().collect();
-        let related = Related::of_versions(&self.state.db, &latest, true).await?;
-        let page = RepositoryPage {
-            repositories: one.to_vec(),
-            total: 1,
-            latest: latest
-                .into_iter()
-                .map(|v| (v.repository_uid.clone(), v))
-                .collect(),
-            n_versions: HashMap::from([(r.uid.clone(), n)]),
-            related,
-        };
-        Ok(self.repository_page(&page)?.remove(0))
+        let page = repositories::with_latest(self.state, r).await?;
+        // Empty when the repository was deleted since it was read.
+        self.repository_page(&page)?.pop().ok_or_else(|| {
+            Error::not_found(r.kind.repository_type().replace('_', " ").as_str(), &r.name)
+        })
     }
 }
