@@ -161,27 +161,36 @@ def list_queries(org: str) -> list[tuple[str, str]]:
     count_from = f"FROM repositories r, versions v WHERE {scope}"
     page_from = f"FROM versions v CROSS JOIN repositories r WHERE {scope}"
     repos_from = f"FROM repositories r WHERE r.organization_uid = {o} AND r.kind = 'bento'"
-    label_in = "v.uid IN (SELECT l.resource_uid FROM labels l WHERE l.label_key = 'stage' AND l.label_value = 'prod')"
     label_exists = (
         "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = 'stage' AND l.label_value = 'prod')"
     )
     search = "(r.name LIKE '%svc-04%' ESCAPE '\\' OR v.version LIKE '%svc-04%' ESCAPE '\\')"
+    # The totals kept by triggers (crates/store/src/db/counts.rs), summed over the repositories.
+    kept_total = (
+        "SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) FROM repositories r JOIN _yatai_version_counts c "
+        f"ON c.repository_uid = r.uid WHERE r.organization_uid = {o} AND r.kind = 'bento'"
+    )
+    kept_label_total = (
+        "SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) FROM repositories r JOIN _yatai_label_counts c "
+        "ON c.repository_uid = r.uid AND c.label_key = 'stage' AND c.label_value = 'prod' "
+        f"WHERE r.organization_uid = {o} AND r.kind = 'bento'"
+    )
     repo_label = (
-        "r.uid IN (SELECT DISTINCT v.repository_uid FROM labels l JOIN versions v ON v.uid = l.resource_uid "
-        "WHERE l.label_key = 'team' AND l.label_value = 't3')"
+        "EXISTS (SELECT 1 FROM _yatai_label_counts c WHERE c.repository_uid = r.uid "
+        "AND c.label_key = 'team' AND c.label_value = 't3' AND c.n > 0)"
     )
     page = "LIMIT 20 OFFSET 0"
     some_repos = ", ".join(q(f"benchrepo{i:05d}") for i in range(min(20, N_REPOS)))
     return [
-        ("list bentos: total", f"SELECT COUNT(*) {count_from}"),
+        ("list bentos: total", kept_total),
         ("list bentos: page", f"SELECT {VERSION_COLUMNS} {page_from} ORDER BY {NEWEST} {page}"),
-        ("list bentos, label filter: total", f"SELECT COUNT(*) {count_from} AND {label_in}"),
+        ("list bentos, label filter: total", kept_label_total),
         ("list bentos, label filter: page", f"SELECT {VERSION_COLUMNS} {page_from} AND {label_exists} ORDER BY {NEWEST} {page}"),
         ("list bentos, search: total", f"SELECT COUNT(*) {count_from} AND {search}"),
         ("list bentos, search: page", f"SELECT {VERSION_COLUMNS} {page_from} AND {search} ORDER BY {NEWEST} {page}"),
         (
             "list bentos of one repository: total",
-            f"SELECT COUNT(*) {count_from} AND v.repository_uid = 'benchrepo00042'",
+            f"{kept_total} AND r.uid = 'benchrepo00042'",
         ),
         (
             "list bentos of one repository: page",
@@ -206,7 +215,7 @@ def list_queries(org: str) -> list[tuple[str, str]]:
         ),
         (
             "list bento repositories: latest version and count of a page of 20",
-            f"SELECT {VERSION_COLUMNS}, (SELECT COUNT(*) FROM versions c WHERE c.repository_uid = r.uid) AS n_versions "
+            f"SELECT {VERSION_COLUMNS}, COALESCE((SELECT c.n FROM _yatai_version_counts c WHERE c.repository_uid = r.uid), 0) AS n_versions "
             "FROM repositories r JOIN versions v ON v.uid = (SELECT w.uid FROM versions w WHERE w.repository_uid = r.uid "
             f"ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1) WHERE r.uid IN ({some_repos})",
         ),

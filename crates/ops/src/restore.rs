@@ -110,7 +110,14 @@ pub async fn restore(
         let mut conn = db.pool().acquire().await?;
         schema::tables(&mut conn, db.backend()).await?
     };
-    for t in &manifest.tables {
+    // What a target makes from the data is not restored: a backup taken by a binary that did
+    // not know the table for bookkeeping holds it as data.
+    let data_tables: Vec<_> = manifest
+        .tables
+        .iter()
+        .filter(|t| !yatai_store::db::BOOKKEEPING.contains(&t.table.name.as_str()))
+        .collect();
+    for t in &data_tables {
         let Some(target) = target_tables.iter().find(|x| x.name == t.table.name) else {
             bail!(
                 "the target database has no table {} after migrating to schema version {}",
@@ -145,7 +152,7 @@ pub async fn restore(
                 .with_context(|| format!("cannot empty table {}", t.name))?;
         }
     }
-    for t in &manifest.tables {
+    for t in &data_tables {
         let path = &verified.staged[&t.table.name];
         insert_rows(&mut tx, t, path).await?;
         progress(format!("table {}: {} rows restored", t.table.name, t.rows));

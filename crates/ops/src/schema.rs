@@ -56,12 +56,11 @@ pub async fn tables(conn: &mut AnyConnection, backend: DbBackend) -> anyhow::Res
     .await
     .context("cannot list the tables of the database")?;
     let mut tables = Vec::new();
-    // Bookkeeping is not data: the migrations' table, and the registry's generation (a count of
-    // writes that the target keeps for itself).
-    let bookkeeping = [MIGRATIONS_TABLE, yatai_store::db::generation::TABLE];
+    // Bookkeeping is not data: the migrations' table, and what the target makes for itself from
+    // the data (the registry's generation, the counts of versions).
     for name in names
         .into_iter()
-        .filter(|n| !bookkeeping.contains(&n.as_str()))
+        .filter(|n| n != MIGRATIONS_TABLE && !yatai_store::db::BOOKKEEPING.contains(&n.as_str()))
     {
         tables.push(table(conn, backend, &name).await?);
     }

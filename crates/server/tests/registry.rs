@@ -1072,3 +1072,203 @@ backend_test!(
         assert_eq!(past["items"], json!([]));
     }
 );
+
+/// The counts of versions per repository (`yatai_store::db::version_counts`), compared with the
+/// versions themselves, and the label counts with the labels: every repository with versions
+/// has its numbers, and no row is off. Returns how many label counts there are.
+async fn counts_match(app: &TestApp, after: &str) -> usize {
+    let pool = app.state.db.pool();
+    let kept: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT repository_uid, n FROM {} WHERE n <> 0 ORDER BY repository_uid",
+        yatai_store::db::counts::VERSIONS
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT repository_uid, COUNT(*) FROM versions GROUP BY repository_uid ORDER BY repository_uid",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, counted, "version counts after {after}");
+    let kept: Vec<(String, String, String, i64)> = sqlx::query_as(&format!(
+        "SELECT repository_uid, label_key, label_value, n FROM {} WHERE n <> 0 ORDER BY 1, 2, 3",
+        yatai_store::db::counts::LABELS
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let counted: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT v.repository_uid, l.label_key, l.label_value, COUNT(*) FROM labels l \
+         JOIN versions v ON v.uid = l.resource_uid GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, counted, "label counts after {after}");
+    counted.len()
+}
+
+backend_test!(
+    version_counts_follow_every_write,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        for (repo, n) in [("iris", 3), ("fraud", 2)] {
+            for i in 0..n {
+                let stage = if i == 0 { "prod" } else { "dev" };
+                let labels =
+                    json!([{"key": "stage", "value": stage}, {"key": "team", "value": repo}]);
+                create_version(
+                    &c,
+                    "bento",
+                    repo,
+                    &format!("v{i}"),
+                    bento_manifest(&[]),
+                    labels,
+                )
+                .await;
+            }
+        }
+        create_version(
+            &c,
+            "model",
+            "clf",
+            "m1",
+            model_manifest(10),
+            json!([{"key": "stage", "value": "prod"}]),
+        )
+        .await;
+        assert_eq!(
+            counts_match(&app, "pushes").await,
+            7,
+            "per bento repository stage=prod, stage=dev and team; the model's stage"
+        );
+        let (_, prod) = c
+            .get("/api/v1/bentos?start=0&count=1&q=label:stage=prod")
+            .await;
+        assert_eq!(prod["total"], 2, "one label: the sum of its counts: {prod}");
+        let (_, both) = c
+            .get("/api/v1/bentos?start=0&count=1&q=label:stage=prod%20label:team=iris")
+            .await;
+        assert_eq!(both["total"], 1, "two labels: counted: {both}");
+        let (_, repos) = c.get("/api/v1/bento_repositories?q=label:team=fraud").await;
+        assert_eq!(repos["total"], 1, "{repos}");
+        assert_eq!(repos["items"][0]["name"], "fraud", "{repos}");
+
+        // A label changed through the API: the old pair is no longer counted.
+        let (s, b) = c
+            .patch(
+                &version_path("bento", "iris", "v1"),
+                json!({"labels": [{"key": "stage", "value": "prod"}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        counts_match(&app, "a change of labels").await;
+        let (_, prod) = c
+            .get("/api/v1/bentos?start=0&count=1&q=label:stage=prod")
+            .await;
+        assert_eq!(prod["total"], 3, "{prod}");
+        let (_, list) = c.get("/api/v1/bentos?start=0&count=1").await;
+        assert_eq!(
+            list["total"], 5,
+            "the total is the sum of the counts: {list}"
+        );
+        let (_, one) = c
+            .get("/api/v1/bento_repositories/iris/bentos?start=0&count=1")
+            .await;
+        assert_eq!(one["total"], 3, "{one}");
+        let (_, repos) = c.get("/api/v1/bento_repositories?q=sort:name-asc").await;
+        let n: Vec<&Value> = repos["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["n_bentos"])
+            .collect();
+        assert_eq!(n, [&json!(2), &json!(3)], "{repos}");
+
+        let (s, b) = c.delete(&version_path("bento", "iris", "v0"), None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        counts_match(&app, "a version's deletion").await;
+        let (_, list) = c.get("/api/v1/bentos?start=0&count=1").await;
+        assert_eq!(list["total"], 4, "{list}");
+
+        // Writes the server never makes, an operator or a restore may: statements of many
+        // rows in several repositories (PostgreSQL counts them per statement), a version moved,
+        // a repository deleted with its versions.
+        let pool = app.state.db.pool();
+        let fraud: String = sqlx::query_scalar("SELECT uid FROM repositories WHERE name = 'fraud'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE kept_versions AS SELECT * FROM versions")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM versions")
+            .execute(pool)
+            .await
+            .unwrap();
+        counts_match(&app, "deleting every version in one statement").await;
+        sqlx::query("INSERT INTO versions SELECT * FROM kept_versions")
+            .execute(pool)
+            .await
+            .unwrap();
+        counts_match(&app, "inserting them again in one statement").await;
+        sqlx::query("UPDATE versions SET repository_uid = $1 WHERE version = 'v2'")
+            .bind(&fraud)
+            .execute(pool)
+            .await
+            .unwrap();
+        counts_match(&app, "moving a version").await;
+        sqlx::query("UPDATE labels SET label_value = 'qa' WHERE label_value = 'dev'")
+            .execute(pool)
+            .await
+            .unwrap();
+        counts_match(&app, "labels changed in one statement").await;
+        sqlx::query("DELETE FROM labels WHERE label_key = 'team'")
+            .execute(pool)
+            .await
+            .unwrap();
+        counts_match(&app, "labels deleted in one statement").await;
+        let (_, repos) = c.get("/api/v1/bento_repositories?q=sort:name-asc").await;
+        let n: Vec<&Value> = repos["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["n_bentos"])
+            .collect();
+        assert_eq!(n, [&json!(3), &json!(1)], "{repos}");
+        sqlx::query("DELETE FROM repositories WHERE uid = $1")
+            .bind(&fraud)
+            .execute(pool)
+            .await
+            .unwrap();
+        counts_match(&app, "a repository's deletion with its versions").await;
+        let (_, list) = c.get("/api/v1/bentos?start=0&count=1").await;
+        assert_eq!(list["total"], 1, "{list}");
+
+        // Counts gone wrong with a trigger missing (written by something that had none) are
+        // made again at the next start.
+        let drop = match app.backend {
+            common::Backend::Embedded => "DROP TRIGGER _yatai_counts_version_insert",
+            common::Backend::Production => "DROP TRIGGER _yatai_counts_version_insert ON versions",
+        };
+        sqlx::query(drop).execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO versions SELECT * FROM kept_versions WHERE version = 'v2'")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "UPDATE {} SET n = 99",
+            yatai_store::db::counts::VERSIONS
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
+        let app = app.restart().await;
+        counts_match(&app, "a start with a trigger missing").await;
+        let (_, list) = c.get("/api/v1/bentos?start=0&count=1").await;
+        assert_eq!(list["total"], 2, "{list}");
+    }
+);

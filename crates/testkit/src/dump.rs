@@ -17,8 +17,8 @@ pub enum Cell {
     Text(String),
 }
 
-/// Rows of every table (but the bookkeeping of the migrations and of the registry's generation,
-/// which counts writes, not data), each row a column -> value map.
+/// Rows of every table (but the bookkeeping of the migrations and what the server makes from the
+/// data, `yatai_store::db::BOOKKEEPING`), each row a column -> value map.
 pub type Tables = BTreeMap<String, Vec<BTreeMap<String, Cell>>>;
 
 /// Dumps every table of the database at `url` (sqlite:// or postgres://).
@@ -30,13 +30,22 @@ pub async fn dump_database(url: &str) -> Tables {
     }
 }
 
+/// The bookkeeping tables, as a list of SQL literals.
+fn bookkeeping() -> String {
+    yatai_store::db::BOOKKEEPING
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn dump_sqlite(url: &str) -> Tables {
     let mut conn = sqlx::SqliteConnection::connect(url)
         .await
         .expect("open sqlite");
     let tables: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' AND name <> '{}' ORDER BY name",
-        yatai_store::db::generation::TABLE
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' AND name NOT IN ({}) ORDER BY name",
+        bookkeeping()
     ))
     .fetch_all(&mut conn)
     .await
@@ -88,8 +97,8 @@ async fn dump_postgres(url: &str) -> Tables {
         .await
         .expect("open postgres");
     let tables: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' AND table_name <> '{}' ORDER BY 1",
-        yatai_store::db::generation::TABLE
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations' AND table_name NOT IN ({}) ORDER BY 1",
+        bookkeeping()
     ))
     .fetch_all(&mut conn)
     .await

@@ -53,6 +53,11 @@ fn next(backend: DbBackend) -> &'static str {
     }
 }
 
+/// The statement that moves the generation (for a change the triggers do not see).
+pub(crate) fn bump(backend: DbBackend) -> String {
+    format!("UPDATE {TABLE} SET n = {} WHERE id = 1", next(backend))
+}
+
 /// Creates the table, its row and the triggers where missing, and moves the generation when
 /// anything was missing or `migrated` (a migration may have changed rows without triggers).
 /// Idempotent; run at every start, where it costs one query when everything is in place.
@@ -65,7 +70,7 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
         "CREATE TABLE IF NOT EXISTS {TABLE} (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, txid BIGINT)"
     );
     let row = format!("INSERT INTO {TABLE} (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING");
-    let bump = format!("UPDATE {TABLE} SET n = {} WHERE id = 1", next(backend));
+    let bump = bump(backend);
     match backend {
         DbBackend::Sqlite => {
             // SQLite writes one transaction at a time: a row trigger moving the generation

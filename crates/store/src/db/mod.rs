@@ -5,6 +5,7 @@ pub mod api_tokens;
 pub mod bento_models;
 pub mod cli_logins;
 pub mod clusters;
+pub mod counts;
 pub mod deployments;
 pub mod events;
 pub mod generation;
@@ -29,6 +30,10 @@ use yatai_domain::Error;
 
 /// A transaction of the metadata database (so that layers above need not name sqlx).
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Tables the server keeps for itself beside the migrations' own, made from the data and left out
+/// of backups and comparisons of data: the registry's generation and the counts of versions.
+pub const BOOKKEEPING: &[&str] = &[generation::TABLE, counts::VERSIONS, counts::LABELS];
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -97,6 +102,7 @@ impl Db {
             .map_err(|e| Error::Internal(format!("database migration failed: {}", one_line(&e))))?;
         let applied = self.applied_migrations().await?.saturating_sub(before);
         generation::install(self, applied > 0).await?;
+        counts::install(self, applied > 0).await?;
         Ok(applied)
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use super::query::{from_json, prefixed, Args, JsonSql};
 use super::related::Related;
 use super::versions::{self, Version};
-use super::{db_error, db_error_named, Db};
+use super::{counts, db_error, db_error_named, Db};
 
 /// A repository: the versions of one bento or model name in an organization.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
@@ -148,7 +148,10 @@ pub async fn list(
     if !filter.search.is_empty() {
         wheres.push(args.contains(&["r.name"], &filter.search));
     }
-    if let Some(((k, v), rest)) = filter.labels.split_first() {
+    if let [(k, v)] = filter.labels.as_slice() {
+        // One label: whether any version of the repository carries it, counted per repository.
+        wheres.push(counts::has_label("r.uid", (&args.push(k), &args.push(v))));
+    } else if let Some(((k, v), rest)) = filter.labels.split_first() {
         // The repositories of the versions that carry the first label (`labels_by_pair`, then
         // `versions_by_uid_repository`), checked for the others: one set, read once.
         let mut conditions = vec![
@@ -209,8 +212,8 @@ pub async fn one(db: &Db, repository: &Repository) -> Result<RepositoryPage, Err
 /// Reads the page `page_select` selects (in `rows_order` over its alias `p`), with its total
 /// (`total_select`), the newest version (the first of a [`versions::VersionOrder::NewestFirst`]
 /// list) and the number of versions of each of its repositories, and their [`Related`] rows,
-/// in one statement. Per repository, one seek and one index-only count in
-/// `versions_by_repository_newest`.
+/// in one statement. Per repository, one seek in `versions_by_repository_newest` and one row of
+/// [`counts`].
 async fn read_page(
     db: &Db,
     args: &Args,
@@ -227,7 +230,7 @@ async fn read_page(
         version_columns = prefixed("v", versions::COLUMNS),
         rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
         counts = json.rows(
-            &json.array("p.uid, (SELECT COUNT(*) FROM versions c WHERE c.repository_uid = p.uid)"),
+            &json.array(&format!("p.uid, {}", counts::versions_in("p.uid"))),
             "FROM page p",
             "p.uid"
         ),

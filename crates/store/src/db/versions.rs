@@ -8,7 +8,7 @@ use yatai_domain::paging::Page;
 
 use super::query::{from_json, prefixed, Args, JsonSql};
 use super::related::Related;
-use super::{db_error, db_error_named, repositories, Db};
+use super::{counts, db_error, db_error_named, repositories, Db};
 
 /// A bento or model version.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
@@ -237,7 +237,8 @@ pub struct VersionPage {
 /// in one statement (one snapshot, one trip).
 ///
 /// The plans are chosen here, not left to the engine (SQLite plans without statistics): the
-/// total is counted repository by repository from `versions_by_repository_newest`, and the page
+/// total is a sum over the repositories of what [`counts`] keeps, or, filtered further than one
+/// label, counted repository by repository from `versions_by_repository_newest`; the page
 /// of an organization-wide list is read in `versions_newest` order (`CROSS JOIN` keeps SQLite's
 /// loop order; PostgreSQL plans it as a plain join), each row checked against its repository,
 /// until it is full. `bench/EXPLAIN.md` shows the plans.
@@ -249,14 +250,21 @@ pub async fn list(
     page: Page,
 ) -> Result<VersionPage, Error> {
     let mut args = Args::default();
-    let mut wheres = vec![
-        "r.uid = v.repository_uid".to_string(),
+    // What selects the repositories (a version has the kind of its repository; the
+    // repository's is the one indexed) ...
+    let mut repository_wheres = vec![
         format!("r.organization_uid = {}", args.push(organization_uid)),
-        // A version has the kind of its repository; the repository's is the one indexed.
         format!("r.kind = {}", args.push(kind.as_str())),
     ];
-    if let Some(repo) = &filter.repository_uid {
-        wheres.push(format!("v.repository_uid = {}", args.push(repo)));
+    let repo = filter.repository_uid.as_ref().map(|repo| args.push(repo));
+    if let Some(repo) = &repo {
+        repository_wheres.push(format!("r.uid = {repo}"));
+    }
+    // ... and their versions (one repository's read in its index).
+    let mut wheres = repository_wheres.clone();
+    wheres.push("r.uid = v.repository_uid".to_string());
+    if let Some(repo) = &repo {
+        wheres.push(format!("v.repository_uid = {repo}"));
     }
     if !filter.search.is_empty() {
         wheres.push(args.contains(&["r.name", "v.version"], &filter.search));
@@ -267,8 +275,10 @@ pub async fn list(
     // A label filter, two ways with the same values: the total starts from the versions that
     // carry the label (`labels_by_pair`), the page checks each row it reads in order.
     let (mut count_wheres, mut page_wheres) = (wheres.clone(), wheres);
+    let mut label_args = Vec::new();
     for (k, v) in &filter.labels {
         let (k, v) = (args.push(k), args.push(v));
+        label_args.push((k.clone(), v.clone()));
         count_wheres.push(format!(
             "v.uid IN (SELECT l.resource_uid FROM labels l WHERE l.label_key = {k} AND l.label_value = {v})"
         ));
@@ -296,17 +306,28 @@ pub async fn list(
         ),
     };
     let json = JsonSql(db.backend());
+    // The total: without a filter on the versions themselves but one label, the sum of the
+    // counts the triggers keep per repository (one row per repository); else counted, an inner
+    // join in any order, the engine counts from the repositories.
+    let total =
+        if filter.search.is_empty() && filter.labels.len() <= 1 && filter.upload_status.is_none() {
+            let label = label_args.first().map(|(k, v)| (k.as_str(), v.as_str()));
+            counts::sum(&repository_wheres.join(" AND "), label)
+        } else {
+            format!(
+                "SELECT COUNT(*) FROM repositories r, versions v WHERE {}",
+                count_wheres.join(" AND ")
+            )
+        };
     let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
-    // The total first: an inner join in any order, the engine counts from the repositories. A
-    // page past it is not read (an offset past a small organization's rows would otherwise walk
-    // every organization's versions).
+    // A page past the total is not read (an offset past a small organization's rows would
+    // otherwise walk every organization's versions).
     let sql = format!(
-        "WITH total AS (SELECT COUNT(*) AS n FROM repositories r, versions v WHERE {count_wheres}), \
+        "WITH total AS (SELECT ({total}) AS n), \
          page AS (SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {page_wheres} AND (SELECT n FROM total) > {offset} \
            ORDER BY {order} LIMIT {limit} OFFSET {offset}), \
          page_repositories AS (SELECT {repository_columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM page)) \
          SELECT (SELECT n FROM total), {rows}, {related}",
-        count_wheres = count_wheres.join(" AND "),
         columns = prefixed("v", COLUMNS),
         page_wheres = page_wheres.join(" AND "),
         repository_columns = prefixed("r", repositories::COLUMNS),
