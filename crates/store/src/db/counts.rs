@@ -192,10 +192,9 @@ fn lock_repositories_of(labels_relations: &[&str]) -> String {
     )
 }
 
-/// A trigger: its name, table and what creates it.
+/// A trigger: its name and what creates it.
 struct Trigger {
     name: &'static str,
-    table: &'static str,
     create: String,
 }
 
@@ -216,7 +215,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
             vec![
                 Trigger {
                     name: "_yatai_counts_version_insert",
-                    table: "versions",
                     create: format!(
                         "CREATE TRIGGER IF NOT EXISTS _yatai_counts_version_insert AFTER INSERT ON versions {}",
                         body(version_inserted(&new_v))
@@ -224,7 +222,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                 },
                 Trigger {
                     name: "_yatai_counts_version_delete",
-                    table: "versions",
                     create: format!(
                         "CREATE TRIGGER IF NOT EXISTS _yatai_counts_version_delete AFTER DELETE ON versions {}",
                         body(version_deleted(backend, &old_v))
@@ -232,7 +229,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                 },
                 Trigger {
                     name: "_yatai_counts_version_move",
-                    table: "versions",
                     create: format!(
                         "CREATE TRIGGER IF NOT EXISTS _yatai_counts_version_move AFTER UPDATE OF repository_uid ON versions \
                          WHEN OLD.repository_uid IS NOT NEW.repository_uid {}",
@@ -241,7 +237,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                 },
                 Trigger {
                     name: "_yatai_counts_label_insert",
-                    table: "labels",
                     create: format!(
                         "CREATE TRIGGER IF NOT EXISTS _yatai_counts_label_insert AFTER INSERT ON labels {}",
                         body(label_inserted(&new_l))
@@ -249,7 +244,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                 },
                 Trigger {
                     name: "_yatai_counts_label_delete",
-                    table: "labels",
                     create: format!(
                         "CREATE TRIGGER IF NOT EXISTS _yatai_counts_label_delete AFTER DELETE ON labels {}",
                         body(label_deleted(backend, &old_l))
@@ -257,7 +251,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                 },
                 Trigger {
                     name: "_yatai_counts_label_update",
-                    table: "labels",
                     create: format!(
                         "CREATE TRIGGER IF NOT EXISTS _yatai_counts_label_update AFTER UPDATE ON labels {}",
                         body(relabelled)
@@ -271,7 +264,6 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
             .into_iter()
             .map(|f| Trigger {
                 name: f.name,
-                table: f.table,
                 create: format!(
                     "CREATE TRIGGER {name} AFTER {event} ON {table} {each} EXECUTE FUNCTION {name}()",
                     name = f.name,
