@@ -1110,6 +1110,15 @@ async fn counts_match(app: &TestApp, after: &str) -> usize {
     counted.len()
 }
 
+fn items(page: &Value) -> &Vec<Value> {
+    page["items"].as_array().unwrap()
+}
+
+/// Runs a statement straight on the database.
+async fn run(pool: &sqlx::AnyPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
+}
+
 backend_test!(
     version_counts_follow_every_write,
     |app: TestApp| async move {
@@ -1179,12 +1188,7 @@ backend_test!(
             .await;
         assert_eq!(one["total"], 3, "{one}");
         let (_, repos) = c.get("/api/v1/bento_repositories?q=sort:name-asc").await;
-        let n: Vec<&Value> = repos["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| &r["n_bentos"])
-            .collect();
+        let n: Vec<&Value> = items(&repos).iter().map(|r| &r["n_bentos"]).collect();
         assert_eq!(n, [&json!(2), &json!(3)], "{repos}");
 
         let (s, b) = c.delete(&version_path("bento", "iris", "v0"), None).await;
@@ -1201,19 +1205,10 @@ backend_test!(
             .fetch_one(pool)
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE kept_versions AS SELECT * FROM versions")
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM versions")
-            .execute(pool)
-            .await
-            .unwrap();
+        run(pool, "CREATE TABLE kept_versions AS SELECT * FROM versions").await;
+        run(pool, "DELETE FROM versions").await;
         counts_match(&app, "deleting every version in one statement").await;
-        sqlx::query("INSERT INTO versions SELECT * FROM kept_versions")
-            .execute(pool)
-            .await
-            .unwrap();
+        run(pool, "INSERT INTO versions SELECT * FROM kept_versions").await;
         counts_match(&app, "inserting them again in one statement").await;
         sqlx::query("UPDATE versions SET repository_uid = $1 WHERE version = 'v2'")
             .bind(&fraud)
@@ -1221,23 +1216,16 @@ backend_test!(
             .await
             .unwrap();
         counts_match(&app, "moving a version").await;
-        sqlx::query("UPDATE labels SET label_value = 'qa' WHERE label_value = 'dev'")
-            .execute(pool)
-            .await
-            .unwrap();
+        run(
+            pool,
+            "UPDATE labels SET label_value = 'qa' WHERE label_value = 'dev'",
+        )
+        .await;
         counts_match(&app, "labels changed in one statement").await;
-        sqlx::query("DELETE FROM labels WHERE label_key = 'team'")
-            .execute(pool)
-            .await
-            .unwrap();
+        run(pool, "DELETE FROM labels WHERE label_key = 'team'").await;
         counts_match(&app, "labels deleted in one statement").await;
         let (_, repos) = c.get("/api/v1/bento_repositories?q=sort:name-asc").await;
-        let n: Vec<&Value> = repos["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| &r["n_bentos"])
-            .collect();
+        let n: Vec<&Value> = items(&repos).iter().map(|r| &r["n_bentos"]).collect();
         assert_eq!(n, [&json!(3), &json!(1)], "{repos}");
         sqlx::query("DELETE FROM repositories WHERE uid = $1")
             .bind(&fraud)
@@ -1254,18 +1242,17 @@ backend_test!(
             common::Backend::Embedded => "DROP TRIGGER _yatai_counts_version_insert",
             common::Backend::Production => "DROP TRIGGER _yatai_counts_version_insert ON versions",
         };
-        sqlx::query(drop).execute(pool).await.unwrap();
-        sqlx::query("INSERT INTO versions SELECT * FROM kept_versions WHERE version = 'v2'")
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query(&format!(
-            "UPDATE {} SET n = 99",
-            yatai_store::db::counts::VERSIONS
-        ))
-        .execute(pool)
-        .await
-        .unwrap();
+        run(pool, drop).await;
+        run(
+            pool,
+            "INSERT INTO versions SELECT * FROM kept_versions WHERE version = 'v2'",
+        )
+        .await;
+        run(
+            pool,
+            &format!("UPDATE {} SET n = 99", yatai_store::db::counts::VERSIONS),
+        )
+        .await;
         let app = app.restart().await;
         counts_match(&app, "a start with a trigger missing").await;
         let (_, list) = c.get("/api/v1/bentos?start=0&count=1").await;

@@ -381,17 +381,10 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
     match db.backend() {
         DbBackend::Sqlite => {
             // One write transaction: no writer can come between the triggers and the recount.
-            let mut tx = db.begin().await?;
             let mut sql = vec![BY_REPOSITORY.create(), BY_LABEL.create()];
             sql.extend(triggers(DbBackend::Sqlite).into_iter().map(|t| t.create));
             sql.extend(recount(DbBackend::Sqlite));
-            for s in sql {
-                sqlx::raw_sql(&s)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
+            db.run_in_transaction(&sql).await?;
         }
         DbBackend::Postgres => install_postgres(db).await?,
     }
@@ -446,26 +439,14 @@ async fn installed(db: &Db) -> Result<bool, Error> {
 /// rows; retried a few times, waiting at most a few seconds each, so that a server starting
 /// beside busy replicas neither stalls them for long nor deadlocks with them.
 async fn install_postgres(db: &Db) -> Result<(), Error> {
-    let mut conn = db.pool().acquire().await.map_err(db_error)?;
-    // Replicas starting together install once (the lock is the session's).
-    sqlx::raw_sql("SELECT pg_advisory_lock(7274302)")
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    let result = async {
+    super::generation::pg_installing(db, 7274302, async |conn| {
         let present: Vec<(String, String)> = sqlx::query_as(
             "SELECT proname::text, prosrc FROM pg_proc WHERE pronamespace = current_schema()::regnamespace",
         )
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-        let present_triggers: Vec<String> = sqlx::query_scalar(
-            "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-             WHERE c.relnamespace = current_schema()::regnamespace",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
+        let present_triggers = super::generation::pg_triggers(&mut *conn).await?;
         let mut sql = vec![
             "SET LOCAL lock_timeout = '5s'".to_string(),
             "LOCK TABLE versions, labels IN SHARE ROW EXCLUSIVE MODE".to_string(),
@@ -504,14 +485,8 @@ async fn install_postgres(db: &Db) -> Result<(), Error> {
             "cannot install the counts of versions and labels (busy?): {}",
             last.map(|e| e.to_string()).unwrap_or_default()
         )))
-    }
-    .await;
-    let unlock = sqlx::raw_sql("SELECT pg_advisory_unlock(7274302)")
-        .execute(&mut *conn)
-        .await;
-    result?;
-    unlock.map_err(db_error)?;
-    Ok(())
+    })
+    .await
 }
 
 /// The SQL of the number of versions the repository `repository` (an expression naming a

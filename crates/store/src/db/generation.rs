@@ -85,14 +85,7 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
                 }
             }
             sql.push(bump.clone());
-            let mut tx = db.begin().await?;
-            for s in sql {
-                sqlx::raw_sql(&s)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
+            db.run_in_transaction(&sql).await?;
         }
         DbBackend::Postgres => install_postgres(db, &create, &row, &bump).await?,
     }
@@ -153,14 +146,8 @@ fn pg_body() -> String {
 /// the middle of a transaction, and two writers could each hold what the other waits for). A
 /// transaction moves it once, however many rows it wrote (`txid`).
 async fn install_postgres(db: &Db, create: &str, row: &str, bump: &str) -> Result<(), Error> {
-    let mut conn = db.pool().acquire().await.map_err(db_error)?;
-    // Replicas starting together install once; the lock is the session's, so each step below
-    // is its own short transaction.
-    sqlx::raw_sql("SELECT pg_advisory_lock(7274301)")
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    let result = async {
+    // Each step below is its own short transaction.
+    pg_installing(db, 7274301, async |conn| {
         for s in [create, row] {
             sqlx::raw_sql(s)
                 .execute(&mut *conn)
@@ -185,13 +172,7 @@ async fn install_postgres(db: &Db, create: &str, row: &str, bump: &str) -> Resul
             .await
             .map_err(db_error)?;
         }
-        let present: Vec<String> = sqlx::query_scalar(
-            "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-             WHERE c.relnamespace = current_schema()::regnamespace",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
+        let present = pg_triggers(&mut *conn).await?;
         for table in WATCHED {
             let name = trigger_name(table, "change");
             if present.contains(&name) {
@@ -231,15 +212,41 @@ async fn install_postgres(db: &Db, create: &str, row: &str, bump: &str) -> Resul
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;
-        Ok::<(), Error>(())
-    }
-    .await;
-    let unlock = sqlx::raw_sql("SELECT pg_advisory_unlock(7274301)")
+        Ok(())
+    })
+    .await
+}
+
+/// PostgreSQL: runs `install` on one connection holding the session's advisory lock `key`, so
+/// that replicas starting together install once.
+pub(super) async fn pg_installing(
+    db: &Db,
+    key: i64,
+    install: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut conn = db.pool().acquire().await.map_err(db_error)?;
+    sqlx::raw_sql(&format!("SELECT pg_advisory_lock({key})"))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let result = install(&mut conn).await;
+    let unlock = sqlx::raw_sql(&format!("SELECT pg_advisory_unlock({key})"))
         .execute(&mut *conn)
         .await;
     result?;
     unlock.map_err(db_error)?;
     Ok(())
+}
+
+/// PostgreSQL: the names of the triggers in the current schema.
+pub(super) async fn pg_triggers(conn: &mut sqlx::AnyConnection) -> Result<Vec<String>, Error> {
+    sqlx::query_scalar(
+        "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+         WHERE c.relnamespace = current_schema()::regnamespace",
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(db_error)
 }
 
 /// The current generation (`None`: the table holds no row, so nothing can be kept).

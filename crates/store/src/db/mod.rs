@@ -124,6 +124,15 @@ impl Db {
         self.backend
     }
 
+    /// Runs `statements` in one transaction.
+    pub(crate) async fn run_in_transaction(&self, statements: &[String]) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        for s in statements {
+            sqlx::raw_sql(s).execute(&mut *tx).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
         self.pool.begin().await.map_err(db_error)
