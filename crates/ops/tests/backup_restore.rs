@@ -72,6 +72,7 @@ async fn assert_identical(a: &Installation, b: &Installation) {
 /// Starts a server on the restored installation and pulls everything with the old token.
 async fn assert_serves(inst: &Installation, seeded: &Seeded) {
     let server = inst.serve(yatai_server::app_of).await;
+    assert_counts_made(inst).await;
     for (kind, repo, version, bytes) in &seeded.pushed {
         let got = server
             .download(&seeded.token, kind, repo, version)
@@ -90,6 +91,28 @@ async fn assert_serves(inst: &Installation, seeded: &Seeded) {
         "a version never uploaded stays without archive"
     );
     server.stop().await;
+}
+
+/// Asserts that the counts the server keeps from the data (left out of backups) are those of
+/// the restored rows once a server started on them.
+async fn assert_counts_made(inst: &Installation) {
+    let db = inst.db().await;
+    let kept: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT repository_uid, n FROM {} WHERE n <> 0 ORDER BY repository_uid",
+        yatai_store::db::counts::VERSIONS
+    ))
+    .fetch_all(db.pool())
+    .await
+    .expect("the counts are made at the start");
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT repository_uid, COUNT(*) FROM versions GROUP BY repository_uid ORDER BY repository_uid",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert!(!counted.is_empty(), "the restore has versions");
+    assert_eq!(kept, counted, "counts of versions after the restore");
+    db.close().await;
 }
 
 async fn round_trip(from: Pair, to: Pair, file_name: &str) {
@@ -424,4 +447,76 @@ async fn backups_during_uploads_hold_each_upload_whole_or_not_at_all_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backups_during_uploads_hold_each_upload_whole_or_not_at_all_postgres() {
     backups_during_uploads(Pair::Production).await;
+}
+
+/// Rewrites the backup `file` as a binary would have written it that took the bookkeeping table
+/// `table` for data (an older one, run on a database a newer one had served): the table, with
+/// the columns and rows of `like`, is in the archive and its manifest.
+fn with_bookkeeping_as_data(file: &Path, table: &str, like: &str, out: &Path) {
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(file).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        entries.push((name, bytes));
+    }
+    let (_, manifest) = entries.pop().expect("the manifest, last");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let tables = manifest["tables"].as_array_mut().unwrap();
+    let mut extra = tables
+        .iter()
+        .find(|t| t["name"] == like)
+        .expect("the table copied")
+        .clone();
+    extra["name"] = table.into();
+    tables.push(extra);
+    let like_path = format!("tables/{like}.jsonl");
+    let rows = entries
+        .iter()
+        .find(|(n, _)| *n == like_path)
+        .unwrap()
+        .1
+        .clone();
+    let at = entries
+        .iter()
+        .position(|(n, _)| n.starts_with("objects/"))
+        .unwrap_or(entries.len());
+    entries.insert(at, (format!("tables/{table}.jsonl"), rows));
+    entries.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    let mut tar = tar::Builder::new(std::fs::File::create(out).unwrap());
+    for (name, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, &bytes[..]).unwrap();
+    }
+    tar.finish().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_holding_bookkeeping_as_data_restores_without_it() {
+    let (source, seeded) = seeded(Pair::Embedded).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.tar");
+    backup_of(&source, &file).await;
+    let old = dir.path().join("old.tar");
+    with_bookkeeping_as_data(
+        &file,
+        yatai_store::db::counts::VERSIONS,
+        "repositories",
+        &old,
+    );
+    for to in [Pair::Embedded, Pair::Production] {
+        let target = Installation::of(to).await;
+        restore_into(&target, &old, false)
+            .await
+            .expect("the bookkeeping table is skipped, not refused");
+        assert_identical(&source, &target).await;
+        assert_serves(&target, &seeded).await;
+    }
 }
