@@ -5,8 +5,8 @@
 //! Counted, the total of an organization-wide version list walked every version of the
 //! organization on every fresh read: 0.46 ms of SQLite's engine time at 10,000 bentos, about
 //! 60 % of the list's whole statement, and about 1.8 ms on PostgreSQL; with a label filter,
-//! 1.6 ms on SQLite (bench/EXPLAIN.md). Summed over the organization's repositories each is one
-//! row per repository.
+//! 1.6 ms on SQLite (measured before the counts: bench/RESULTS.md, 2026-12-06). Summed over the
+//! organization's repositories each is one row per repository (bench/EXPLAIN.md).
 //!
 //! Triggers keep them, not the code that writes, for the reason the generation is kept so
 //! ([`super::generation`]): every write counts, whichever function, import or restore made it.
