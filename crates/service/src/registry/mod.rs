@@ -30,7 +30,12 @@ pub async fn load_repository(
     caller.authorize(Action::ReadRegistry)?;
     repos::find(svc.db.pool(), &caller.organization.uid, kind, name)
         .await?
-        .ok_or_else(|| Error::not_found(kind.repository_type().replace('_', " ").as_str(), name))
+        .ok_or_else(|| repository_not_found(kind, name))
+}
+
+/// The error for a repository that is not there (or no longer).
+pub(crate) fn repository_not_found(kind: Kind, name: &str) -> Error {
+    Error::not_found(kind.repository_type().replace('_', " ").as_str(), name)
 }
 
 /// Finds a version of a repository of the caller's organization or fails with 404.

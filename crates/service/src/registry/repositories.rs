@@ -63,9 +63,17 @@ pub async fn list(
     .await
 }
 
-/// A repository as a page of one: with its latest version and number of versions.
+/// A repository as a page of one: with its latest version and number of versions. Not found
+/// when it was deleted since it was read.
 pub async fn with_latest(svc: &Services, repository: &Repository) -> Result<RepositoryPage, Error> {
-    repos::one(&svc.db, repository).await
+    let page = repos::one(&svc.db, repository).await?;
+    if page.repositories.is_empty() {
+        return Err(super::repository_not_found(
+            repository.kind,
+            &repository.name,
+        ));
+    }
+    Ok(page)
 }
 
 /// Changes a repository's description.

@@ -212,50 +212,21 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
             ]
             .concat();
             let relabelled = [label_deleted(backend, &old_l), label_inserted(&new_l)].concat();
+            let trigger = |name: &'static str, on: &str, statements: Vec<String>| Trigger {
+                name,
+                create: format!("CREATE TRIGGER IF NOT EXISTS {name} AFTER {on} {}", body(statements)),
+            };
             vec![
-                Trigger {
-                    name: "_yatai_counts_version_insert",
-                    create: format!(
-                        "CREATE TRIGGER IF NOT EXISTS _yatai_counts_version_insert AFTER INSERT ON versions {}",
-                        body(version_inserted(&new_v))
-                    ),
-                },
-                Trigger {
-                    name: "_yatai_counts_version_delete",
-                    create: format!(
-                        "CREATE TRIGGER IF NOT EXISTS _yatai_counts_version_delete AFTER DELETE ON versions {}",
-                        body(version_deleted(backend, &old_v))
-                    ),
-                },
-                Trigger {
-                    name: "_yatai_counts_version_move",
-                    create: format!(
-                        "CREATE TRIGGER IF NOT EXISTS _yatai_counts_version_move AFTER UPDATE OF repository_uid ON versions \
-                         WHEN OLD.repository_uid IS NOT NEW.repository_uid {}",
-                        body(moved)
-                    ),
-                },
-                Trigger {
-                    name: "_yatai_counts_label_insert",
-                    create: format!(
-                        "CREATE TRIGGER IF NOT EXISTS _yatai_counts_label_insert AFTER INSERT ON labels {}",
-                        body(label_inserted(&new_l))
-                    ),
-                },
-                Trigger {
-                    name: "_yatai_counts_label_delete",
-                    create: format!(
-                        "CREATE TRIGGER IF NOT EXISTS _yatai_counts_label_delete AFTER DELETE ON labels {}",
-                        body(label_deleted(backend, &old_l))
-                    ),
-                },
-                Trigger {
-                    name: "_yatai_counts_label_update",
-                    create: format!(
-                        "CREATE TRIGGER IF NOT EXISTS _yatai_counts_label_update AFTER UPDATE ON labels {}",
-                        body(relabelled)
-                    ),
-                },
+                trigger("_yatai_counts_version_insert", "INSERT ON versions", version_inserted(&new_v)),
+                trigger("_yatai_counts_version_delete", "DELETE ON versions", version_deleted(backend, &old_v)),
+                trigger(
+                    "_yatai_counts_version_move",
+                    "UPDATE OF repository_uid ON versions WHEN OLD.repository_uid IS NOT NEW.repository_uid",
+                    moved,
+                ),
+                trigger("_yatai_counts_label_insert", "INSERT ON labels", label_inserted(&new_l)),
+                trigger("_yatai_counts_label_delete", "DELETE ON labels", label_deleted(backend, &old_l)),
+                trigger("_yatai_counts_label_update", "UPDATE ON labels", relabelled),
             ]
         }
         // PostgreSQL: statement triggers over transition tables, so that a restore, an import

@@ -189,9 +189,8 @@ impl<'a> Presenter<'a> {
     /// One repository, with its latest version and number of versions.
     pub async fn repository(&self, r: &Repository) -> Result<RepositorySchema, Error> {
         let page = repositories::with_latest(self.state, r).await?;
-        // Empty when the repository was deleted since it was read.
-        self.repository_page(&page)?.pop().ok_or_else(|| {
-            Error::not_found(r.kind.repository_type().replace('_', " ").as_str(), &r.name)
-        })
+        self.repository_page(&page)?
+            .pop()
+            .ok_or_else(|| Error::Internal("a page of one repository showed none".into()))
     }
 }
