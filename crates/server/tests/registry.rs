@@ -981,6 +981,17 @@ backend_test!(
         let (_, searched) = c.get("/api/v1/bentos?search=et").await;
         assert_eq!(searched["total"], 2, "beta's two versions match by name");
         assert_eq!(order(&searched), ["b2", "b1"]);
+        let (_, by_version) = c.get("/api/v1/bentos?search=2").await;
+        assert_eq!(by_version["total"], 2, "two versions match by version");
+        assert_eq!(order(&by_version), ["a2", "b2"]);
+        // A search is a substring: its `%` and `_` are taken literally (as a pattern, each would
+        // match every version and every repository).
+        for needle in ["%25", "_"] {
+            for list in ["bentos", "bento_repositories"] {
+                let (_, none) = c.get(&format!("/api/v1/{list}?search={needle}")).await;
+                assert_eq!(none["total"], 0, "{list}, search {needle:?}: {none}");
+            }
+        }
     }
 );
 

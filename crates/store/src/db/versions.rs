@@ -6,7 +6,7 @@ use yatai_domain::{time::now_micros, Error};
 
 use yatai_domain::paging::Page;
 
-use super::query::{from_json, prefixed, Args, JsonSql};
+use super::query::{from_json, limit_offset, prefixed, Args, JsonSql};
 use super::related::Related;
 use super::{counts, db_error, db_error_named, repositories, Db};
 
@@ -267,7 +267,7 @@ pub async fn list(
         wheres.push(format!("v.repository_uid = {repo}"));
     }
     if !filter.search.is_empty() {
-        wheres.push(args.contains(&["r.name", "v.version"], &filter.search));
+        wheres.push(args.contains(db.backend(), &["r.name", "v.version"], &filter.search));
     }
     if let Some(s) = filter.upload_status {
         wheres.push(format!("v.upload_status = {}", args.push(s.as_str())));
@@ -319,7 +319,7 @@ pub async fn list(
                 count_wheres.join(" AND ")
             )
         };
-    let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
+    let (limit, offset) = limit_offset(page);
     // A page past the total is not read (an offset past a small organization's rows would
     // otherwise walk every organization's versions).
     let sql = format!(
