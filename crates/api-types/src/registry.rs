@@ -103,7 +103,7 @@ pub struct VersionSchema {
     /// The repository, in lists that span repositories and in a version's full form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub repository: Option<Box<serde_json::Value>>,
+    pub repository: Option<Box<RepositorySchema>>,
     /// A bento's models (full form only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(no_recursion)]

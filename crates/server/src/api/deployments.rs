@@ -199,8 +199,9 @@ impl<'a> Present<'a> {
                     // The clients structure a target's bento as BentoWithRepositorySchema, whose
                     // repository declares `latest_bento` without a default: the key must be
                     // there (null is fine; the embedded repository is a shell).
-                    if let Some(repo) = b.repository.as_mut().and_then(|r| r.as_object_mut()) {
-                        repo.entry("latest_bento")
+                    if let Some(repo) = b.repository.as_mut() {
+                        repo.kind_fields
+                            .entry("latest_bento")
                             .or_insert(serde_json::Value::Null);
                     }
                     b
@@ -284,11 +285,15 @@ impl<'a> Present<'a> {
 
 /// A bento that was deleted after it was deployed, as the clients still need one.
 fn deleted_bento(repository: &str, version: &str) -> schemas::VersionSchema {
-    let repo = serde_json::json!({
-        "uid": "", "name": repository, "resource_type": "bento_repository", "labels": [],
-        "created_at": yatai_domain::time::to_rfc3339(0), "updated_at": null, "deleted_at": null,
-        "description": "", "latest_bento": null,
-    });
+    let repo = schemas::RepositorySchema {
+        resource: schemas::resource("bento_repository", "", repository, 0, None),
+        description: String::new(),
+        creator: None,
+        organization: None,
+        kind_fields: [("latest_bento".to_string(), serde_json::Value::Null)]
+            .into_iter()
+            .collect(),
+    };
     schemas::VersionSchema {
         resource: schemas::resource("bento", "", version, 0, None),
         version: version.to_string(),

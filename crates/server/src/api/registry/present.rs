@@ -60,11 +60,7 @@ impl<'a> Presenter<'a> {
                 .repository(&v.repository_uid)
                 .filter(|_| with_repository)
             {
-                let repo_schema = self.repository_shell(repo, related);
-                schema.repository = Some(Box::new(
-                    serde_json::to_value(repo_schema)
-                        .map_err(|e| Error::Internal(e.to_string()))?,
-                ));
+                schema.repository = Some(Box::new(self.repository_shell(repo, related)));
             }
             out.push(schema);
         }
@@ -90,12 +86,11 @@ impl<'a> Presenter<'a> {
         let manifest: serde_json::Value =
             serde_json::from_str(&v.manifest).unwrap_or(serde_json::Value::Null);
         // The transfer path follows the size of the push in progress (its proposed manifest), if any.
+        let size = |m: &serde_json::Value| m.get("size_bytes").and_then(|s| s.as_u64());
         let manifest_size = match &v.push_manifest {
-            Some(m) => serde_json::from_str::<serde_json::Value>(m).unwrap_or_default(),
-            None => manifest.clone(),
+            Some(m) => size(&serde_json::from_str(m).unwrap_or_default()),
+            None => size(&manifest),
         }
-        .get("size_bytes")
-        .and_then(|s| s.as_u64())
         .unwrap_or(0);
         let mut resource = schemas::resource(
             kind.as_str(),
