@@ -477,7 +477,7 @@ def main() -> None:
         "SQLite: `EXPLAIN QUERY PLAN` without statistics (the server runs no `ANALYZE`); "
         "PostgreSQL: `EXPLAIN ANALYZE` after `VACUUM ANALYZE` (what autovacuum leaves) of the statement "
         "prepared with its values bound, in the one plan the server keeps (`plan_cache_mode`, "
-        "`crates/store/src/db/mod.rs`). "
+        "`crates/store/src/db/mod.rs`; its `Planning Time` is paid once per connection). "
         "The time in each heading is the statement alone, run in the engine.\n\n"
         + "\n".join(explains),
         encoding="utf-8",
