@@ -217,6 +217,13 @@ backend_test!(
             ops.contains(&"create") && ops.contains(&"push") && ops.contains(&"pull"),
             "{ops:?}"
         );
+        // Pages of events cut the same list (newest first).
+        let (_, second) = c
+            .get("/api/v1/current_org/events?resource_type=model&start=1&count=1")
+            .await;
+        assert_eq!(second["total"], events["total"]);
+        assert_eq!(second["items"].as_array().unwrap().len(), 1);
+        assert_eq!(second["items"][0]["uid"], events["items"][1]["uid"]);
         assert!(events["items"]
             .as_array()
             .unwrap()
