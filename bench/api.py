@@ -150,13 +150,12 @@ REPO_COLUMNS = "r.uid, r.organization_uid, r.kind, r.name, r.description, r.crea
 NEWEST = "v.build_at DESC, v.created_at DESC, v.uid DESC"
 
 
-def list_queries(org: str, engine: str) -> list[tuple[str, str]]:
+def list_queries(org: str) -> list[tuple[str, str]]:
     """The parts of the statements the server sends for the list cases (crates/store/src/db/versions.rs
     and repositories.rs), with the benchmark's values written in: (what, SQL). The server sends each
     list as one statement: the page as a common table expression, the total as a scalar subquery
     beside it, and the rows shown beside the page (repositories, labels, image builds, users) as JSON
-    aggregates over it (crates/store/src/db/related.rs); each part keeps the plan shown here. A
-    search is a LIKE on SQLite and a strpos on PostgreSQL (crates/store/src/db/query.rs, Args::contains)."""
+    aggregates over it (crates/store/src/db/related.rs); each part keeps the plan shown here."""
     o = q(org)
     scope = f"r.uid = v.repository_uid AND r.organization_uid = {o} AND r.kind = 'bento'"
     count_from = f"FROM repositories r, versions v WHERE {scope}"
@@ -165,12 +164,7 @@ def list_queries(org: str, engine: str) -> list[tuple[str, str]]:
     label_exists = (
         "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = 'stage' AND l.label_value = 'prod')"
     )
-    def contains(*columns: str) -> str:
-        if engine == "PostgreSQL":
-            return "(" + " OR ".join(f"strpos({c}, 'svc-04') > 0" for c in columns) + ")"
-        return "(" + " OR ".join(f"{c} LIKE '%svc-04%' ESCAPE '\\'" for c in columns) + ")"
-
-    search = contains("r.name", "v.version")
+    search = "(r.name LIKE '%svc-04%' ESCAPE '\\' OR v.version LIKE '%svc-04%' ESCAPE '\\')"
     # The totals kept by triggers (crates/store/src/db/counts.rs), summed over the repositories.
     kept_total = (
         "SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) FROM repositories r JOIN _yatai_version_counts c "
@@ -216,7 +210,7 @@ def list_queries(org: str, engine: str) -> list[tuple[str, str]]:
         ),
         (
             "list bento repositories, search: page",
-            f"SELECT {REPO_COLUMNS} {repos_from} AND {contains('r.name')} "
+            f"SELECT {REPO_COLUMNS} {repos_from} AND r.name LIKE '%svc-04%' ESCAPE '\\' "
             f"ORDER BY r.created_at DESC, r.name {page}",
         ),
         (
@@ -273,26 +267,9 @@ class Database:
         if self.pg:
             self.psql("VACUUM ANALYZE;")
 
-    @staticmethod
-    def prepared(sql: str) -> str:
-        """PostgreSQL statements that run `sql` as the server does: prepared, its quoted values bound
-        as parameters, with the one plan the server's connections keep (crates/store/src/db/mod.rs,
-        plan_cache_mode); the statement `p` runs with `EXECUTE p(values)`, given back as the last line."""
-        values: list[str] = []
-
-        def bind(m: re.Match[str]) -> str:
-            values.append(m.group(0))
-            return f"${len(values)}"
-
-        body = re.sub(r"'(?:[^']|'')*'", bind, sql)
-        return "\n".join(
-            ["SET plan_cache_mode = force_generic_plan;", f"PREPARE p AS {body};", f"EXECUTE p({', '.join(values)})"]
-        )
-
     def plan(self, sql: str) -> str:
         if self.pg:
-            *setup, run = self.prepared(sql).splitlines()
-            return self.psql("\n".join(setup + [f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) {run};"])).rstrip()
+            return self.psql("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + sql).rstrip()
         with sqlite3.connect(self.sqlite, timeout=30) as c:
             rows = c.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
         depth: dict[int, int] = {0: 0}
@@ -305,8 +282,7 @@ class Database:
     def timed(self, sql: str, n: int = 20) -> float:
         """Mean milliseconds of the statement, run in the engine (no HTTP, no pool)."""
         if self.pg:
-            *setup, run = self.prepared(sql).splitlines()
-            out = self.psql("\n".join(setup + ["\\timing on"] + [run + ";"] * n))
+            out = self.psql("\n".join(["\\timing on"] + [sql + ";"] * n))
             times = [float(m) for m in re.findall(r"Time: ([0-9.]+) ms", out)]
             return sum(times[1:]) / max(1, len(times) - 1)
         with sqlite3.connect(self.sqlite, timeout=30) as c:
@@ -391,7 +367,7 @@ def run_backend(backend: str, work: Path) -> tuple[dict[tuple[str, str], Load], 
         db = seed(server)
         check_answers(server)
         explain = [f"## {db.engine} ({BACKENDS[backend]})", ""]
-        for what, sql in list_queries(db.org, db.engine):  # type: ignore[attr-defined]
+        for what, sql in list_queries(db.org):  # type: ignore[attr-defined]
             ms = db.timed(sql)
             explain += [f"### {what} ({ms:.2f} ms in the engine)", "", "```sql", sql, "```", "", "```", db.plan(sql), "```", ""]
         results = {}
@@ -475,9 +451,7 @@ def main() -> None:
         "for the parts of the one statement the server sends per list (`crates/store/src/db/versions.rs`, "
         "`repositories.rs`: the page, its total, and for repositories the newest version and count of each). "
         "SQLite: `EXPLAIN QUERY PLAN` without statistics (the server runs no `ANALYZE`); "
-        "PostgreSQL: `EXPLAIN ANALYZE` after `VACUUM ANALYZE` (what autovacuum leaves) of the statement "
-        "prepared with its values bound, in the one plan the server keeps (`plan_cache_mode`, "
-        "`crates/store/src/db/mod.rs`; its `Planning Time` is paid once per connection). "
+        "PostgreSQL: `EXPLAIN ANALYZE` after `VACUUM ANALYZE` (what autovacuum leaves). "
         "The time in each heading is the statement alone, run in the engine.\n\n"
         + "\n".join(explains),
         encoding="utf-8",

@@ -118,7 +118,7 @@ pub async fn list_clusters(
     page: Page,
 ) -> Result<(Vec<Cluster>, i64), Error> {
     caller.authorize(Action::ReadCluster)?;
-    clusters::list(&svc.db, &caller.organization.uid, search, page).await
+    clusters::list(svc.db.pool(), &caller.organization.uid, search, page).await
 }
 
 /// A cluster by name (`None` or empty: the default cluster, as the clients mean it).
@@ -141,7 +141,7 @@ pub async fn get_cluster(
             }),
         None => {
             let (mut list, _) =
-                clusters::list(&svc.db, &caller.organization.uid, "", Page::new(Some(0), Some(1), 1)?)
+                clusters::list(svc.db.pool(), &caller.organization.uid, "", Page::new(Some(0), Some(1), 1)?)
                     .await?;
             list.pop().ok_or_else(|| {
                 Error::NotFound(format!(
@@ -686,7 +686,7 @@ pub async fn list(
 ) -> Result<(Vec<View>, i64), Error> {
     caller.authorize(Action::ReadCluster)?;
     let (list, total) = rows::list(
-        &svc.db,
+        svc.db.pool(),
         &caller.organization.uid,
         cluster.map(|c| c.uid.as_str()),
         search,

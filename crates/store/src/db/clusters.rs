@@ -5,7 +5,7 @@ use yatai_domain::paging::Page;
 use yatai_domain::{time::now_micros, Error};
 
 use super::query::{self, Args};
-use super::{db_error, db_error_named, Db};
+use super::{db_error, db_error_named};
 
 /// A cluster. Its `Debug` leaves the kubeconfig out (it holds credentials).
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -120,7 +120,7 @@ pub async fn find_by_uid<'c>(
 /// A page of an organization's clusters: `default` first (the clients take the first as the
 /// default cluster), then by name; `search` matches the name.
 pub async fn list(
-    db: &Db,
+    pool: &AnyPool,
     organization_uid: &str,
     search: &str,
     page: Page,
@@ -131,13 +131,10 @@ pub async fn list(
         args.push(organization_uid)
     );
     if !search.is_empty() {
-        from_where.push_str(&format!(
-            " AND {}",
-            args.contains(db.backend(), &["name"], search)
-        ));
+        from_where.push_str(&format!(" AND {}", args.contains(&["name"], search)));
     }
     query::page(
-        db.pool(),
+        pool,
         COLUMNS,
         &from_where,
         "CASE WHEN name = 'default' THEN 0 ELSE 1 END, name",

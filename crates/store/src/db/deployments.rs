@@ -8,7 +8,7 @@ use yatai_domain::paging::Page;
 use yatai_domain::{time::now_micros, Error};
 
 use super::query::{self, Args};
-use super::{db_error, db_error_named, Db};
+use super::{db_error, db_error_named};
 
 /// A deployment.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -191,7 +191,7 @@ pub async fn find_by_uid<'c>(
 /// A page of an organization's deployments (of one cluster when given), newest first;
 /// `search` matches the name.
 pub async fn list(
-    db: &Db,
+    pool: &AnyPool,
     organization_uid: &str,
     cluster_uid: Option<&str>,
     search: &str,
@@ -206,13 +206,10 @@ pub async fn list(
         from_where.push_str(&format!(" AND cluster_uid = {}", args.push(c)));
     }
     if !search.is_empty() {
-        from_where.push_str(&format!(
-            " AND {}",
-            args.contains(db.backend(), &["name"], search)
-        ));
+        from_where.push_str(&format!(" AND {}", args.contains(&["name"], search)));
     }
     query::page(
-        db.pool(),
+        pool,
         COLUMNS,
         &from_where,
         "created_at DESC, uid",

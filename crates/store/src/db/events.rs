@@ -3,10 +3,7 @@
 use sqlx::{Any, Executor};
 use yatai_domain::{time::now_micros, Error};
 
-use yatai_domain::paging::Page;
-
 use super::db_error;
-use super::query::limit_offset;
 
 /// An event row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -98,10 +95,9 @@ where
         .fetch_one(ex)
         .await
         .map_err(db_error)?;
-    let (limit, offset) = limit_offset(Page { start, count });
     let items = sqlx::query_as(&format!(
         "SELECT uid, organization_uid, user_uid, user_name, api_token_name, resource_type, resource_name, operation_name, status, created_at \
-         FROM events WHERE {filter} ORDER BY created_at DESC, uid LIMIT {limit} OFFSET {offset}"
+         FROM events WHERE {filter} ORDER BY created_at DESC, uid LIMIT $8 OFFSET $9"
     ))
     .bind(organization_uid)
     .bind(&f.resource_type)
@@ -110,6 +106,8 @@ where
     .bind(since)
     .bind(until)
     .bind(&f.resource_name)
+    .bind(count)
+    .bind(start)
     .fetch_all(ex)
     .await
     .map_err(db_error)?;

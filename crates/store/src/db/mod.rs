@@ -80,23 +80,9 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    match backend {
-                        DbBackend::Sqlite => {
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                                .await?;
-                        }
-                        // One plan per prepared statement, made at its first run and kept. The
-                        // statements choose their plans themselves (index order, `CROSS JOIN`,
-                        // the counts; see `versions::list`), as they must for SQLite, which
-                        // plans without statistics; PostgreSQL's default planned a list anew for
-                        // its values on most runs (about 1 ms of a 2 ms list at 10,000 bentos),
-                        // or kept a generic plan only where its cost estimate happened to allow
-                        // it. `bench/EXPLAIN.md` shows the plans. PostgreSQL 11 and older have
-                        // no such setting, and keep the default.
-                        DbBackend::Postgres => {
-                            conn.execute("SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000")
-                                .await?;
-                        }
+                    if backend == DbBackend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                            .await?;
                     }
                     Ok(())
                 })

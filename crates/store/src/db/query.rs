@@ -68,38 +68,14 @@ impl Args {
         }
     }
 
-    /// A search: `needle` anywhere in any of `columns` (taken literally, with the engine's
-    /// case rule: SQLite's `LIKE` ignores ASCII case, PostgreSQL's does not); returns the
-    /// condition, its one value pushed.
-    ///
-    /// PostgreSQL gets `strpos(column, needle) > 0`, which matches what `LIKE '%needle%'`
-    /// (escaped) does, because of how a kept plan ([`super::Db::connect`]) estimates it: a
-    /// `LIKE` with a bound pattern is taken to match 0.5 % of the rows, so a page of a search
-    /// sorted every version of the organization (16 ms at 10,000 bentos) where a walk of the
-    /// newest reads a few hundred; `strpos` is estimated like any comparison (a third), and the
-    /// walk is kept (5 ms, most of it the total).
-    pub fn contains(
-        &mut self,
-        backend: super::DbBackend,
-        columns: &[&str],
-        needle: &str,
-    ) -> String {
-        let each: Vec<String> = match backend {
-            super::DbBackend::Sqlite => {
-                let p = self.push(format!("%{}%", escape_like(needle)));
-                columns
-                    .iter()
-                    .map(|c| format!("{c} LIKE {p} ESCAPE '\\'"))
-                    .collect()
-            }
-            super::DbBackend::Postgres => {
-                let p = self.push(needle);
-                columns
-                    .iter()
-                    .map(|c| format!("strpos({c}, {p}) > 0"))
-                    .collect()
-            }
-        };
+    /// A search: `needle` anywhere in any of `columns` (its `%`, `_` and `\` taken literally);
+    /// returns the condition, its one value pushed.
+    pub fn contains(&mut self, columns: &[&str], needle: &str) -> String {
+        let p = self.push(format!("%{}%", escape_like(needle)));
+        let each: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} LIKE {p} ESCAPE '\\'"))
+            .collect();
         format!("({})", each.join(" OR "))
     }
 
@@ -139,9 +115,10 @@ impl Args {
     /// prepared (sqlx keeps up to 100 per connection, the least recently used dropped first).
     ///
     /// Preparing anew each time cost a fresh list about a fifth of its time on SQLite, and on
-    /// PostgreSQL a fresh list about a third and a fresh get about 40 %. Each connection keeps
-    /// one plan per statement on both engines: SQLite plans without statistics, and PostgreSQL
-    /// is told to (see [`super::Db::connect`] and [`limit_offset`]).
+    /// PostgreSQL a fresh list about a third and a fresh get about 40 %. SQLite plans without
+    /// statistics, so one plan holds for any values there. PostgreSQL chooses between a plan
+    /// kept for any values and one made for each run's values (`plan_cache_mode = auto`); a
+    /// page's LIMIT decides much of that choice (see [`limit_offset`]).
     pub async fn fetch_one<T>(&self, db: &super::Db, sql: &str) -> Result<T, Error>
     where
         T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
@@ -169,17 +146,21 @@ impl Args {
 /// The LIMIT and OFFSET of a page (never negative), to be written into a statement as numbers,
 /// not bound as values.
 ///
-/// Why: PostgreSQL keeps one generic plan per prepared statement (see [`super::Db::connect`]),
-/// and a generic plan cannot know a bound LIMIT: it takes a page for a tenth of the rows, and
-/// read all 20,000 labels to join them to a page of 20 bentos (3.3 ms, where a page with its
-/// LIMIT written took 1 ms at 10,000 bentos, with `pgbench`). Each page size and start is
-/// then its own prepared statement (sqlx keeps the 100 most recently used per connection),
-/// which is cheap for the few pages clients ask for.
+/// Why: a plan PostgreSQL keeps for any values cannot know a bound LIMIT, and costs it as a tenth
+/// of the rows; so for the list of versions it made a plan for each run (custom plans, about half
+/// of a fresh list: 1.7 to 2.5 ms against 1.0 to 1.3 ms with the LIMIT written, `pgbench` at
+/// 10,000 bentos), and a kept plan for a bound LIMIT read all 20,000 labels to join them to a page
+/// of 20. Written, the page is costed for its size, and PostgreSQL keeps one plan when it costs
+/// what a custom one does. Where the values matter (a rare label, a search that matches
+/// little) a kept plan is wrong: forcing one made a page of a label carried by one version in
+/// 200,000 walk every version (657 ms against 0.17 ms).
+/// Each page size and start is its own prepared statement (sqlx keeps the 100 most recently
+/// used per connection), which is cheap for the few pages clients ask for.
 ///
-/// The cost of a generic plan: it is made for an average organization, so in a database of
-/// several organizations a small one's page may walk the newest versions of the others (SQLite,
-/// which plans without statistics, always does); the guard on the total stops an empty one at
-/// once.
+/// Of the prepared pages, only an unfiltered list of versions uses it ([`page`] writes it too,
+/// and its statements are not kept). A filtered list binds it, so that it is planned for its
+/// values as before; the repository list with a label kept a plan with its LIMIT bound (1.1 ms)
+/// and was planned on each run with it written (2.5 ms), so it binds it too.
 pub fn limit_offset(page: Page) -> (i64, i64) {
     (page.count.max(0), page.start.max(0))
 }

@@ -8,7 +8,7 @@ use yatai_domain::paging::Page;
 
 use std::collections::HashMap;
 
-use super::query::{from_json, limit_offset, prefixed, Args, JsonSql};
+use super::query::{from_json, prefixed, Args, JsonSql};
 use super::related::Related;
 use super::versions::{self, Version};
 use super::{counts, db_error, db_error_named, Db};
@@ -146,7 +146,7 @@ pub async fn list(
         format!("r.kind = {}", args.push(kind.as_str())),
     ];
     if !filter.search.is_empty() {
-        wheres.push(args.contains(db.backend(), &["r.name"], &filter.search));
+        wheres.push(args.contains(&["r.name"], &filter.search));
     }
     if let [(k, v)] = filter.labels.as_slice() {
         // One label: whether any version of the repository carries it, counted per repository.
@@ -177,7 +177,7 @@ pub async fn list(
         RepositoryOrder::Name => ("r.name", "p.name"),
     };
     let wheres = wheres.join(" AND ");
-    let (limit, offset) = limit_offset(page);
+    let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
     read_page(
         db,
         &args,

@@ -267,7 +267,7 @@ pub async fn list(
         wheres.push(format!("v.repository_uid = {repo}"));
     }
     if !filter.search.is_empty() {
-        wheres.push(args.contains(db.backend(), &["r.name", "v.version"], &filter.search));
+        wheres.push(args.contains(&["r.name", "v.version"], &filter.search));
     }
     if let Some(s) = filter.upload_status {
         wheres.push(format!("v.upload_status = {}", args.push(s.as_str())));
@@ -319,7 +319,16 @@ pub async fn list(
                 count_wheres.join(" AND ")
             )
         };
-    let (limit, offset) = limit_offset(page);
+    // An unfiltered page is written with its LIMIT, so PostgreSQL may keep one plan for it (see
+    // `limit_offset`); a filtered one binds it, so a plan is made for its values (a rare label or
+    // a search that matches little would make a kept plan walk every version).
+    let (limit, offset) =
+        if filter.labels.is_empty() && filter.search.is_empty() && filter.upload_status.is_none() {
+            let (limit, offset) = limit_offset(page);
+            (limit.to_string(), offset.to_string())
+        } else {
+            (args.push(page.count.max(0)), args.push(page.start.max(0)))
+        };
     // A page past the total is not read (an offset past a small organization's rows would
     // otherwise walk every organization's versions).
     let sql = format!(
