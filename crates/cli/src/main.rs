@@ -7,12 +7,6 @@ mod operator;
 
 use std::process::ExitCode;
 
-/// mimalloc, not the system's allocator. Why: a fresh list of bentos builds and drops thousands
-/// of small strings and maps (rows read as JSON, the answer written as JSON), and glibc's malloc
-/// and free were 22 % of the instructions the server ran for one (callgrind, 50 fresh lists of
-/// 20 at 10,000 bentos); with mimalloc the whole request takes 19 % fewer (bench/RESULTS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -20,6 +14,13 @@ use clap::{Args, Parser, Subcommand};
 use config::{ConfigFile, LogFormat, ServeArgs, StorageArgs};
 use yatai_server::{AppState, Settings};
 use yatai_store::{Db, ObjectStorage};
+
+/// mimalloc, not the system's allocator. Why: a fresh list of bentos builds and drops thousands
+/// of small strings and maps (rows read as JSON, the answer written as JSON), and glibc's malloc
+/// and free were 22 % of the instructions the server ran for one (callgrind, 50 fresh lists of
+/// 20 at 10,000 bentos); with mimalloc the whole request takes 19 % fewer (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Yatai in Rust: a self-hosted registry for BentoML bentos and models.
 #[derive(Debug, Parser)]

@@ -153,8 +153,7 @@ impl Args {
 /// of 20. Written, the page is costed for its size, and PostgreSQL keeps one plan when it costs
 /// what a custom one does. Where the values matter (a rare label, a search that matches
 /// little) a kept plan is wrong: forcing one made a page of a label carried by one version in
-/// 200,000 walk every version (657 ms against 0.17 ms).
-/// Each page size and start is its own prepared statement (sqlx keeps the 100 most recently
+/// 200,000 walk every version (657 ms against 0.17 ms). Each page size and start is its own prepared statement (sqlx keeps the 100 most recently
 /// used per connection), which is cheap for the few pages clients ask for.
 ///
 /// Of the prepared pages, only an unfiltered list of versions uses it ([`page`] writes it too,

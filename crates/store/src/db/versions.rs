@@ -322,12 +322,12 @@ pub async fn list(
     // An unfiltered page is written with its LIMIT, so PostgreSQL may keep one plan for it (see
     // `limit_offset`); a filtered one binds it, so a plan is made for its values (a rare label or
     // a search that matches little would make a kept plan walk every version).
+    let (count, start) = limit_offset(page);
     let (limit, offset) =
         if filter.labels.is_empty() && filter.search.is_empty() && filter.upload_status.is_none() {
-            let (limit, offset) = limit_offset(page);
-            (limit.to_string(), offset.to_string())
+            (count.to_string(), start.to_string())
         } else {
-            (args.push(page.count.max(0)), args.push(page.start.max(0)))
+            (args.push(count), args.push(start))
         };
     // A page past the total is not read (an offset past a small organization's rows would
     // otherwise walk every organization's versions).
