@@ -158,13 +158,28 @@ def list_queries(org: str) -> list[tuple[str, str]]:
     aggregates over it (crates/store/src/db/related.rs); each part keeps the plan shown here."""
     o = q(org)
     scope = f"r.uid = v.repository_uid AND r.organization_uid = {o} AND r.kind = 'bento'"
-    count_from = f"FROM repositories r, versions v WHERE {scope}"
     page_from = f"FROM versions v CROSS JOIN repositories r WHERE {scope}"
     repos_from = f"FROM repositories r WHERE r.organization_uid = {o} AND r.kind = 'bento'"
-    label_exists = (
-        "EXISTS (SELECT 1 FROM labels l WHERE l.resource_uid = v.uid AND l.label_key = 'stage' AND l.label_value = 'prod')"
+    # The page of a label is read from the index of labelled versions the triggers keep
+    # (crates/store/src/db/counts.rs), in list order.
+    labelled = (
+        f"x.organization_uid = {o} AND x.kind = 'bento' AND x.label_key = 'stage' AND x.label_value = 'prod' "
+        "AND v.uid = x.version_uid"
     )
     search = "(r.name LIKE '%svc-04%' ESCAPE '\\' OR v.version LIKE '%svc-04%' ESCAPE '\\')"
+    # A search's total: the counts of the repositories whose name matches, and the versions of the
+    # others whose string matches, found from the trigrams the triggers keep (counts.rs).
+    trigrams = " INTERSECT ".join(
+        f"SELECT t.version_uid FROM _yatai_version_trigrams t WHERE t.organization_uid = {o} AND t.kind = 'bento' "
+        f"AND t.trigram = lower('{t}')"
+        for t in sorted({"svc-04"[i : i + 3] for i in range(4)})
+    ) + f" UNION SELECT t.version_uid FROM _yatai_version_trigrams t WHERE t.organization_uid = {o} AND t.kind = 'bento' AND t.trigram = ''"
+    search_total = (
+        "SELECT (SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) FROM repositories r JOIN _yatai_version_counts c "
+        f"ON c.repository_uid = r.uid WHERE r.organization_uid = {o} AND r.kind = 'bento' AND r.name LIKE '%svc-04%' ESCAPE '\\') "
+        f"+ (SELECT COUNT(*) FROM versions v CROSS JOIN repositories r WHERE v.uid IN ({trigrams}) AND {scope} "
+        "AND NOT (r.name LIKE '%svc-04%' ESCAPE '\\') AND v.version LIKE '%svc-04%' ESCAPE '\\')"
+    )
     # The totals kept by triggers (crates/store/src/db/counts.rs), summed over the repositories.
     kept_total = (
         "SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) FROM repositories r JOIN _yatai_version_counts c "
@@ -185,8 +200,12 @@ def list_queries(org: str) -> list[tuple[str, str]]:
         ("list bentos: total", kept_total),
         ("list bentos: page", f"SELECT {VERSION_COLUMNS} {page_from} ORDER BY {NEWEST} {page}"),
         ("list bentos, label filter: total", kept_label_total),
-        ("list bentos, label filter: page", f"SELECT {VERSION_COLUMNS} {page_from} AND {label_exists} ORDER BY {NEWEST} {page}"),
-        ("list bentos, search: total", f"SELECT COUNT(*) {count_from} AND {search}"),
+        (
+            "list bentos, label filter: page",
+            f"SELECT {VERSION_COLUMNS} FROM _yatai_labelled_versions x CROSS JOIN versions v CROSS JOIN repositories r "
+            f"WHERE {scope} AND {labelled} ORDER BY x.build_at DESC, x.created_at DESC, x.version_uid DESC {page}",
+        ),
+        ("list bentos, search: total", search_total),
         ("list bentos, search: page", f"SELECT {VERSION_COLUMNS} {page_from} AND {search} ORDER BY {NEWEST} {page}"),
         (
             "list bentos of one repository: total",

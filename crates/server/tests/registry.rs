@@ -975,6 +975,25 @@ backend_test!(
         let (_, labelled) = c.get("/api/v1/bentos?q=label:stage=prod").await;
         assert_eq!(labelled["total"], 2);
         assert_eq!(order(&labelled), ["a1", "g1"]);
+        // A label's page is read from the index of labelled versions, in either order and cut
+        // like the whole list.
+        let (_, labelled_oldest) = c
+            .get("/api/v1/bentos?q=label:stage=prod%20sort:created_at-asc")
+            .await;
+        assert_eq!(order(&labelled_oldest), ["g1", "a1"]);
+        for (start, expected) in [(0, "a1"), (1, "g1")] {
+            let (_, one) = c
+                .get(&format!(
+                    "/api/v1/bentos?q=label:stage=prod&start={start}&count=1"
+                ))
+                .await;
+            assert_eq!(one["total"], 2, "{one}");
+            assert_eq!(order(&one), [expected], "{one}");
+        }
+        let (_, labelled_by_name) = c
+            .get("/api/v1/bentos?q=label:stage=prod%20sort:name-asc")
+            .await;
+        assert_eq!(order(&labelled_by_name), ["a1", "g1"]);
         let (_, two_labels) = c
             .get("/api/v1/bentos?q=label:stage=prod%20label:team=y")
             .await;
@@ -1125,7 +1144,57 @@ async fn counts_match(app: &TestApp, after: &str) -> usize {
     .await
     .unwrap();
     assert_eq!(kept, counted, "label counts after {after}");
-    counted.len()
+    let n = counted.len();
+    type Labelled = (String, String, String, String, i64, i64, String);
+    let kept: Vec<Labelled> = sqlx::query_as(&format!(
+        "SELECT organization_uid, kind, label_key, label_value, build_at, created_at, version_uid FROM {} \
+         ORDER BY version_uid, label_key",
+        yatai_store::db::counts::LABELLED
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let labelled: Vec<Labelled> = sqlx::query_as(
+        "SELECT r.organization_uid, r.kind, l.label_key, l.label_value, v.build_at, v.created_at, v.uid \
+         FROM labels l JOIN versions v ON v.uid = l.resource_uid JOIN repositories r ON r.uid = v.repository_uid \
+         ORDER BY v.uid, l.label_key",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, labelled, "labelled versions after {after}");
+    // The trigrams of each version string, cut here.
+    let versions: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT r.organization_uid, r.kind, v.version, v.uid FROM versions v JOIN repositories r ON r.uid = v.repository_uid",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut expected = std::collections::BTreeSet::new();
+    for (org, kind, version, uid) in versions {
+        let chars: Vec<char> = version.to_lowercase().chars().collect();
+        for w in chars.windows(3).take(256) {
+            expected.insert((
+                org.clone(),
+                kind.clone(),
+                w.iter().collect::<String>(),
+                uid.clone(),
+            ));
+        }
+        if chars.len() > 256 {
+            expected.insert((org.clone(), kind.clone(), String::new(), uid.clone()));
+        }
+    }
+    let kept: Vec<(String, String, String, String)> = sqlx::query_as(&format!(
+        "SELECT organization_uid, kind, trigram, version_uid FROM {}",
+        yatai_store::db::counts::TRIGRAMS
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let kept: std::collections::BTreeSet<_> = kept.into_iter().collect();
+    assert_eq!(kept, expected, "trigrams after {after}");
+    n
 }
 
 fn items(page: &Value) -> &Vec<Value> {
@@ -1179,6 +1248,24 @@ backend_test!(
             .get("/api/v1/bentos?start=0&count=1&q=label:stage=prod%20label:team=iris")
             .await;
         assert_eq!(both["total"], 1, "two labels: counted: {both}");
+        // The page of a label holds the versions of the list's kind only (the model carries it
+        // too), each once.
+        let (_, prod) = c.get("/api/v1/bentos?q=label:stage=prod").await;
+        let versions: Vec<(&Value, &Value)> = items(&prod)
+            .iter()
+            .map(|v| (&v["repository"]["name"], &v["version"]))
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                (&json!("fraud"), &json!("v0")),
+                (&json!("iris"), &json!("v0"))
+            ],
+            "{prod}"
+        );
+        let (_, models) = c.get("/api/v1/models?q=label:stage=prod").await;
+        assert_eq!(models["total"], 1, "{models}");
+        assert_eq!(items(&models)[0]["version"], "m1", "{models}");
         let (_, repos) = c.get("/api/v1/bento_repositories?q=label:team=fraud").await;
         assert_eq!(repos["total"], 1, "{repos}");
         assert_eq!(repos["items"][0]["name"], "fraud", "{repos}");
@@ -1277,3 +1364,132 @@ backend_test!(
         assert_eq!(list["total"], 2, "{list}");
     }
 );
+
+// A search's total is made from the counts (repositories whose name matches) and from the
+// trigrams of version strings (versions of the other repositories), not by reading every
+// version. Compared here, for searches of every kind, with the plain statement that reads every
+// version (the engine's own LIKE: case-insensitive on SQLite, case-sensitive on PostgreSQL), and
+// page by page with the same statement's order.
+backend_test!(
+    search_totals_agree_with_reading_every_version,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        let versions = [
+            ("alpha", "build-100"),
+            ("alpha", "build-200"),
+            ("alpha", "Rc1-aaaaa"),
+            ("builder", "x1"),
+            ("builder", "build-300"),
+            ("gamma", "v1"),
+            ("gamma", "r_2.x"),
+            ("rebuild", "p1"),
+            ("rebuild", "p2"),
+        ];
+        for (repo, version) in versions {
+            create_version(&c, "bento", repo, version, bento_manifest(&[]), json!([])).await;
+        }
+        // A model named like a bento's version: never counted in the bento lists.
+        create_version(
+            &c,
+            "model",
+            "build",
+            "build-100",
+            model_manifest(1),
+            json!([]),
+        )
+        .await;
+        let pool = app.state.db.pool();
+        // A version string an import could bring, longer than what its trigrams are kept for.
+        let long = format!("{}needle", "z".repeat(300));
+        sqlx::query("UPDATE versions SET version = $1 WHERE version = 'v1' AND kind = 'bento'")
+            .bind(&long)
+            .execute(pool)
+            .await
+            .unwrap();
+        let naive = |needle: &str| {
+            let pattern = format!("%{}%", yatai_store::db::query::escape_like(needle));
+            async move {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT v.version FROM versions v JOIN repositories r ON r.uid = v.repository_uid \
+                     WHERE r.kind = 'bento' AND (r.name LIKE $1 ESCAPE '\\' OR v.version LIKE $1 ESCAPE '\\') \
+                     ORDER BY v.build_at DESC, v.created_at DESC, v.uid DESC",
+                )
+                .bind(pattern)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                rows.into_iter().map(|(v,)| v).collect::<Vec<String>>()
+            }
+        };
+        let mut matched = 0;
+        for needle in [
+            "build",
+            "uild-2",
+            "BUILD",
+            "rc1",
+            "aaa",
+            "ui",
+            "1",
+            "ld-",
+            "%",
+            "_2.",
+            "r%2",
+            "eta",
+            "amm",
+            "zzz",
+            "needle",
+            "zneed",
+            "x",
+            "build-100",
+            "no-such-thing",
+        ] {
+            let expected = naive(needle).await;
+            matched += expected.len();
+            let q = urlencoding(needle);
+            let mut paged = Vec::new();
+            // Pages of one: a page is gathered from the matches or read in order depending on
+            // matches^2 against 2 x (start + count) x all, so "build" (6 of 9 bentos) reads
+            // its first page in order and the next ones gathered.
+            for start in 0..expected.len().max(1) {
+                let (s, page) = c
+                    .get(&format!("/api/v1/bentos?search={q}&start={start}&count=1"))
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{page}");
+                assert_eq!(page["total"], expected.len(), "search {needle:?}: {page}");
+                for item in items(&page) {
+                    paged.push(item["version"].as_str().unwrap().to_string());
+                }
+            }
+            assert_eq!(paged, expected, "search {needle:?}, page by page");
+        }
+        assert!(matched > 20, "the searches match something: {matched}");
+        // The trigrams follow a version renamed, moved and deleted.
+        sqlx::query("UPDATE versions SET version = 'moved-9' WHERE version = 'build-200'")
+            .execute(pool)
+            .await
+            .unwrap();
+        let (_, renamed) = c.get("/api/v1/bentos?search=ved-9").await;
+        assert_eq!(renamed["total"], 1, "{renamed}");
+        let (_, gone) = c.get("/api/v1/bentos?search=ild-20").await;
+        assert_eq!(gone["total"], 0, "{gone}");
+        counts_match(&app, "a version renamed").await;
+        let (s, b) = c
+            .delete(&version_path("bento", "alpha", "moved-9"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (_, deleted) = c.get("/api/v1/bentos?search=ved-9").await;
+        assert_eq!(deleted["total"], 0, "{deleted}");
+        counts_match(&app, "a version deleted").await;
+    }
+);
+
+/// `needle` for a query string.
+fn urlencoding(needle: &str) -> String {
+    needle
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,6 +1,8 @@
-//! Counts kept by triggers, so that a list's total and a repository's number of versions are a
-//! lookup, not a count: how many versions each repository has ([`VERSIONS`]), and how many of
-//! them carry each label ([`LABELS`]).
+//! Counts and indexes kept by triggers, so that a list's total and a repository's number of
+//! versions are a lookup, not a count: how many versions each repository has ([`VERSIONS`]), and
+//! how many of them carry each label ([`LABELS`]); so that a page of a label is read in list
+//! order ([`LABELLED`]); and so that a search's total finds the versions whose string matches
+//! without reading every version ([`TRIGRAMS`]).
 //!
 //! Counted, the total of an organization-wide version list walked every version of the
 //! organization on every fresh read: 0.46 ms of SQLite's engine time at 10,000 bentos, about
@@ -12,14 +14,15 @@
 //! ([`super::generation`]): every write counts, whichever function, import or restore made it.
 //! They are engine-specific, so they are installed after the migrations, and the tables are
 //! bookkeeping, left out of backups: they are made from the data, never restored. Whenever
-//! anything of them was missing, or a migration ran, the counts are made again from the data
+//! anything of them was missing or of an older text, or a migration ran, the counts are made again from the data
 //! under a lock that holds writers off, so they start right whatever came before (a restore
 //! into a database without the triggers, an older binary that wrote without them).
 //!
 //! A label counts where it is on a version. Either of a version and its label may be written
 //! first in a transaction: whichever comes second finds the other and counts the pair, and a
 //! deletion likewise. Not counted, as the server never makes them: `TRUNCATE`, writes with
-//! triggers disabled, SQLite's `REPLACE`, a version's uid changed, and one statement writing both
+//! triggers disabled, SQLite's `REPLACE`, a version's uid, build time or creation time changed
+//! (the last two are sort keys of [`LABELLED`]), and one statement writing both
 //! a version and its labels. An operator who makes them drops one of the triggers and restarts
 //! the servers: the first to start makes the counts again.
 
@@ -31,6 +34,22 @@ use super::{db_error, Db, DbBackend};
 pub const VERSIONS: &str = "_yatai_version_counts";
 /// Versions carrying a label, per repository: `(repository_uid, label_key, label_value, n)`.
 pub const LABELS: &str = "_yatai_label_counts";
+/// Each label on a version, with its version's organization, kind and sort keys, so that a page
+/// of the versions carrying a label is read in list order from one index ([`LABELLED_NEWEST`]).
+pub const LABELLED: &str = "_yatai_labelled_versions";
+/// The trigrams of each version string, lower-cased, in its organization and kind: a search's
+/// total finds the versions whose string may contain the search from the trigrams they share,
+/// instead of reading every version ([`search_candidates`]).
+pub const TRIGRAMS: &str = "_yatai_version_trigrams";
+/// The numbers 1 to [`INDEXED_CHARS`], which a trigger joins to cut a string into trigrams
+/// (SQLite allows no recursive query in a trigger).
+pub const POSITIONS: &str = "_yatai_positions";
+/// How far into a version string its trigrams are kept (a version has at most 128 characters;
+/// one imported longer is marked with the empty trigram, which every search reads).
+const INDEXED_CHARS: i64 = 256;
+/// The index of [`LABELLED`] in the order of a version list, newest first (read backwards,
+/// oldest first), after the label and the organization's kind it selects.
+pub const LABELLED_NEWEST: &str = "_yatai_labelled_versions_newest";
 
 /// A table of counts and the columns it counts by.
 #[derive(Clone, Copy)]
@@ -123,6 +142,143 @@ impl Counter {
     }
 }
 
+/// The columns of [`LABELLED`], as each source below selects them.
+const LABELLED_COLUMNS: &str =
+    "organization_uid, kind, label_key, label_value, build_at, created_at, version_uid";
+
+/// The rows of [`LABELLED`]: one per label on a version.
+///
+/// A version's organization and kind are its repository's, which never change, and its sort
+/// keys are written once, at its creation (the server never updates them; an operator who does
+/// restarts the servers after dropping a trigger, as for a version's uid, see the module).
+fn labelled_create() -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {LABELLED} (organization_uid TEXT NOT NULL, kind TEXT NOT NULL, \
+             label_key TEXT NOT NULL, label_value TEXT NOT NULL, build_at BIGINT NOT NULL, \
+             created_at BIGINT NOT NULL, version_uid TEXT NOT NULL, PRIMARY KEY (version_uid, label_key))"
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {LABELLED_NEWEST} ON {LABELLED} (organization_uid, kind, \
+             label_key, label_value, build_at DESC, created_at DESC, version_uid DESC)"
+        ),
+    ]
+}
+
+/// Adds the rows of `source` (a query of [`LABELLED_COLUMNS`]). A row already there is
+/// written again rather than failing the write that made it.
+fn labelled_add(source: &str) -> String {
+    format!(
+        "INSERT INTO {LABELLED} ({LABELLED_COLUMNS}) SELECT {LABELLED_COLUMNS} FROM ({source}) s WHERE true \
+         ORDER BY version_uid, label_key ON CONFLICT (version_uid, label_key) DO UPDATE SET \
+         organization_uid = excluded.organization_uid, kind = excluded.kind, label_value = excluded.label_value, \
+         build_at = excluded.build_at, created_at = excluded.created_at"
+    )
+}
+
+/// The rows of the versions `v` (a relation with `uid`, `repository_uid`, `build_at` and
+/// `created_at`) for [`LABELLED`], from their labels.
+fn labelled_of_versions(v: &str) -> String {
+    format!(
+        "SELECT r.organization_uid, r.kind, l.label_key, l.label_value, v.build_at, v.created_at, v.uid AS version_uid \
+         FROM {v} v JOIN repositories r ON r.uid = v.repository_uid JOIN labels l ON l.resource_uid = v.uid"
+    )
+}
+
+/// The rows of the labels `l` for [`LABELLED`]: those on a version.
+fn labelled_of_labels(l: &str) -> String {
+    format!(
+        "SELECT r.organization_uid, r.kind, l.label_key, l.label_value, v.build_at, v.created_at, v.uid AS version_uid \
+         FROM {l} l JOIN versions v ON v.uid = l.resource_uid JOIN repositories r ON r.uid = v.repository_uid"
+    )
+}
+
+/// The table of [`TRIGRAMS`] and the numbers it is cut with.
+fn trigrams_create() -> Vec<String> {
+    let numbers: Vec<String> = (1..=INDEXED_CHARS).map(|i| format!("({i})")).collect();
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {TRIGRAMS} (organization_uid TEXT NOT NULL, kind TEXT NOT NULL, \
+             trigram TEXT NOT NULL, version_uid TEXT NOT NULL, PRIMARY KEY (organization_uid, kind, trigram, version_uid))"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS {TRIGRAMS}_by_version ON {TRIGRAMS} (version_uid)"),
+        format!("CREATE TABLE IF NOT EXISTS {POSITIONS} (i INTEGER PRIMARY KEY)"),
+        format!(
+            "INSERT INTO {POSITIONS} (i) VALUES {} ON CONFLICT (i) DO NOTHING",
+            numbers.join(", ")
+        ),
+    ]
+}
+
+/// The trigrams of the versions `v` (a relation with `uid`, `repository_uid` and `version`):
+/// each distinct lower-cased three characters, and the empty trigram for a string longer than
+/// what is cut.
+fn trigrams_of_versions(v: &str) -> String {
+    format!(
+        "SELECT DISTINCT r.organization_uid, r.kind, lower(substr(v.version, p.i, 3)) AS trigram, v.uid AS version_uid \
+         FROM {v} v JOIN repositories r ON r.uid = v.repository_uid JOIN {POSITIONS} p ON p.i <= length(v.version) - 2 \
+         UNION SELECT r.organization_uid, r.kind, '', v.uid FROM {v} v JOIN repositories r ON r.uid = v.repository_uid \
+         WHERE length(v.version) > {INDEXED_CHARS}"
+    )
+}
+
+fn trigrams_add(source: &str) -> String {
+    format!(
+        "INSERT INTO {TRIGRAMS} (organization_uid, kind, trigram, version_uid) \
+         SELECT organization_uid, kind, trigram, version_uid FROM ({source}) s WHERE true \
+         ORDER BY organization_uid, kind, trigram, version_uid ON CONFLICT DO NOTHING"
+    )
+}
+
+fn trigrams_remove(v: &str) -> String {
+    format!("DELETE FROM {TRIGRAMS} WHERE version_uid IN (SELECT uid FROM {v} v)")
+}
+
+/// Past this many versions carrying a trigram, a search does not count further to choose the
+/// rarest of its trigrams (a bound on what the choice costs).
+const TRIGRAM_COUNT_CAP: i64 = 500;
+
+/// The SQL of the versions of the organization and kind `org` and `kind` (placeholders) whose
+/// string may contain `needle`, a superset of those that do, for `v.uid IN (...)`; `None` for a
+/// needle shorter than a trigram.
+///
+/// They are the versions carrying the needle's rarest trigram (counted up to
+/// [`TRIGRAM_COUNT_CAP`]), and those too long to have been cut: a search that matches a hundred
+/// versions reads about a hundred, and one with a trigram no version has reads none. Intersecting
+/// every trigram instead read every version carrying a common one (`v00` of `v0042`): more than
+/// the plain count it replaced. The needle's trigrams are cut here and lower-cased by the engine,
+/// as the stored ones are.
+pub fn search_candidates(
+    args: &mut super::query::Args,
+    org: &str,
+    kind: &str,
+    needle: &str,
+) -> Option<String> {
+    let chars: Vec<char> = needle.chars().collect();
+    let mut trigrams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
+    trigrams.sort();
+    trigrams.dedup();
+    if trigrams.is_empty() {
+        return None;
+    }
+    let of = |t: &str| {
+        format!(
+            "SELECT t.version_uid FROM {TRIGRAMS} t WHERE t.organization_uid = {org} AND t.kind = {kind} AND t.trigram = {t}"
+        )
+    };
+    let each: Vec<String> = trigrams
+        .iter()
+        .take(16)
+        .map(|t| format!("SELECT lower({}) AS g", args.push(t.as_str())))
+        .collect();
+    let rarest = format!(
+        "(SELECT x.g FROM ({each}) x ORDER BY (SELECT COUNT(*) FROM (SELECT 1 FROM {TRIGRAMS} u \
+           WHERE u.organization_uid = {org} AND u.kind = {kind} AND u.trigram = x.g LIMIT {TRIGRAM_COUNT_CAP}) y), x.g LIMIT 1)",
+        each = each.join(" UNION ALL "),
+    );
+    Some(format!("{} UNION {}", of(&rarest), of("''")))
+}
+
 /// The counted rows of versions `v` (a relation with `uid` and `repository_uid`).
 fn versions_of(v: &str) -> String {
     format!("SELECT v.repository_uid FROM {v} v")
@@ -144,7 +300,10 @@ fn labels(l: &str) -> String {
 
 /// A row trigger's `NEW` or `OLD` version, or label, as a relation.
 fn row_version(rec: &str) -> String {
-    format!("(SELECT {rec}.uid AS uid, {rec}.repository_uid AS repository_uid)")
+    format!(
+        "(SELECT {rec}.uid AS uid, {rec}.repository_uid AS repository_uid, {rec}.build_at AS build_at, \
+         {rec}.created_at AS created_at, {rec}.version AS version)"
+    )
 }
 fn row_label(rec: &str) -> String {
     format!(
@@ -158,19 +317,38 @@ fn version_inserted(new: &str) -> Vec<String> {
     vec![
         BY_REPOSITORY.add(&versions_of(new)),
         BY_LABEL.add(&labels_of_versions(new)),
+        labelled_add(&labelled_of_versions(new)),
+        trigrams_add(&trigrams_of_versions(new)),
     ]
 }
 fn version_deleted(backend: DbBackend, old: &str) -> Vec<String> {
     vec![
         BY_REPOSITORY.subtract(backend, &versions_of(old)),
         BY_LABEL.subtract(backend, &labels_of_versions(old)),
+        format!("DELETE FROM {LABELLED} WHERE version_uid IN (SELECT uid FROM {old} v)"),
+        trigrams_remove(old),
+    ]
+}
+/// A version's string changed (the server never changes one; an operator or an import may).
+fn version_renamed(old: &str, new: &str) -> Vec<String> {
+    vec![
+        trigrams_remove(old),
+        trigrams_add(&trigrams_of_versions(new)),
     ]
 }
 fn label_inserted(new: &str) -> Vec<String> {
-    vec![BY_LABEL.add(&labels(new))]
+    vec![
+        BY_LABEL.add(&labels(new)),
+        labelled_add(&labelled_of_labels(new)),
+    ]
 }
 fn label_deleted(backend: DbBackend, old: &str) -> Vec<String> {
-    vec![BY_LABEL.subtract(backend, &labels(old))]
+    vec![
+        BY_LABEL.subtract(backend, &labels(old)),
+        format!(
+            "DELETE FROM {LABELLED} WHERE (version_uid, label_key) IN (SELECT resource_uid, label_key FROM {old} l)"
+        ),
+    ]
 }
 
 /// PostgreSQL: a label's trigger first takes the rows of version counts of its versions'
@@ -198,7 +376,8 @@ struct Trigger {
     create: String,
 }
 
-// A trigger or function whose body changes needs a new name: install keeps existing ones.
+// A trigger whose text (SQLite) or function whose body (PostgreSQL) changed is made again by
+// `install`, found by `installed` comparing them with these.
 fn triggers(backend: DbBackend) -> Vec<Trigger> {
     match backend {
         // SQLite writes one transaction at a time, so a row trigger waits on nothing.
@@ -214,7 +393,7 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
             let relabelled = [label_deleted(backend, &old_l), label_inserted(&new_l)].concat();
             let trigger = |name: &'static str, on: &str, statements: Vec<String>| Trigger {
                 name,
-                create: format!("CREATE TRIGGER IF NOT EXISTS {name} AFTER {on} {}", body(statements)),
+                create: format!("CREATE TRIGGER {name} AFTER {on} {}", body(statements)),
             };
             vec![
                 trigger("_yatai_counts_version_insert", "INSERT ON versions", version_inserted(&new_v)),
@@ -223,6 +402,11 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                     "_yatai_counts_version_move",
                     "UPDATE OF repository_uid ON versions WHEN OLD.repository_uid IS NOT NEW.repository_uid",
                     moved,
+                ),
+                trigger(
+                    "_yatai_counts_version_rename",
+                    "UPDATE OF version ON versions WHEN OLD.version IS NOT NEW.version",
+                    version_renamed(&old_v, &new_v),
                 ),
                 trigger("_yatai_counts_label_insert", "INSERT ON labels", label_inserted(&new_l)),
                 trigger("_yatai_counts_label_delete", "DELETE ON labels", label_deleted(backend, &old_l)),
@@ -291,6 +475,13 @@ fn pg_functions() -> Vec<PgFunction> {
             ),
         },
         PgFunction {
+            name: "_yatai_counts_version_rename",
+            table: "versions",
+            event: "UPDATE OF version",
+            each: "FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)",
+            body: body(version_renamed(&row_version("OLD"), &row_version("NEW"))),
+        },
+        PgFunction {
             name: "_yatai_counts_label_insert",
             table: "labels",
             event: "INSERT",
@@ -338,6 +529,10 @@ fn pg_functions() -> Vec<PgFunction> {
 fn recount(backend: DbBackend) -> Vec<String> {
     let mut sql = Vec::from(BY_REPOSITORY.recount(&versions_of("versions")));
     sql.extend(BY_LABEL.recount(&labels_of_versions("versions")));
+    sql.push(format!("DELETE FROM {LABELLED}"));
+    sql.push(labelled_add(&labelled_of_versions("versions")));
+    sql.push(format!("DELETE FROM {TRIGRAMS}"));
+    sql.push(trigrams_add(&trigrams_of_versions("versions")));
     sql.push(super::generation::bump(backend));
     sql
 }
@@ -352,8 +547,14 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
     match db.backend() {
         DbBackend::Sqlite => {
             // One write transaction: no writer can come between the triggers and the recount.
+            // Every trigger is made again, so that one of an older text is replaced.
             let mut sql = vec![BY_REPOSITORY.create(), BY_LABEL.create()];
-            sql.extend(triggers(DbBackend::Sqlite).into_iter().map(|t| t.create));
+            sql.extend(labelled_create());
+            sql.extend(trigrams_create());
+            for t in triggers(DbBackend::Sqlite) {
+                sql.push(format!("DROP TRIGGER IF EXISTS {}", t.name));
+                sql.push(t.create);
+            }
             sql.extend(recount(DbBackend::Sqlite));
             db.run_in_transaction(&sql).await?;
         }
@@ -362,21 +563,34 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether the tables, the functions (PostgreSQL, with their current bodies) and the triggers
-/// are in place, in one query.
+/// Whether the tables, the index, the functions (PostgreSQL, with their current bodies) and the
+/// triggers (SQLite, with their current text) are in place, in one query.
 async fn installed(db: &Db) -> Result<bool, Error> {
     let backend = db.backend();
     let names: Vec<&str> = triggers(backend).iter().map(|t| t.name).collect();
     let mut args = super::query::Args::default();
     let sql = match backend {
-        DbBackend::Sqlite => format!(
-            "SELECT CASE WHEN (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({tables})) = 2 \
-               AND (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({triggers})) = {n} \
-             THEN 1 ELSE 0 END",
-            tables = args.list([VERSIONS, LABELS]),
-            triggers = args.list(names.iter().copied()),
-            n = names.len(),
-        ),
+        // SQLite keeps a trigger's text as it was written (`CREATE TRIGGER name ...`).
+        DbBackend::Sqlite => {
+            let texts: Vec<String> = triggers(backend)
+                .into_iter()
+                .map(|t| {
+                    format!(
+                        "(name = {} AND sql = {})",
+                        args.push(t.name),
+                        args.push(t.create)
+                    )
+                })
+                .collect();
+            format!(
+                "SELECT CASE WHEN (SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'index') AND name IN ({tables})) = 6 \
+                   AND (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND ({texts})) = {n} \
+                 THEN 1 ELSE 0 END",
+                tables = args.list([VERSIONS, LABELS, LABELLED, LABELLED_NEWEST, TRIGRAMS, POSITIONS]),
+                texts = texts.join(" OR "),
+                n = names.len(),
+            )
+        }
         DbBackend::Postgres => {
             let bodies: Vec<String> = pg_functions()
                 .iter()
@@ -390,12 +604,18 @@ async fn installed(db: &Db) -> Result<bool, Error> {
                 })
                 .collect();
             format!(
-                "SELECT CASE WHEN to_regclass({versions}) IS NOT NULL AND to_regclass({labels}) IS NOT NULL AND {bodies} \
+                "SELECT CASE WHEN to_regclass({versions}) IS NOT NULL AND to_regclass({labels}) IS NOT NULL \
+                   AND to_regclass({labelled}) IS NOT NULL AND to_regclass({labelled_newest}) IS NOT NULL \
+                   AND to_regclass({trigrams}) IS NOT NULL AND to_regclass({positions}) IS NOT NULL AND {bodies} \
                    AND (SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
                         WHERE c.relnamespace = current_schema()::regnamespace \
                         AND t.tgname IN ({triggers})) = {n} THEN 1::bigint ELSE 0::bigint END",
                 versions = args.push(VERSIONS),
                 labels = args.push(LABELS),
+                labelled = args.push(LABELLED),
+                labelled_newest = args.push(LABELLED_NEWEST),
+                trigrams = args.push(TRIGRAMS),
+                positions = args.push(POSITIONS),
                 bodies = bodies.join(" AND "),
                 triggers = args.list(names.iter().copied()),
                 n = names.len(),
@@ -424,6 +644,8 @@ async fn install_postgres(db: &Db) -> Result<(), Error> {
             BY_REPOSITORY.create(),
             BY_LABEL.create(),
         ];
+        sql.extend(labelled_create());
+        sql.extend(trigrams_create());
         // Replaced only when they differ: a role that may not own functions starts as long as
         // they are already the right ones.
         for f in pg_functions() {

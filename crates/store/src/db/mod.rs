@@ -32,8 +32,16 @@ use yatai_domain::Error;
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Tables the server keeps for itself beside the migrations' own, made from the data and left out
-/// of backups and comparisons of data: the registry's generation and the counts of versions.
-pub const BOOKKEEPING: &[&str] = &[generation::TABLE, counts::VERSIONS, counts::LABELS];
+/// of backups and comparisons of data: the registry's generation, the counts of versions, the
+/// index of labelled versions and the trigrams of version strings.
+pub const BOOKKEEPING: &[&str] = &[
+    generation::TABLE,
+    counts::VERSIONS,
+    counts::LABELS,
+    counts::LABELLED,
+    counts::TRIGRAMS,
+    counts::POSITIONS,
+];
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
