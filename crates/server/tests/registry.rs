@@ -1463,6 +1463,51 @@ backend_test!(
             assert_eq!(paged, expected, "search {needle:?}, page by page");
         }
         assert!(matched > 20, "the searches match something: {matched}");
+        // 512 versions whose strings share common trigrams (each carried by more than the 500 a
+        // search counts to): a needle of those only is counted by reading every version, one
+        // with a rarer trigram still from the trigrams. Pages of 100 of each, and a far one.
+        let gamma: String = sqlx::query_scalar("SELECT uid FROM repositories WHERE name = 'gamma'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        for side in ["a", "b"] {
+            sqlx::query(&format!(
+                "INSERT INTO versions (uid, repository_uid, kind, version, manifest, build_at, upload_status, created_at) \
+                 SELECT 'bulk-{side}' || p.i, $1, 'bento', 'common-{side}' || p.i, '{{}}', p.i, 'pending', p.i \
+                 FROM {} p",
+                yatai_store::db::counts::POSITIONS
+            ))
+            .bind(&gamma)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        let mut matched = 0;
+        for needle in ["common-", "ommon-b25", "mon-a1", "MMON-A2", "on-"] {
+            let expected = naive(needle).await;
+            matched += expected.len();
+            let q = urlencoding(needle);
+            let mut paged = Vec::new();
+            for start in (0..expected.len()).step_by(100) {
+                let (s, page) = c
+                    .get(&format!(
+                        "/api/v1/bentos?search={q}&start={start}&count=100"
+                    ))
+                    .await;
+                assert_eq!(s, StatusCode::OK, "{page}");
+                assert_eq!(page["total"], expected.len(), "search {needle:?}: {page}");
+                for item in items(&page) {
+                    paged.push(item["version"].as_str().unwrap().to_string());
+                }
+            }
+            assert_eq!(paged, expected, "search {needle:?}, page by page");
+        }
+        assert!(matched > 1000, "the searches match the bulk: {matched}");
+        counts_match(&app, "versions written in bulk").await;
+        sqlx::query("DELETE FROM versions WHERE uid LIKE 'bulk-%'")
+            .execute(pool)
+            .await
+            .unwrap();
         // The trigrams follow a version renamed, moved and deleted.
         sqlx::query("UPDATE versions SET version = 'moved-9' WHERE version = 'build-200'")
             .execute(pool)

@@ -238,22 +238,34 @@ fn trigrams_remove(v: &str) -> String {
 /// rarest of its trigrams (a bound on what the choice costs).
 const TRIGRAM_COUNT_CAP: i64 = 500;
 
-/// The SQL of the versions of the organization and kind `org` and `kind` (placeholders) whose
-/// string may contain `needle`, a superset of those that do, for `v.uid IN (...)`; `None` for a
-/// needle shorter than a trigram.
+/// A search of version strings through [`TRIGRAMS`], in three parts of one statement.
+pub struct TrigramSearch {
+    /// The body of a CTE named `rarest`, which the other two read: the needle's rarest trigram
+    /// and how many versions carry it, counted up to [`TRIGRAM_COUNT_CAP`].
+    pub rarest: String,
+    /// The versions that may contain the needle, a superset of those that do, for
+    /// `v.uid IN (...)`: those carrying the rarest trigram, and those too long to have been cut.
+    pub candidates: String,
+    /// Whether the candidates are few enough to be worth reading (the rarest trigram is carried
+    /// by fewer than [`TRIGRAM_COUNT_CAP`] versions); else the search reads every version as
+    /// before (a needle of common trigrams only, `2024` among dated versions, would read every
+    /// version through the trigrams, 7 to 15 times slower, found by review).
+    pub indexed: String,
+}
+
+/// The trigram search for `needle` in the organization and kind `org` and `kind`
+/// (placeholders); `None` for a needle shorter than a trigram.
 ///
-/// They are the versions carrying the needle's rarest trigram (counted up to
-/// [`TRIGRAM_COUNT_CAP`]), and those too long to have been cut: a search that matches a hundred
-/// versions reads about a hundred, and one with a trigram no version has reads none. Intersecting
-/// every trigram instead read every version carrying a common one (`v00` of `v0042`): more than
-/// the plain count it replaced. The needle's trigrams are cut here and lower-cased by the engine,
-/// as the stored ones are.
-pub fn search_candidates(
+/// A search that matches a hundred versions reads about a hundred, and one with a trigram no
+/// version has reads none. Intersecting every trigram instead read every version carrying a
+/// common one (`v00` of `v0042`): more than the plain count it replaced. The needle's trigrams
+/// are cut here and lower-cased by the engine, as the stored ones are.
+pub fn trigram_search(
     args: &mut super::query::Args,
     org: &str,
     kind: &str,
     needle: &str,
-) -> Option<String> {
+) -> Option<TrigramSearch> {
     let chars: Vec<char> = needle.chars().collect();
     let mut trigrams: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
     trigrams.sort();
@@ -261,22 +273,30 @@ pub fn search_candidates(
     if trigrams.is_empty() {
         return None;
     }
-    let of = |t: &str| {
-        format!(
-            "SELECT t.version_uid FROM {TRIGRAMS} t WHERE t.organization_uid = {org} AND t.kind = {kind} AND t.trigram = {t}"
-        )
-    };
     let each: Vec<String> = trigrams
         .iter()
         .take(16)
         .map(|t| format!("SELECT lower({}) AS g", args.push(t.as_str())))
         .collect();
-    let rarest = format!(
-        "(SELECT x.g FROM ({each}) x ORDER BY (SELECT COUNT(*) FROM (SELECT 1 FROM {TRIGRAMS} u \
-           WHERE u.organization_uid = {org} AND u.kind = {kind} AND u.trigram = x.g LIMIT {TRIGRAM_COUNT_CAP}) y), x.g LIMIT 1)",
-        each = each.join(" UNION ALL "),
-    );
-    Some(format!("{} UNION {}", of(&rarest), of("''")))
+    let carrying = |t: &str| {
+        format!(
+            "SELECT t.version_uid FROM {TRIGRAMS} t WHERE t.organization_uid = {org} AND t.kind = {kind} AND t.trigram = {t}"
+        )
+    };
+    Some(TrigramSearch {
+        rarest: format!(
+            "SELECT x.g, (SELECT COUNT(*) FROM (SELECT 1 FROM {TRIGRAMS} u WHERE u.organization_uid = {org} \
+               AND u.kind = {kind} AND u.trigram = x.g LIMIT {TRIGRAM_COUNT_CAP}) y) AS k \
+             FROM ({each}) x ORDER BY k, x.g LIMIT 1",
+            each = each.join(" UNION ALL "),
+        ),
+        candidates: format!(
+            "{} UNION {}",
+            carrying("(SELECT g FROM rarest)"),
+            carrying("''")
+        ),
+        indexed: format!("(SELECT k FROM rarest) < {TRIGRAM_COUNT_CAP}"),
+    })
 }
 
 /// The counted rows of versions `v` (a relation with `uid` and `repository_uid`).
@@ -300,6 +320,10 @@ fn labels(l: &str) -> String {
 
 /// A row trigger's `NEW` or `OLD` version, or label, as a relation.
 fn row_version(rec: &str) -> String {
+    format!("(SELECT {rec}.uid AS uid, {rec}.repository_uid AS repository_uid)")
+}
+/// A row trigger's `NEW` or `OLD` version with what the indexes read of it.
+fn row_version_full(rec: &str) -> String {
     format!(
         "(SELECT {rec}.uid AS uid, {rec}.repository_uid AS repository_uid, {rec}.build_at AS build_at, \
          {rec}.created_at AS created_at, {rec}.version AS version)"
@@ -311,44 +335,59 @@ fn row_label(rec: &str) -> String {
     )
 }
 
-/// What each event does, in order, given the relations of the rows it wrote (`new`) and
-/// removed (`old`).
+/// What each event does to the counts, in order, given the relations of the rows it wrote
+/// (`new`) and removed (`old`).
 fn version_inserted(new: &str) -> Vec<String> {
     vec![
         BY_REPOSITORY.add(&versions_of(new)),
         BY_LABEL.add(&labels_of_versions(new)),
-        labelled_add(&labelled_of_versions(new)),
-        trigrams_add(&trigrams_of_versions(new)),
     ]
 }
 fn version_deleted(backend: DbBackend, old: &str) -> Vec<String> {
     vec![
         BY_REPOSITORY.subtract(backend, &versions_of(old)),
         BY_LABEL.subtract(backend, &labels_of_versions(old)),
+    ]
+}
+fn label_inserted(new: &str) -> Vec<String> {
+    vec![BY_LABEL.add(&labels(new))]
+}
+fn label_deleted(backend: DbBackend, old: &str) -> Vec<String> {
+    vec![BY_LABEL.subtract(backend, &labels(old))]
+}
+
+/// What each event does to the indexes ([`LABELLED`], [`TRIGRAMS`]). They are kept by triggers
+/// of their own (`_yatai_indexes_*`), beside the counts' ones: a server of the release before
+/// them, started on the same database, puts back the counts' triggers as it knows them and
+/// leaves these alone. On PostgreSQL they run after the counts' triggers of the same event
+/// (triggers run in the order of their names), so after the rows of version counts that order
+/// writers are taken.
+fn indexed_version_inserted(new: &str) -> Vec<String> {
+    vec![
+        labelled_add(&labelled_of_versions(new)),
+        trigrams_add(&trigrams_of_versions(new)),
+    ]
+}
+fn indexed_version_deleted(old: &str) -> Vec<String> {
+    vec![
         format!("DELETE FROM {LABELLED} WHERE version_uid IN (SELECT uid FROM {old} v)"),
         trigrams_remove(old),
     ]
 }
 /// A version's string changed (the server never changes one; an operator or an import may).
-fn version_renamed(old: &str, new: &str) -> Vec<String> {
+fn indexed_version_renamed(old: &str, new: &str) -> Vec<String> {
     vec![
         trigrams_remove(old),
         trigrams_add(&trigrams_of_versions(new)),
     ]
 }
-fn label_inserted(new: &str) -> Vec<String> {
-    vec![
-        BY_LABEL.add(&labels(new)),
-        labelled_add(&labelled_of_labels(new)),
-    ]
+fn indexed_label_inserted(new: &str) -> Vec<String> {
+    vec![labelled_add(&labelled_of_labels(new))]
 }
-fn label_deleted(backend: DbBackend, old: &str) -> Vec<String> {
-    vec![
-        BY_LABEL.subtract(backend, &labels(old)),
-        format!(
-            "DELETE FROM {LABELLED} WHERE (version_uid, label_key) IN (SELECT resource_uid, label_key FROM {old} l)"
-        ),
-    ]
+fn indexed_label_deleted(old: &str) -> Vec<String> {
+    vec![format!(
+        "DELETE FROM {LABELLED} WHERE (version_uid, label_key) IN (SELECT resource_uid, label_key FROM {old} l)"
+    )]
 }
 
 /// PostgreSQL: a label's trigger first takes the rows of version counts of its versions'
@@ -391,6 +430,10 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
             ]
             .concat();
             let relabelled = [label_deleted(backend, &old_l), label_inserted(&new_l)].concat();
+            let (new_f, old_f) = (row_version_full("NEW"), row_version_full("OLD"));
+            let indexed_moved = [indexed_version_deleted(&old_f), indexed_version_inserted(&new_f)].concat();
+            let indexed_relabelled =
+                [indexed_label_deleted(&old_l), indexed_label_inserted(&new_l)].concat();
             let trigger = |name: &'static str, on: &str, statements: Vec<String>| Trigger {
                 name,
                 create: format!("CREATE TRIGGER {name} AFTER {on} {}", body(statements)),
@@ -403,14 +446,24 @@ fn triggers(backend: DbBackend) -> Vec<Trigger> {
                     "UPDATE OF repository_uid ON versions WHEN OLD.repository_uid IS NOT NEW.repository_uid",
                     moved,
                 ),
-                trigger(
-                    "_yatai_counts_version_rename",
-                    "UPDATE OF version ON versions WHEN OLD.version IS NOT NEW.version",
-                    version_renamed(&old_v, &new_v),
-                ),
                 trigger("_yatai_counts_label_insert", "INSERT ON labels", label_inserted(&new_l)),
                 trigger("_yatai_counts_label_delete", "DELETE ON labels", label_deleted(backend, &old_l)),
                 trigger("_yatai_counts_label_update", "UPDATE ON labels", relabelled),
+                trigger("_yatai_indexes_version_insert", "INSERT ON versions", indexed_version_inserted(&new_f)),
+                trigger("_yatai_indexes_version_delete", "DELETE ON versions", indexed_version_deleted(&old_f)),
+                trigger(
+                    "_yatai_indexes_version_move",
+                    "UPDATE OF repository_uid ON versions WHEN OLD.repository_uid IS NOT NEW.repository_uid",
+                    indexed_moved,
+                ),
+                trigger(
+                    "_yatai_indexes_version_rename",
+                    "UPDATE OF version ON versions WHEN OLD.version IS NOT NEW.version",
+                    indexed_version_renamed(&old_f, &new_f),
+                ),
+                trigger("_yatai_indexes_label_insert", "INSERT ON labels", indexed_label_inserted(&new_l)),
+                trigger("_yatai_indexes_label_delete", "DELETE ON labels", indexed_label_deleted(&old_l)),
+                trigger("_yatai_indexes_label_update", "UPDATE ON labels", indexed_relabelled),
             ]
         }
         // PostgreSQL: statement triggers over transition tables, so that a restore, an import
@@ -475,13 +528,6 @@ fn pg_functions() -> Vec<PgFunction> {
             ),
         },
         PgFunction {
-            name: "_yatai_counts_version_rename",
-            table: "versions",
-            event: "UPDATE OF version",
-            each: "FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)",
-            body: body(version_renamed(&row_version("OLD"), &row_version("NEW"))),
-        },
-        PgFunction {
             name: "_yatai_counts_label_insert",
             table: "labels",
             event: "INSERT",
@@ -517,6 +563,70 @@ fn pg_functions() -> Vec<PgFunction> {
                     vec![lock_repositories_of(&["old_rows", "new_rows"])],
                     label_deleted(pg, "old_rows"),
                     label_inserted("new_rows"),
+                ]
+                .concat(),
+            ),
+        },
+        PgFunction {
+            name: "_yatai_indexes_version_insert",
+            table: "versions",
+            event: "INSERT",
+            each: "REFERENCING NEW TABLE AS changed FOR EACH STATEMENT",
+            body: body(indexed_version_inserted("changed")),
+        },
+        PgFunction {
+            name: "_yatai_indexes_version_delete",
+            table: "versions",
+            event: "DELETE",
+            each: "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT",
+            body: body(indexed_version_deleted("changed")),
+        },
+        PgFunction {
+            name: "_yatai_indexes_version_move",
+            table: "versions",
+            event: "UPDATE OF repository_uid",
+            each: "FOR EACH ROW WHEN (OLD.repository_uid IS DISTINCT FROM NEW.repository_uid)",
+            body: body(
+                [
+                    indexed_version_deleted(&row_version_full("OLD")),
+                    indexed_version_inserted(&row_version_full("NEW")),
+                ]
+                .concat(),
+            ),
+        },
+        PgFunction {
+            name: "_yatai_indexes_version_rename",
+            table: "versions",
+            event: "UPDATE OF version",
+            each: "FOR EACH ROW WHEN (OLD.version IS DISTINCT FROM NEW.version)",
+            body: body(indexed_version_renamed(
+                &row_version_full("OLD"),
+                &row_version_full("NEW"),
+            )),
+        },
+        PgFunction {
+            name: "_yatai_indexes_label_insert",
+            table: "labels",
+            event: "INSERT",
+            each: "REFERENCING NEW TABLE AS changed FOR EACH STATEMENT",
+            body: body(indexed_label_inserted("changed")),
+        },
+        PgFunction {
+            name: "_yatai_indexes_label_delete",
+            table: "labels",
+            event: "DELETE",
+            each: "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT",
+            body: body(indexed_label_deleted("changed")),
+        },
+        PgFunction {
+            name: "_yatai_indexes_label_update",
+            table: "labels",
+            event: "UPDATE",
+            each: "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT",
+            body: body(
+                [
+                    indexed_label_deleted("old_rows"),
+                    indexed_label_inserted("new_rows"),
                 ]
                 .concat(),
             ),
@@ -622,7 +732,16 @@ async fn installed(db: &Db) -> Result<bool, Error> {
             )
         }
     };
-    Ok(args.fetch_count(db.pool(), &sql).await? == 1)
+    if args.fetch_count(db.pool(), &sql).await? != 1 {
+        return Ok(false);
+    }
+    // The numbers a trigger cuts strings with, all there (a table emptied would leave new
+    // versions without trigrams, and their searches short): asked once the table is known.
+    let positions = format!("SELECT COUNT(*) FROM {POSITIONS}");
+    Ok(super::query::Args::default()
+        .fetch_count(db.pool(), &positions)
+        .await?
+        == INDEXED_CHARS)
 }
 
 /// PostgreSQL: one transaction holding writers of versions and labels off (`SHARE ROW
