@@ -1463,6 +1463,13 @@ backend_test!(
             assert_eq!(paged, expected, "search {needle:?}, page by page");
         }
         assert!(matched > 20, "the searches match something: {matched}");
+        // A start far past the total reads nothing and overflows nothing.
+        let (s, far) = c
+            .get("/api/v1/bentos?search=build&start=4611686018427387904&count=1")
+            .await;
+        assert_eq!(s, StatusCode::OK, "{far}");
+        assert_eq!(far["total"], 6, "{far}");
+        assert_eq!(far["items"], json!([]), "{far}");
         // 512 versions whose strings share common trigrams (each carried by more than the 500 a
         // search counts to): a needle of those only is counted by reading every version, one
         // with a rarer trigram still from the trigrams. Pages of 100 of each, and a far one.

@@ -418,12 +418,16 @@ pub async fn list(
         //
         // The read not chosen reads nothing. SQLite is told so by a LIMIT of 0, which it honours
         // before reading (a false condition on the total in the WHERE still let it read);
-        // PostgreSQL by that condition (a one-time filter), as a LIMIT it cannot see hides the
-        // page's size from its plan, which then read in parallel for 20 rows (found by review).
+        // PostgreSQL by that condition (a one-time filter) above the read, as a LIMIT it cannot
+        // see hides the page's size from its plan, which then read in parallel for 20 rows, and a
+        // filter inside the read still started its parallel workers (both found by review).
         (Some(p), Some(t)) => {
             let all = counts::sum(&repository_wheres, None);
+            // 2 x (start + count), at most 2^31: past the total nothing is read anyway, and the
+            // products below stay within 64 bits (a start near 2^62 overflowed PostgreSQL's).
+            let reach = start.saturating_add(count).saturating_mul(2).min(1 << 31);
             let gather = format!(
-                "({indexed} AND (SELECT n FROM total) * (SELECT n FROM total) <= 2 * ({offset} + {limit}) * {all})",
+                "({indexed} AND (SELECT n FROM total) * (SELECT n FROM total) <= {reach} * {all})",
                 indexed = t.indexed,
             );
             let read = |tables: &str, wheres: &str, chosen: &str| match backend {
@@ -432,8 +436,9 @@ pub async fn list(
                      LIMIT CASE WHEN (SELECT n FROM total) > {offset} AND {chosen} THEN {limit} ELSE 0 END OFFSET {offset}"
                 ),
                 super::DbBackend::Postgres => format!(
-                    "SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {wheres} \
-                     AND (SELECT n FROM total) > {offset} AND {chosen} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+                    "SELECT * FROM (SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {wheres} \
+                     ORDER BY {order} LIMIT {limit} OFFSET {offset}) chosen \
+                     WHERE (SELECT n FROM total) > {offset} AND {chosen}"
                 ),
             };
             // The matches are chosen apart from the order, so that PostgreSQL reads them by
