@@ -168,12 +168,18 @@ def list_queries(org: str) -> list[tuple[str, str]]:
     )
     search = "(r.name LIKE '%svc-04%' ESCAPE '\\' OR v.version LIKE '%svc-04%' ESCAPE '\\')"
     # A search's total: the counts of the repositories whose name matches, and the versions of the
-    # others whose string matches, found from the trigrams the triggers keep (counts.rs).
-    trigrams = " INTERSECT ".join(
+    # others whose string matches, found from the needle's rarest trigram the triggers keep
+    # (counts.rs `trigram_search`; the server writes `v.uid = ANY(ARRAY(...))` on PostgreSQL).
+    each = " UNION ALL ".join(f"SELECT lower('{t}') AS g" for t in sorted({"svc-04"[i : i + 3] for i in range(4)}))
+    rarest = (
+        f"SELECT x.g FROM ({each}) x ORDER BY (SELECT COUNT(*) FROM (SELECT 1 FROM _yatai_version_trigrams u "
+        f"WHERE u.organization_uid = {o} AND u.kind = 'bento' AND u.trigram = x.g LIMIT 500) y), x.g LIMIT 1"
+    )
+    trigrams = (
         f"SELECT t.version_uid FROM _yatai_version_trigrams t WHERE t.organization_uid = {o} AND t.kind = 'bento' "
-        f"AND t.trigram = lower('{t}')"
-        for t in sorted({"svc-04"[i : i + 3] for i in range(4)})
-    ) + f" UNION SELECT t.version_uid FROM _yatai_version_trigrams t WHERE t.organization_uid = {o} AND t.kind = 'bento' AND t.trigram = ''"
+        f"AND t.trigram = ({rarest}) UNION SELECT t.version_uid FROM _yatai_version_trigrams t "
+        f"WHERE t.organization_uid = {o} AND t.kind = 'bento' AND t.trigram = ''"
+    )
     search_total = (
         "SELECT (SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) FROM repositories r JOIN _yatai_version_counts c "
         f"ON c.repository_uid = r.uid WHERE r.organization_uid = {o} AND r.kind = 'bento' AND r.name LIKE '%svc-04%' ESCAPE '\\') "
