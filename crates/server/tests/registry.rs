@@ -1445,22 +1445,10 @@ backend_test!(
         ] {
             let expected = naive(needle).await;
             matched += expected.len();
-            let q = urlencoding(needle);
-            let mut paged = Vec::new();
             // Pages of one: a page is gathered from the matches or read in order depending on
             // matches^2 against 2 x (start + count) x all, so "build" (6 of 9 bentos) reads
             // its first page in order and the next ones gathered.
-            for start in 0..expected.len().max(1) {
-                let (s, page) = c
-                    .get(&format!("/api/v1/bentos?search={q}&start={start}&count=1"))
-                    .await;
-                assert_eq!(s, StatusCode::OK, "{page}");
-                assert_eq!(page["total"], expected.len(), "search {needle:?}: {page}");
-                for item in items(&page) {
-                    paged.push(item["version"].as_str().unwrap().to_string());
-                }
-            }
-            assert_eq!(paged, expected, "search {needle:?}, page by page");
+            search_page_by_page(&c, needle, &expected, 1).await;
         }
         assert!(matched > 20, "the searches match something: {matched}");
         // A start far past the total reads nothing and overflows nothing.
@@ -1493,21 +1481,7 @@ backend_test!(
         for needle in ["common-", "ommon-b25", "mon-a1", "MMON-A2", "on-"] {
             let expected = naive(needle).await;
             matched += expected.len();
-            let q = urlencoding(needle);
-            let mut paged = Vec::new();
-            for start in (0..expected.len()).step_by(100) {
-                let (s, page) = c
-                    .get(&format!(
-                        "/api/v1/bentos?search={q}&start={start}&count=100"
-                    ))
-                    .await;
-                assert_eq!(s, StatusCode::OK, "{page}");
-                assert_eq!(page["total"], expected.len(), "search {needle:?}: {page}");
-                for item in items(&page) {
-                    paged.push(item["version"].as_str().unwrap().to_string());
-                }
-            }
-            assert_eq!(paged, expected, "search {needle:?}, page by page");
+            search_page_by_page(&c, needle, &expected, 100).await;
         }
         assert!(matched > 1000, "the searches match the bulk: {matched}");
         counts_match(&app, "versions written in bulk").await;
@@ -1534,6 +1508,26 @@ backend_test!(
         counts_match(&app, "a version deleted").await;
     }
 );
+
+/// Reads the bento list searched for `needle` in pages of `count`, and checks each page's total
+/// and the pages, end to end, against `expected` (the versions, in list order).
+async fn search_page_by_page(c: &common::Client, needle: &str, expected: &[String], count: usize) {
+    let q = urlencoding(needle);
+    let mut paged = Vec::new();
+    for start in (0..expected.len().max(1)).step_by(count) {
+        let (s, page) = c
+            .get(&format!(
+                "/api/v1/bentos?search={q}&start={start}&count={count}"
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], expected.len(), "search {needle:?}: {page}");
+        for item in items(&page) {
+            paged.push(item["version"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(paged, expected, "search {needle:?}, page by page");
+}
 
 /// `needle` for a query string.
 fn urlencoding(needle: &str) -> String {
