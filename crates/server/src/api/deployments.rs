@@ -200,9 +200,10 @@ impl<'a> Present<'a> {
                     // repository declares `latest_bento` without a default: the key must be
                     // there (null is fine; the embedded repository is a shell).
                     if let Some(repo) = b.repository.as_mut() {
-                        repo.kind_fields
-                            .entry("latest_bento")
-                            .or_insert(serde_json::Value::Null);
+                        if repo.kind_fields.latest.is_none() {
+                            repo.kind_fields.kind = "bento".to_string();
+                            repo.kind_fields.latest = Some(None);
+                        }
                     }
                     b
                 }
@@ -290,9 +291,11 @@ fn deleted_bento(repository: &str, version: &str) -> schemas::VersionSchema {
         description: String::new(),
         creator: None,
         organization: None,
-        kind_fields: [("latest_bento".to_string(), serde_json::Value::Null)]
-            .into_iter()
-            .collect(),
+        kind_fields: schemas::KindFields {
+            kind: "bento".to_string(),
+            latest: Some(None),
+            n_versions: None,
+        },
     };
     schemas::VersionSchema {
         resource: schemas::resource("bento", "", version, 0, None),

@@ -5,8 +5,8 @@ use yatai_domain::time::{now_micros, to_rfc3339};
 use yatai_store::db::{api_tokens::ApiToken, organizations::Organization, users::User};
 
 pub use yatai_api_types::{
-    ApiTokenSchema, EventSchema, LabelItem, ListSchema, MemberSchema, OrganizationSchema,
-    PageQuery, RepositorySchema, ResourceSchema, UserSchema, VersionSchema,
+    ApiTokenSchema, EventSchema, KindFields, LabelItem, ListSchema, MemberSchema,
+    OrganizationSchema, PageQuery, RepositorySchema, ResourceSchema, UserSchema, VersionSchema,
 };
 
 /// The common fields of a resource.

@@ -8,7 +8,9 @@ use yatai_store::db::related::Related;
 use yatai_store::db::repositories::{Repository, RepositoryPage};
 use yatai_store::db::versions::Version;
 
-use crate::api::schemas::{self, LabelItem, RepositorySchema, UserSchema, VersionSchema};
+use crate::api::schemas::{
+    self, KindFields, LabelItem, RepositorySchema, UserSchema, VersionSchema,
+};
 use crate::AppState;
 
 /// Builds response shapes from stored rows and the [`Related`] rows read with them.
@@ -152,7 +154,7 @@ impl<'a> Presenter<'a> {
             description: r.description.clone(),
             creator: creator(related, r.creator_uid.as_deref()),
             organization: None,
-            kind_fields: serde_json::Map::new(),
+            kind_fields: KindFields::default(),
         }
     }
 
@@ -168,14 +170,12 @@ impl<'a> Presenter<'a> {
                     .pop(),
                 None => None,
             };
-            let value = serde_json::to_value(latest).map_err(|e| Error::Internal(e.to_string()))?;
-            schema
-                .kind_fields
-                .insert(format!("latest_{}", kind.as_str()), value);
             let n = page.n_versions.get(&r.uid).copied().unwrap_or(0);
-            schema
-                .kind_fields
-                .insert(format!("n_{}s", kind.as_str()), n.into());
+            schema.kind_fields = KindFields {
+                kind: kind.as_str().to_string(),
+                latest: Some(latest.map(Box::new)),
+                n_versions: Some(u64::try_from(n).unwrap_or(0)),
+            };
             out.push(schema);
         }
         Ok(out)
