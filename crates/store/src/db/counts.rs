@@ -14,8 +14,8 @@
 //! ([`super::generation`]): every write counts, whichever function, import or restore made it.
 //! They are engine-specific, so they are installed after the migrations, and the tables are
 //! bookkeeping, left out of backups: they are made from the data, never restored. Whenever
-//! anything of them was missing or of an older text, or a migration ran, the counts are made again from the data
-//! under a lock that holds writers off, so they start right whatever came before (a restore
+//! anything of them was missing or of an older text, or a migration ran, the counts are made
+//! again from the data under a lock that holds writers off, so they start right whatever came before (a restore
 //! into a database without the triggers, an older binary that wrote without them).
 //!
 //! A label counts where it is on a version. Either of a version and its label may be written
@@ -39,7 +39,7 @@ pub const LABELS: &str = "_yatai_label_counts";
 pub const LABELLED: &str = "_yatai_labelled_versions";
 /// The trigrams of each version string, lower-cased, in its organization and kind: a search's
 /// total finds the versions whose string may contain the search from the trigrams they share,
-/// instead of reading every version ([`search_candidates`]).
+/// instead of reading every version ([`trigram_search`]).
 pub const TRIGRAMS: &str = "_yatai_version_trigrams";
 /// The numbers 1 to [`INDEXED_CHARS`], which a trigger joins to cut a string into trigrams
 /// (SQLite allows no recursive query in a trigger).
@@ -140,6 +140,24 @@ impl Counter {
     fn recount(self, source: &str) -> [String; 2] {
         [format!("DELETE FROM {}", self.table), self.add(source)]
     }
+}
+
+/// The tables and the index the triggers keep, by name (what `installed` looks for).
+const KEPT: [&str; 6] = [
+    VERSIONS,
+    LABELS,
+    LABELLED,
+    LABELLED_NEWEST,
+    TRIGRAMS,
+    POSITIONS,
+];
+
+/// What creates [`KEPT`] where missing (the numbers of [`POSITIONS`] included).
+fn kept_create() -> Vec<String> {
+    let mut sql = vec![BY_REPOSITORY.create(), BY_LABEL.create()];
+    sql.extend(labelled_create());
+    sql.extend(trigrams_create());
+    sql
 }
 
 /// The columns of [`LABELLED`], as each source below selects them.
@@ -658,9 +676,7 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
         DbBackend::Sqlite => {
             // One write transaction: no writer can come between the triggers and the recount.
             // Every trigger is made again, so that one of an older text is replaced.
-            let mut sql = vec![BY_REPOSITORY.create(), BY_LABEL.create()];
-            sql.extend(labelled_create());
-            sql.extend(trigrams_create());
+            let mut sql = kept_create();
             for t in triggers(DbBackend::Sqlite) {
                 sql.push(format!("DROP TRIGGER IF EXISTS {}", t.name));
                 sql.push(t.create);
@@ -677,26 +693,28 @@ pub async fn install(db: &Db, migrated: bool) -> Result<(), Error> {
 /// triggers (SQLite, with their current text) are in place, in one query.
 async fn installed(db: &Db) -> Result<bool, Error> {
     let backend = db.backend();
-    let names: Vec<&str> = triggers(backend).iter().map(|t| t.name).collect();
+    let triggers = triggers(backend);
+    let names: Vec<&str> = triggers.iter().map(|t| t.name).collect();
     let mut args = super::query::Args::default();
     let sql = match backend {
         // SQLite keeps a trigger's text as it was written (`CREATE TRIGGER name ...`).
         DbBackend::Sqlite => {
-            let texts: Vec<String> = triggers(backend)
-                .into_iter()
+            let texts: Vec<String> = triggers
+                .iter()
                 .map(|t| {
                     format!(
                         "(name = {} AND sql = {})",
                         args.push(t.name),
-                        args.push(t.create)
+                        args.push(t.create.as_str())
                     )
                 })
                 .collect();
             format!(
-                "SELECT CASE WHEN (SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'index') AND name IN ({tables})) = 6 \
+                "SELECT CASE WHEN (SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'index') AND name IN ({tables})) = {kept} \
                    AND (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND ({texts})) = {n} \
                  THEN 1 ELSE 0 END",
-                tables = args.list([VERSIONS, LABELS, LABELLED, LABELLED_NEWEST, TRIGRAMS, POSITIONS]),
+                tables = args.list(KEPT),
+                kept = KEPT.len(),
                 texts = texts.join(" OR "),
                 n = names.len(),
             )
@@ -713,19 +731,16 @@ async fn installed(db: &Db) -> Result<bool, Error> {
                     )
                 })
                 .collect();
+            let tables: Vec<String> = KEPT
+                .iter()
+                .map(|t| format!("to_regclass({}) IS NOT NULL", args.push(*t)))
+                .collect();
             format!(
-                "SELECT CASE WHEN to_regclass({versions}) IS NOT NULL AND to_regclass({labels}) IS NOT NULL \
-                   AND to_regclass({labelled}) IS NOT NULL AND to_regclass({labelled_newest}) IS NOT NULL \
-                   AND to_regclass({trigrams}) IS NOT NULL AND to_regclass({positions}) IS NOT NULL AND {bodies} \
+                "SELECT CASE WHEN {tables} AND {bodies} \
                    AND (SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
                         WHERE c.relnamespace = current_schema()::regnamespace \
                         AND t.tgname IN ({triggers})) = {n} THEN 1::bigint ELSE 0::bigint END",
-                versions = args.push(VERSIONS),
-                labels = args.push(LABELS),
-                labelled = args.push(LABELLED),
-                labelled_newest = args.push(LABELLED_NEWEST),
-                trigrams = args.push(TRIGRAMS),
-                positions = args.push(POSITIONS),
+                tables = tables.join(" AND "),
                 bodies = bodies.join(" AND "),
                 triggers = args.list(names.iter().copied()),
                 n = names.len(),
@@ -760,11 +775,8 @@ async fn install_postgres(db: &Db) -> Result<(), Error> {
         let mut sql = vec![
             "SET LOCAL lock_timeout = '5s'".to_string(),
             "LOCK TABLE versions, labels IN SHARE ROW EXCLUSIVE MODE".to_string(),
-            BY_REPOSITORY.create(),
-            BY_LABEL.create(),
         ];
-        sql.extend(labelled_create());
-        sql.extend(trigrams_create());
+        sql.extend(kept_create());
         // Replaced only when they differ: a role that may not own functions starts as long as
         // they are already the right ones.
         for f in pg_functions() {

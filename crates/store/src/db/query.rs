@@ -46,8 +46,8 @@ pub fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-/// Whether any of `columns` matches the LIKE pattern `p` (a placeholder of one made by
-/// [`Args::contains`] or pushed as `%` + [`escape_like`] + `%`).
+/// Whether any of `columns` matches the LIKE pattern `p` (a placeholder from
+/// [`Args::like_pattern`]).
 ///
 /// The pattern is an expression (`p || ''`), not the bare placeholder: SQLite marks a statement
 /// with `column LIKE ?` to be prepared again whenever that value is bound (its plan could use an
@@ -87,8 +87,14 @@ impl Args {
     /// A search: `needle` anywhere in any of `columns` (its `%`, `_` and `\` taken literally);
     /// returns the condition, its one value pushed.
     pub fn contains(&mut self, columns: &[&str], needle: &str) -> String {
-        let p = self.push(format!("%{}%", escape_like(needle)));
+        let p = self.like_pattern(needle);
         like_any(columns, &p)
+    }
+
+    /// Adds the LIKE pattern of `needle` anywhere (its `%`, `_` and `\` taken literally), for
+    /// [`like_any`]; returns its placeholder.
+    pub fn like_pattern(&mut self, needle: &str) -> String {
+        self.push(format!("%{}%", escape_like(needle)))
     }
 
     fn bind_to<'q, O>(
@@ -155,23 +161,25 @@ impl Args {
     }
 }
 
-/// The LIMIT and OFFSET of a page (never negative), to be written into a statement as numbers,
-/// not bound as values.
+/// The LIMIT and OFFSET of a page (never negative), written into a statement as numbers where a
+/// kept plan is right for any values, else bound.
 ///
 /// Why: a plan PostgreSQL keeps for any values cannot know a bound LIMIT, and costs it as a tenth
 /// of the rows; so for the list of versions it made a plan for each run (custom plans, about half
 /// of a fresh list: 1.7 to 2.5 ms against 1.0 to 1.3 ms with the LIMIT written, `pgbench` at
 /// 10,000 bentos), and a kept plan for a bound LIMIT read all 20,000 labels to join them to a page
 /// of 20. Written, the page is costed for its size, and PostgreSQL keeps one plan when it costs
-/// what a custom one does. Where the values matter (a rare label, a search that matches
-/// little) a kept plan is wrong: forcing one made a page of a label carried by one version in
-/// 200,000 walk every version (657 ms against 0.17 ms). Each page size and start is its own prepared statement (sqlx keeps the 100 most recently
-/// used per connection), which is cheap for the few pages clients ask for.
+/// what a custom one does. Where the values matter (a label checked row by row, a search that
+/// matches little) a kept plan is wrong: forcing one made a page of a label carried by one
+/// version in 200,000 walk every version (657 ms against 0.17 ms). Each page size and start is
+/// its own prepared statement (sqlx keeps the 100 most recently used per connection), which is
+/// cheap for the few pages clients ask for.
 ///
-/// Of the prepared pages, only an unfiltered list of versions uses it ([`page`] writes it too,
-/// and its statements are not kept). A filtered list binds it, so that it is planned for its
-/// values as before; the repository list with a label kept a plan with its LIMIT bound (1.1 ms)
-/// and was planned on each run with it written (2.5 ms), so it binds it too.
+/// Of the prepared pages, an unfiltered list of versions and one of a label read from its index
+/// write it ([`page`] writes it too, and its statements are not kept). Other filtered lists bind
+/// it, so that they are planned for their values; the repository list with a label kept a plan
+/// with its LIMIT bound (1.1 ms) and was planned on each run with it written (2.5 ms), so it
+/// binds it too.
 pub fn limit_offset(page: Page) -> (i64, i64) {
     (page.count.max(0), page.start.max(0))
 }

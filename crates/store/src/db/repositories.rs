@@ -8,7 +8,7 @@ use yatai_domain::paging::Page;
 
 use std::collections::HashMap;
 
-use super::query::{from_json, prefixed, Args, JsonSql};
+use super::query::{from_json, limit_offset, prefixed, Args, JsonSql};
 use super::related::Related;
 use super::versions::{self, Version};
 use super::{counts, db_error, db_error_named, Db};
@@ -177,7 +177,8 @@ pub async fn list(
         RepositoryOrder::Name => ("r.name", "p.name"),
     };
     let wheres = wheres.join(" AND ");
-    let (limit, offset) = (args.push(page.count.max(0)), args.push(page.start.max(0)));
+    let (count, start) = limit_offset(page);
+    let (limit, offset) = (args.push(count), args.push(start));
     read_page(
         db,
         &args,

@@ -6,7 +6,7 @@ use yatai_domain::{time::now_micros, Error};
 
 use yatai_domain::paging::Page;
 
-use super::query::{escape_like, from_json, like_any, limit_offset, prefixed, Args, JsonSql};
+use super::query::{from_json, like_any, limit_offset, prefixed, Args, JsonSql};
 use super::related::Related;
 use super::{counts, db_error, db_error_named, repositories, Db};
 
@@ -268,8 +268,7 @@ pub async fn list(
     if let Some(repo) = &repo {
         wheres.push(format!("v.repository_uid = {repo}"));
     }
-    let search = (!filter.search.is_empty())
-        .then(|| args.push(format!("%{}%", escape_like(&filter.search))));
+    let search = (!filter.search.is_empty()).then(|| args.like_pattern(&filter.search));
     if let Some(p) = &search {
         wheres.push(like_any(&["r.name", "v.version"], p));
     }
@@ -367,19 +366,18 @@ pub async fn list(
         count_wheres.join(" AND ")
     );
     let total = match (&search, &trigrams) {
-        (Some(p), Some(t)) => format!(
-            "SELECT CASE WHEN {indexed} THEN {by_name} + (SELECT COUNT(*) FROM versions v CROSS JOIN repositories r \
-               WHERE {in_candidates} AND r.uid = v.repository_uid AND {repository_wheres} \
-               AND NOT {name_matches} AND {version_matches}) ELSE ({counted}) END",
-            indexed = t.indexed,
-            by_name = counts::sum(
-                &format!("{repository_wheres} AND {}", like_any(&["r.name"], p)),
-                None
-            ),
-            name_matches = like_any(&["r.name"], p),
-            version_matches = like_any(&["v.version"], p),
-            in_candidates = member("v.uid", &t.candidates),
-        ),
+        (Some(p), Some(t)) => {
+            let name_matches = like_any(&["r.name"], p);
+            format!(
+                "SELECT CASE WHEN {indexed} THEN {by_name} + (SELECT COUNT(*) FROM versions v CROSS JOIN repositories r \
+                   WHERE {in_candidates} AND r.uid = v.repository_uid AND {repository_wheres} \
+                   AND NOT {name_matches} AND {version_matches}) ELSE ({counted}) END",
+                indexed = t.indexed,
+                by_name = counts::sum(&format!("{repository_wheres} AND {name_matches}"), None),
+                version_matches = like_any(&["v.version"], p),
+                in_candidates = member("v.uid", &t.candidates),
+            )
+        }
         _ if filter.search.is_empty()
             && filter.labels.len() <= 1
             && filter.upload_status.is_none() =>
