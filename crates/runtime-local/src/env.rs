@@ -367,11 +367,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A "python3.9" that does not run (like a pyenv shim of an uninstalled version) and a
         // python3 of another version.
+        //
+        // A child shell writes them: were this process to hold a script open for writing while
+        // another test thread forks, the fork's copy of that descriptor would make running the
+        // script fail with ETXTBSY ("Text file busy") until the fork execs, as it once did in CI.
         let fake = |name: &str, body: &str| {
             let p = dir.path().join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let status = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(r#"printf '#!/bin/sh\n%s\n' "$2" > "$1" && chmod 755 "$1""#)
+                .arg("sh")
+                .arg(&p)
+                .arg(body)
+                .status()
+                .unwrap();
+            assert!(status.success(), "writing {}", p.display());
         };
         fake(
             "python3.9",
