@@ -175,8 +175,9 @@ impl Args {
 /// its own prepared statement (sqlx keeps the 100 most recently used per connection), which is
 /// cheap for the few pages clients ask for.
 ///
-/// Of the prepared pages, an unfiltered list of versions and one of a label read from its index
-/// write it ([`page`] writes it too, and its statements are not kept). Other filtered lists bind
+/// Of the prepared pages, an unfiltered list of versions, one of a label read from its index and,
+/// on PostgreSQL, a search through the trigrams write it ([`page`] writes it too, and its
+/// statements are not kept). Other filtered lists bind
 /// it, so that they are planned for their values; the repository list with a label kept a plan
 /// with its LIMIT bound (1.1 ms) and was planned on each run with it written (2.5 ms), so it
 /// binds it too.
