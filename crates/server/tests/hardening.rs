@@ -1167,3 +1167,38 @@ mod one_upload_runs_whatever_the_race {
         one_upload_runs_whatever_the_race(common::Backend::Production).await;
     }
 }
+
+// A transaction that reads, then writes after another connection has committed. On SQLite a
+// deferred transaction fails at that write without waiting (`SQLITE_BUSY_SNAPSHOT`), and a
+// request answered it with a 500 (once in CI, demoting the last admin). Every transaction the
+// server starts takes the write lock at once there, so the other writer waits its turn instead.
+backend_test!(
+    a_transaction_that_reads_then_writes_is_not_failed_by_a_concurrent_writer,
+    |app: TestApp| async move {
+        use yatai_store::db::settings;
+        let db = app.state.db.clone();
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(settings::get(&mut *tx, "probe").await.unwrap(), None);
+        let mut other = {
+            let db = db.clone();
+            tokio::spawn(async move { settings::insert_new(db.pool(), "other", "1").await })
+        };
+        // Time for the other writer to commit if it may (a deferred SQLite transaction let it).
+        let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut other).await;
+        let wrote = settings::insert_new(&mut *tx, "probe", "1").await;
+        assert!(
+            wrote.as_ref().is_ok_and(|w| *w),
+            "the transaction's write after a concurrent commit: {wrote:?}"
+        );
+        tx.commit().await.unwrap();
+        let other = match early {
+            Ok(done) => done,
+            Err(_) => other.await,
+        };
+        assert!(other.unwrap().unwrap(), "the other writer wrote too");
+        assert_eq!(
+            settings::get(db.pool(), "probe").await.unwrap().as_deref(),
+            Some("1")
+        );
+    }
+);

@@ -155,9 +155,20 @@ impl Db {
         tx.commit().await.map_err(db_error)
     }
 
-    /// Starts a transaction.
+    /// Starts a transaction (to write: every caller writes).
+    ///
+    /// On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`). A deferred transaction
+    /// that reads and then writes fails at its first write, without waiting, when another
+    /// connection has committed since its read (`SQLITE_BUSY_SNAPSHOT`: the busy timeout does
+    /// not apply), which a request then answered with a 500. Taken at the start, the lock is
+    /// waited for like any other (the busy timeout), and the transaction reads what it writes
+    /// over. PostgreSQL's transactions see each statement's own snapshot and wait on row locks.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
-        self.pool.begin().await.map_err(db_error)
+        match self.backend {
+            DbBackend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            DbBackend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_error)
     }
 
     /// Checks that the database answers.
@@ -235,6 +246,16 @@ pub fn db_error(e: sqlx::Error) -> Error {
             Error::invalid(
                 "the request holds characters or values the database cannot store (a NUL byte?)",
             )
+        }
+        // SQLite busy or locked past the busy timeout (5 SQLITE_BUSY, 6 SQLITE_LOCKED and their
+        // extended codes): another writer held the database; the request may be retried.
+        sqlx::Error::Database(d)
+            if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                && d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|n| matches!(n & 0xff, 5 | 6)) =>
+        {
+            Error::Unavailable(format!("database busy, retry: {}", one_line(&e)))
         }
         // The server ended the connection (an administrator, a restart, a failover): the request
         // may be retried as soon as the pool has reconnected.
