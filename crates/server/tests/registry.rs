@@ -1368,8 +1368,8 @@ backend_test!(
 // A search's total is made from the counts (repositories whose name matches) and from the
 // trigrams of version strings (versions of the other repositories), not by reading every
 // version. Compared here, for searches of every kind, with the plain statement that reads every
-// version (the engine's own LIKE: case-insensitive on SQLite, case-sensitive on PostgreSQL), and
-// page by page with the same statement's order.
+// version (the engine's own LIKE, case-sensitive on both), and page by page with the same
+// statement's order.
 backend_test!(
     search_totals_agree_with_reading_every_version,
     |app: TestApp| async move {
@@ -1451,6 +1451,17 @@ backend_test!(
             search_page_by_page(&c, needle, &expected, 1).await;
         }
         assert!(matched > 20, "the searches match something: {matched}");
+        // Case counts, on both engines alike (as in Yatai 1.x; SQLite's LIKE ignored it).
+        for (list, needle, total) in [
+            ("bentos", "Rc1", 1),
+            ("bentos", "rc1", 0),
+            ("bentos", "BUILD", 0),
+            ("bento_repositories", "alpha", 1),
+            ("bento_repositories", "ALPHA", 0),
+        ] {
+            let (_, found) = c.get(&format!("/api/v1/{list}?search={needle}")).await;
+            assert_eq!(found["total"], total, "{list}, search {needle:?}: {found}");
+        }
         // A start far past the total reads nothing and overflows nothing.
         let (s, far) = c
             .get("/api/v1/bentos?search=build&start=4611686018427387904&count=1")

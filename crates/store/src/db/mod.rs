@@ -102,8 +102,13 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    // `case_sensitive_like`: a search matches as on PostgreSQL (and in Yatai
+                    // 1.x): SQLite's LIKE otherwise ignores the case of ASCII letters, so the
+                    // same search found `Rc1` for `rc1` on the embedded default only. The
+                    // pragma is deprecated upstream but compiled into the bundled SQLite; the
+                    // search tests check both engines agree.
                     if backend == DbBackend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA case_sensitive_like = ON;")
                             .await?;
                     }
                     Ok(())
