@@ -746,3 +746,61 @@ fn the_openapi_document_is_the_reviewed_one() {
     assert!(upload["requestBody"]["content"]["application/octet-stream"].is_object());
     insta::assert_json_snapshot!("openapi", doc);
 }
+
+// Two admins demoting each other at once: one demotion wins, the other is refused, and the
+// organization keeps an admin. On PostgreSQL both once counted the other admin and committed
+// (each changed a different row), leaving none; rounds, as the race is one of timing.
+backend_test!(
+    two_admins_demoting_each_other_at_once_leave_one_admin,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (s, b) = admin
+            .post(
+                "/api/v1/users",
+                json!({"name": "second", "email": "second@example.com", "password": "second-password"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let second = app.browser();
+        second.login("second", "second-password").await;
+        let admins = |members: &serde_json::Value| {
+            members["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["role"] == "admin")
+                .map(|m| m["user"]["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let demote = |name: &str| json!({"usernames": [name], "role": "developer"});
+        let both = json!({"usernames": ["admin", "second"], "role": "admin"});
+        for round in 0..12 {
+            // Whoever is still an admin makes both admins again.
+            if admin.post("/api/v1/members", both.clone()).await.0 != StatusCode::OK {
+                let (s, b) = second.post("/api/v1/members", both.clone()).await;
+                assert_eq!(s, StatusCode::OK, "round {round}: {b}");
+            }
+            let ((s1, b1), (s2, b2)) = tokio::join!(
+                admin.post("/api/v1/members", demote("second")),
+                second.post("/api/v1/members", demote("admin")),
+            );
+            let ok = [s1, s2].iter().filter(|s| **s == StatusCode::OK).count();
+            assert_eq!(
+                ok, 1,
+                "round {round}: exactly one demotion wins: {s1} {b1}, {s2} {b2}"
+            );
+            for (s, b) in [(s1, b1), (s2, b2)] {
+                assert!(
+                    [StatusCode::OK, StatusCode::CONFLICT, StatusCode::FORBIDDEN].contains(&s),
+                    "round {round}: {s} {b}"
+                );
+            }
+            let (_, members) = admin.get("/api/v1/members").await;
+            assert_eq!(
+                admins(&members).len(),
+                1,
+                "round {round}: one admin is left: {members}"
+            );
+        }
+    }
+);

@@ -47,6 +47,7 @@ pub async fn set_roles(
         ));
     }
     let mut tx = svc.db.begin().await?;
+    members::lock_organization(&mut *tx, &caller.organization.uid).await?;
     for name in usernames {
         let user = users::find_by_name(&mut *tx, name)
             .await?
@@ -66,6 +67,7 @@ pub async fn set_roles(
 pub async fn remove(svc: &Services, caller: &Caller, username: &str) -> Result<(), Error> {
     caller.authorize(Action::ManageMembers)?;
     let mut tx = svc.db.begin().await?;
+    members::lock_organization(&mut *tx, &caller.organization.uid).await?;
     let user = users::find_by_name(&mut *tx, username)
         .await?
         .ok_or_else(|| Error::field("username", Error::not_found("member", username)))?;

@@ -87,6 +87,23 @@ where
     .await
 }
 
+/// Serialises changes to an organization's members, as the first statement of a transaction
+/// that checks a rule over all of them (at least one admin). On PostgreSQL two demotions of two
+/// admins at once each counted the other admin and both committed, leaving none (each changed
+/// a different row, so no row lock met the other); writing the organization's row makes the
+/// second wait for the first and count after it. SQLite runs one write transaction at a time.
+pub async fn lock_organization<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+) -> Result<(), Error> {
+    sqlx::query("UPDATE organizations SET updated_at = updated_at WHERE uid = $1")
+        .bind(organization_uid)
+        .execute(ex)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// Counts the admins of an organization.
 pub async fn count_admins<'c>(
     ex: impl Executor<'c, Database = Any>,
