@@ -236,7 +236,7 @@ async fn read_page(
             "p.uid"
         ),
         latest = json.rows(&json.object("v", versions::COLUMNS), "FROM latest v", "v.uid"),
-        related = Related::columns(json, "latest", "page"),
+        related = Related::columns_beside_repositories(json, "latest", "page"),
     );
     let (total, rows, counts, latest, r, l, b, u): (
         i64,
@@ -252,14 +252,14 @@ async fn read_page(
     let counts: Vec<(String, i64)> = from_json("version counts", &counts)?;
     let latest: Vec<Version> = from_json("newest versions", &latest)?;
     Ok(RepositoryPage {
-        repositories,
         total,
         latest: latest
             .into_iter()
             .map(|v| (v.repository_uid.clone(), v))
             .collect(),
         n_versions: counts.into_iter().collect(),
-        related: Related::from_columns(&(r, l, b, u))?,
+        related: Related::from_columns(&(r, l, b, u))?.with_repositories(&repositories),
+        repositories,
     })
 }
 
