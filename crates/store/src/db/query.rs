@@ -177,10 +177,9 @@ impl Args {
 ///
 /// Of the prepared pages, an unfiltered list of versions, one of a label read from its index and,
 /// on PostgreSQL, a search through the trigrams write it ([`page`] writes it too, and its
-/// statements are not kept). Other filtered lists bind
-/// it, so that they are planned for their values; the repository list with a label kept a plan
-/// with its LIMIT bound (1.1 ms) and was planned on each run with it written (2.5 ms), so it
-/// binds it too.
+/// statements are not kept). Other filtered lists bind it, so that they are planned for their
+/// values; the repository list with a label kept a plan with its LIMIT bound (1.1 ms) and was
+/// planned on each run with it written (2.5 ms), so it binds it too.
 pub fn limit_offset(page: Page) -> (i64, i64) {
     (page.count.max(0), page.start.max(0))
 }

@@ -412,9 +412,9 @@ pub async fn list(
     // search through the trigrams writes it on PostgreSQL: the statement chooses between its
     // walk and its gathered matches itself, so one plan serves every pattern (see above).
     let (count, start) = limit_offset(page);
-    let (limit, offset) = if (filter.labels.is_empty() || (by_label && filter.labels.len() == 1))
+    let (limit, offset) = if ((filter.labels.is_empty() || (by_label && filter.labels.len() == 1))
         && filter.search.is_empty()
-        && filter.upload_status.is_none()
+        && filter.upload_status.is_none())
         || (backend == super::DbBackend::Postgres && trigrams.is_some())
     {
         (count.to_string(), start.to_string())
@@ -425,7 +425,7 @@ pub async fn list(
     // otherwise walk every organization's versions).
     let page_wheres = page_wheres.join(" AND ");
     let columns = prefixed("v", COLUMNS);
-    let page_sql = match (&search, &trigrams) {
+    let (page_sql, choice) = match (&search, &trigrams) {
         // A search found by trigrams: its matches gathered (the versions of the repositories
         // whose name matches, and the candidates of the others) and sorted, or the versions read
         // in order, each checked, until the page is full. Gathering reads each match, about
@@ -438,15 +438,19 @@ pub async fn list(
         // PostgreSQL by that condition (a one-time filter) above the read, as a LIMIT it cannot
         // see hides the page's size from its plan, which then read in parallel for 20 rows, and a
         // filter inside the read still started its parallel workers (both found by review).
+        //
+        // The choice is made once, in its own CTE (`choice`), which both reads consult: written
+        // into each, its count of all versions ran twice in PostgreSQL.
         (Some(p), Some(t)) => {
             let all = counts::sum(&repository_wheres, None);
             // 2 x (start + count), at most 2^31: past the total nothing is read anyway, and the
             // products below stay within 64 bits (a start near 2^62 overflowed PostgreSQL's).
             let reach = start.saturating_add(count).saturating_mul(2).min(1 << 31);
-            let gather = format!(
-                "({indexed} AND (SELECT n FROM total) * (SELECT n FROM total) <= {reach} * {all})",
+            let choice = format!(
+                "choice AS (SELECT ({indexed} AND (SELECT n FROM total) * (SELECT n FROM total) <= {reach} * {all}) AS gather), ",
                 indexed = t.indexed,
             );
+            let gather = "(SELECT gather FROM choice)";
             let read = |tables: &str, wheres: &str, chosen: &str| match backend {
                 super::DbBackend::Sqlite => format!(
                     "SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {wheres} ORDER BY {order} \
@@ -477,15 +481,19 @@ pub async fn list(
                 ),
                 in_candidates = member("v.uid", &t.candidates),
             );
-            format!(
+            let page_sql = format!(
                 "SELECT * FROM ({walk}) w UNION ALL SELECT * FROM ({gathered}) g",
                 walk = read(tables, &page_wheres, &format!("NOT {gather}")),
-                gathered = read(&matches, &page_wheres, &gather),
-            )
+                gathered = read(&matches, &page_wheres, gather),
+            );
+            (page_sql, choice)
         }
-        _ => format!(
-            "SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {page_wheres} AND (SELECT n FROM total) > {offset} \
-             ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+        _ => (
+            format!(
+                "SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {page_wheres} AND (SELECT n FROM total) > {offset} \
+                 ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            ),
+            String::new(),
         ),
     };
     // SQLite reads a CTE used more than once only once, unless it is a compound (the search's
@@ -501,7 +509,7 @@ pub async fn list(
         None => String::new(),
     };
     let sql = format!(
-        "WITH {rarest}total AS (SELECT ({total}) AS n), \
+        "WITH {rarest}total AS (SELECT ({total}) AS n), {choice}\
          page AS {kept}({page_sql}), \
          page_repositories AS (SELECT {repository_columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM page)) \
          SELECT (SELECT n FROM total), {rows}, {related}",
