@@ -1520,6 +1520,48 @@ backend_test!(
     }
 );
 
+// A search's page read in list order walks the versions of every organization (on PostgreSQL
+// each is checked against the organization's repositories, not joined to its own) and keeps
+// its organization's only, whichever way the page is read.
+backend_test!(
+    a_search_shows_only_its_own_organization,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let scopes = ["api", "read_organization", "write_organization"];
+        let (_, mine) = admin.create_token("mine", &scopes).await;
+        let (s, b) = admin.post("/api/v1/orgs", json!({"name": "other"})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (_, theirs) = admin.in_org("other").create_token("theirs", &scopes).await;
+        let (mine, theirs) = (app.with_token(&mine), app.with_token(&theirs));
+        // Written in turns, so that each organization's versions lie between the other's.
+        for i in 0..4 {
+            for (c, repo, version) in [
+                (&theirs, "build-svc", format!("build-t{i}")),
+                (&mine, "svc", format!("build-m{i}")),
+                (&theirs, "other-svc", format!("build-u{i}")),
+            ] {
+                create_version(c, "bento", repo, &version, bento_manifest(&[]), json!([])).await;
+            }
+        }
+        let newest_first = |prefix: &str| -> Vec<String> {
+            (0..4).rev().map(|i| format!("{prefix}{i}")).collect()
+        };
+        let both: Vec<String> = (0..4)
+            .rev()
+            .flat_map(|i| [format!("build-u{i}"), format!("build-t{i}")])
+            .collect();
+        // Pages of one are read in order (4 matches of 4 against 2 x 1 x 4), larger ones
+        // gathered: both ways.
+        for count in [1, 2, 10] {
+            search_page_by_page(&mine, "build", &newest_first("build-m"), count).await;
+            search_page_by_page(&mine, "svc", &newest_first("build-m"), count).await;
+            search_page_by_page(&theirs, "build", &both, count).await;
+            search_page_by_page(&theirs, "svc", &both, count).await;
+            search_page_by_page(&theirs, "build-m", &[], count).await;
+        }
+    }
+);
+
 /// Reads the bento list searched for `needle` in pages of `count`, and checks each page's total
 /// and the pages, end to end, against `expected` (the versions, in list order).
 async fn search_page_by_page(c: &common::Client, needle: &str, expected: &[String], count: usize) {

@@ -837,6 +837,17 @@ pub fn sum(wheres: &str, label: Option<(&str, &str)>) -> String {
     )
 }
 
+/// The SQL of a row of two sums over the repositories `wheres` selects (as `r`): the number of
+/// their versions (`every`), and of those of them `named` also selects (`named`). One read of
+/// the counts where two [`sum`]s read them twice.
+pub fn sums(wheres: &str, named: &str) -> String {
+    format!(
+        "SELECT CAST(COALESCE(SUM(c.n), 0) AS BIGINT) AS every, \
+         CAST(COALESCE(SUM(CASE WHEN {named} THEN c.n ELSE 0 END), 0) AS BIGINT) AS named \
+         FROM repositories r JOIN {VERSIONS} c ON c.repository_uid = r.uid WHERE {wheres}"
+    )
+}
+
 /// The SQL of whether a version of the repository `repository` carries the label `(k, v)`
 /// (placeholders), for a condition.
 pub fn has_label(repository: &str, (k, v): (&str, &str)) -> String {

@@ -254,6 +254,18 @@ impl JsonSql {
         }
     }
 
+    /// [`Self::object`] of a row of a relation the statement itself defines with `columns` and
+    /// at most other columns its reader ignores (a page's `sort_name`): PostgreSQL encodes the
+    /// row whole, without looking up the type of each argument of `json_build_object` again for
+    /// every row (pgbench, a page of 20 versions at 10,000 bentos: 0.60 -> 0.54 ms). Never for a
+    /// table: every column of the row is sent.
+    pub fn row(self, alias: &str, columns: &str) -> String {
+        match self.0 {
+            super::DbBackend::Sqlite => self.object(alias, columns),
+            super::DbBackend::Postgres => alias.to_string(),
+        }
+    }
+
     /// A JSON array of the expressions `items` (comma-separated).
     pub fn array(self, items: &str) -> String {
         match self.0 {

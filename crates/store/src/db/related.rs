@@ -102,7 +102,7 @@ impl Related {
     ) -> String {
         let repository_rows = if repository_rows {
             json.rows(
-                &json.object("r", repositories::COLUMNS),
+                &json.row("r", repositories::COLUMNS),
                 &format!("FROM {repositories} r"),
                 "r.uid",
             )

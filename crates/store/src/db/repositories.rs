@@ -229,13 +229,13 @@ async fn read_page(
            WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1)) \
          SELECT ({total_select}), {rows}, {counts}, {latest}, {related}",
         version_columns = prefixed("v", versions::COLUMNS),
-        rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
+        rows = json.rows(&json.row("p", COLUMNS), "FROM page p", rows_order),
         counts = json.rows(
             &json.array(&format!("p.uid, {}", counts::versions_in("p.uid"))),
             "FROM page p",
             "p.uid"
         ),
-        latest = json.rows(&json.object("v", versions::COLUMNS), "FROM latest v", "v.uid"),
+        latest = json.rows(&json.row("v", versions::COLUMNS), "FROM latest v", "v.uid"),
         related = Related::columns_beside_repositories(json, "latest", "page"),
     );
     let (total, rows, counts, latest, r, l, b, u): (

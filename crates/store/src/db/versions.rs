@@ -389,7 +389,7 @@ pub async fn list(
                    WHERE {in_candidates} AND r.uid = v.repository_uid AND {repository_wheres} \
                    AND NOT {name_matches} AND {version_matches}) ELSE ({counted}) END",
                 indexed = t.indexed,
-                by_name = counts::sum(&format!("{repository_wheres} AND {name_matches}"), None),
+                by_name = "(SELECT named FROM sums)",
                 version_matches = like_any(&["v.version"], p),
                 in_candidates = member("v.uid", &t.candidates),
             )
@@ -442,7 +442,7 @@ pub async fn list(
         // The choice is made once, in its own CTE (`choice`), which both reads consult: written
         // into each, its count of all versions ran twice in PostgreSQL.
         (Some(p), Some(t)) => {
-            let all = counts::sum(&repository_wheres, None);
+            let all = "(SELECT every FROM sums)";
             // 2 x (start + count), at most 2^31: past the total nothing is read anyway, and the
             // products below stay within 64 bits (a start near 2^62 overflowed PostgreSQL's).
             let reach = start.saturating_add(count).saturating_mul(2).min(1 << 31);
@@ -481,9 +481,40 @@ pub async fn list(
                 ),
                 in_candidates = member("v.uid", &t.candidates),
             );
+            // PostgreSQL, an organization-wide walk by age: each version read is checked against
+            // two sets, each read once and hashed (the organization's repositories of the kind,
+            // and those whose name matches), not by looking up its repository: the page's rows
+            // alone are joined to theirs. pgbench, the search of `bench/api` (160 versions
+            // walked for 20): 0.91 -> 0.85 ms (0.80 with the sums below).
+            let walk = match (backend, &filter.repository_uid, filter.order) {
+                (
+                    super::DbBackend::Postgres,
+                    None,
+                    VersionOrder::NewestFirst | VersionOrder::OldestFirst,
+                ) => {
+                    let in_repositories = |name: &str| {
+                        format!(
+                            "v.repository_uid IN (SELECT o.uid FROM repositories o \
+                             WHERE o.organization_uid = {org} AND o.kind = {kind}{name})"
+                        )
+                    };
+                    let checked = format!(
+                        "(CASE WHEN {all} AND ({named} OR {version_matches}) THEN TRUE ELSE FALSE END)",
+                        all = in_repositories(""),
+                        named = in_repositories(&format!(" AND {}", like_any(&["o.name"], p))),
+                        version_matches = like_any(&["v.version"], p),
+                    );
+                    format!(
+                        "SELECT * FROM (SELECT w.*, r.name AS sort_name FROM (SELECT {columns} FROM versions v \
+                         WHERE {checked} ORDER BY {order} LIMIT {limit} OFFSET {offset}) w \
+                         JOIN repositories r ON r.uid = w.repository_uid) chosen \
+                         WHERE (SELECT n FROM total) > {offset} AND NOT {gather}"
+                    )
+                }
+                _ => read(tables, &page_wheres, &format!("NOT {gather}")),
+            };
             let page_sql = format!(
                 "SELECT * FROM ({walk}) w UNION ALL SELECT * FROM ({gathered}) g",
-                walk = read(tables, &page_wheres, &format!("NOT {gather}")),
                 gathered = read(&matches, &page_wheres, gather),
             );
             (page_sql, choice)
@@ -504,9 +535,15 @@ pub async fn list(
         (super::DbBackend::Sqlite, Some(_)) => "MATERIALIZED ",
         _ => "",
     };
-    let rarest = match &trigrams {
-        Some(t) => format!("rarest AS ({}), ", t.rarest),
-        None => String::new(),
+    // With the trigrams' rarest, the sums of the counts a search reads: of the repositories whose
+    // name matches, for its total, and of all, for its choice (one read of the counts, not two).
+    let rarest = match (&search, &trigrams) {
+        (Some(p), Some(t)) => format!(
+            "rarest AS ({}), sums AS ({}), ",
+            t.rarest,
+            counts::sums(&repository_wheres, &like_any(&["r.name"], p))
+        ),
+        _ => String::new(),
     };
     let sql = format!(
         "WITH {rarest}total AS (SELECT ({total}) AS n), {choice}\
@@ -514,7 +551,7 @@ pub async fn list(
          page_repositories AS (SELECT {repository_columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM page)) \
          SELECT (SELECT n FROM total), {rows}, {related}",
         repository_columns = prefixed("r", repositories::COLUMNS),
-        rows = json.rows(&json.object("p", COLUMNS), "FROM page p", rows_order),
+        rows = json.rows(&json.row("p", COLUMNS), "FROM page p", rows_order),
         related = Related::columns(json, "page", "page_repositories"),
     );
     let (total, rows, r, l, b, u): (i64, String, String, String, String, String) =
