@@ -1202,3 +1202,63 @@ backend_test!(
         );
     }
 );
+
+// Clients that go away while their requests are being answered. A request dropped while the
+// pool pinged the connection it was taking (sqlx's check before handing one out) dropped that
+// connection too: requests cut short cost PostgreSQL backend processes, and each new one
+// prepared and planned its statements again (50 cut requests replaced every connection of a
+// release server under load). A connection used within the last second is now handed out
+// without that ping. PostgreSQL only: an embedded SQLite connection has no server side to lose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_left_by_their_clients_keep_the_database_connections_postgres_and_s3() {
+    use sqlx::Connection;
+    use tokio::io::AsyncWriteExt;
+    // Every read runs its statements (no answers kept), as the first read after a write does.
+    let settings = Settings {
+        read_cache_bytes: 0,
+        ..Default::default()
+    };
+    let app = TestApp::start_with(common::Backend::Production, settings).await;
+    let admin = app.setup_admin().await;
+    let (_, token) = admin.create_token("reader", &["api"]).await;
+    let reader = app.with_token(&token);
+    let path = "/api/v1/bentos?start=0&count=20";
+    for _ in 0..3 {
+        let (s, body) = reader.get(path).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let mut watcher = sqlx::PgConnection::connect(&app.storage.database_url)
+        .await
+        .unwrap();
+    let backends = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                    AND pid <> pg_backend_pid() ORDER BY pid";
+    let before: Vec<i32> = sqlx::query_scalar(backends)
+        .fetch_all(&mut watcher)
+        .await
+        .unwrap();
+    assert!(!before.is_empty(), "the server holds a connection");
+    // Each client leaves after a little longer than the one before: some before the server
+    // reads the request, some while it is in a statement, some after the answer.
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nX-YATAI-API-TOKEN: {token}\r\n\r\n",
+        app.addr
+    );
+    for i in 0..120u64 {
+        let mut c = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        c.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_micros(i * 40)).await;
+        drop(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (s, body) = reader.get(path).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let after: Vec<i32> = sqlx::query_scalar(backends)
+        .fetch_all(&mut watcher)
+        .await
+        .unwrap();
+    let closed: Vec<&i32> = before.iter().filter(|p| !after.contains(p)).collect();
+    assert!(
+        closed.is_empty(),
+        "connections closed after requests cut short: {closed:?} of {before:?} (now {after:?})"
+    );
+}

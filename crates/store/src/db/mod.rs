@@ -100,6 +100,23 @@ impl Db {
                 DbBackend::Postgres => pg_pool_size(),
             })
             .acquire_timeout(Duration::from_secs(10))
+            // The pool pings a connection as it takes it back (sqlx always does), and by
+            // default again as it hands it out: two round trips to PostgreSQL besides each
+            // statement, and a request takes a connection twice (its caller, its read). And a
+            // request dropped during that second ping (its client went away) dropped the
+            // connection with it: requests cut short closed every pooled connection, and each
+            // new one prepared and planned its statements again. A connection back for less
+            // than a second answered a ping then and is handed out as it is; one idle longer
+            // (PostgreSQL may have restarted, or ended it) is still pinged, replaced if dead.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= Duration::from_secs(1) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // `case_sensitive_like`: a search matches as on PostgreSQL (and in Yatai
