@@ -1543,6 +1543,16 @@ backend_test!(
                 create_version(c, "bento", repo, &version, bento_manifest(&[]), json!([])).await;
             }
         }
+        // A model of the same name and version string: never in a bento list.
+        create_version(
+            &mine,
+            "model",
+            "svc",
+            "build-m9",
+            model_manifest(1),
+            json!([]),
+        )
+        .await;
         let newest_first = |prefix: &str| -> Vec<String> {
             (0..4).rev().map(|i| format!("{prefix}{i}")).collect()
         };
@@ -1558,6 +1568,24 @@ backend_test!(
             search_page_by_page(&theirs, "build", &both, count).await;
             search_page_by_page(&theirs, "svc", &both, count).await;
             search_page_by_page(&theirs, "build-m", &[], count).await;
+        }
+        // Oldest first, a page of one read in order and a page of ten gathered.
+        for (count, expected) in [
+            (1, &["build-m0"][..]),
+            (10, &["build-m0", "build-m1", "build-m2", "build-m3"][..]),
+        ] {
+            let (s, page) = mine
+                .get(&format!(
+                    "/api/v1/bentos?search=build&q=sort:created_at-asc&start=0&count={count}"
+                ))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            assert_eq!(page["total"], 4, "{page}");
+            let versions: Vec<&str> = items(&page)
+                .iter()
+                .map(|v| v["version"].as_str().unwrap())
+                .collect();
+            assert_eq!(versions, expected, "oldest first, pages of {count}");
         }
     }
 );

@@ -77,7 +77,8 @@ impl Related {
 
     /// The four columns of a statement that read them beside its rows: `versions` and
     /// `repositories` name relations of that statement (common table expressions) with the
-    /// columns of `versions` and of `repositories`. Read back with [`Self::from_columns`].
+    /// columns of `versions` and exactly those of `repositories` (its rows are encoded whole on
+    /// PostgreSQL: see [`JsonSql::row`]). Read back with [`Self::from_columns`].
     pub(crate) fn columns(json: JsonSql, versions: &str, repositories: &str) -> String {
         Self::columns_of(json, versions, repositories, true)
     }
