@@ -289,9 +289,7 @@ pub async fn list(
     if let Some(p) = &search {
         let matches = like_any(&["r.name", "v.version"], p);
         wheres.push(match (backend, &trigrams) {
-            (super::DbBackend::Postgres, Some(_)) => {
-                format!("(CASE WHEN {matches} THEN TRUE ELSE FALSE END)")
-            }
+            (super::DbBackend::Postgres, Some(_)) => opaque(&matches),
             _ => matches,
         });
     }
@@ -451,17 +449,30 @@ pub async fn list(
                 indexed = t.indexed,
             );
             let gather = "(SELECT gather FROM choice)";
+            // PostgreSQL's one-time filter above a read.
+            let only_if = |read: &str, chosen: &str| {
+                format!(
+                    "SELECT * FROM ({read}) chosen WHERE (SELECT n FROM total) > {offset} AND {chosen}"
+                )
+            };
             let read = |tables: &str, wheres: &str, chosen: &str| match backend {
                 super::DbBackend::Sqlite => format!(
                     "SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {wheres} ORDER BY {order} \
                      LIMIT CASE WHEN (SELECT n FROM total) > {offset} AND {chosen} THEN {limit} ELSE 0 END OFFSET {offset}"
                 ),
-                super::DbBackend::Postgres => format!(
-                    "SELECT * FROM (SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {wheres} \
-                     ORDER BY {order} LIMIT {limit} OFFSET {offset}) chosen \
-                     WHERE (SELECT n FROM total) > {offset} AND {chosen}"
+                super::DbBackend::Postgres => only_if(
+                    &format!(
+                        "SELECT {columns}, r.name AS sort_name FROM {tables} WHERE {wheres} \
+                         ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+                    ),
+                    chosen,
                 ),
             };
+            // The organization's repositories of the kind, and those of them whose name matches.
+            let of_kind = format!(
+                "SELECT m.uid FROM repositories m WHERE m.organization_uid = {org} AND m.kind = {kind}"
+            );
+            let named = format!("{of_kind} AND {}", like_any(&["m.name"], p));
             // The matches are chosen apart from the order, so that PostgreSQL reads them by
             // index rather than walk every version in order for the page (`OFFSET 0` keeps
             // it from merging the two; SQLite reads them by index either way).
@@ -471,14 +482,7 @@ pub async fn list(
             };
             let matches = format!(
                 "(SELECT * FROM versions v WHERE {in_named} OR {in_candidates}{apart}) v CROSS JOIN repositories r",
-                in_named = member(
-                    "v.repository_uid",
-                    &format!(
-                        "SELECT m.uid FROM repositories m WHERE m.organization_uid = {org} \
-                         AND m.kind = {kind} AND {}",
-                        like_any(&["m.name"], p)
-                    )
-                ),
+                in_named = member("v.repository_uid", &named),
                 in_candidates = member("v.uid", &t.candidates),
             );
             // PostgreSQL, an organization-wide walk by age: each version read is checked against
@@ -492,23 +496,17 @@ pub async fn list(
                     None,
                     VersionOrder::NewestFirst | VersionOrder::OldestFirst,
                 ) => {
-                    let in_repositories = |name: &str| {
-                        format!(
-                            "v.repository_uid IN (SELECT o.uid FROM repositories o \
-                             WHERE o.organization_uid = {org} AND o.kind = {kind}{name})"
-                        )
-                    };
-                    let checked = format!(
-                        "(CASE WHEN {all} AND ({named} OR {version_matches}) THEN TRUE ELSE FALSE END)",
-                        all = in_repositories(""),
-                        named = in_repositories(&format!(" AND {}", like_any(&["o.name"], p))),
-                        version_matches = like_any(&["v.version"], p),
-                    );
-                    format!(
-                        "SELECT * FROM (SELECT w.*, r.name AS sort_name FROM (SELECT {columns} FROM versions v \
-                         WHERE {checked} ORDER BY {order} LIMIT {limit} OFFSET {offset}) w \
-                         JOIN repositories r ON r.uid = w.repository_uid) chosen \
-                         WHERE (SELECT n FROM total) > {offset} AND NOT {gather}"
+                    let checked = opaque(&format!(
+                        "v.repository_uid IN ({of_kind}) AND (v.repository_uid IN ({named}) OR {})",
+                        like_any(&["v.version"], p),
+                    ));
+                    only_if(
+                        &format!(
+                            "SELECT w.*, r.name AS sort_name FROM (SELECT {columns} FROM versions v \
+                             WHERE {checked} ORDER BY {order} LIMIT {limit} OFFSET {offset}) w \
+                             JOIN repositories r ON r.uid = w.repository_uid"
+                        ),
+                        &format!("NOT {gather}"),
                     )
                 }
                 _ => read(tables, &page_wheres, &format!("NOT {gather}")),
@@ -537,7 +535,7 @@ pub async fn list(
     };
     // With the trigrams' rarest, the sums of the counts a search reads: of the repositories whose
     // name matches, for its total, and of all, for its choice (one read of the counts, not two).
-    let rarest = match (&search, &trigrams) {
+    let search_ctes = match (&search, &trigrams) {
         (Some(p), Some(t)) => format!(
             "rarest AS ({}), sums AS ({}), ",
             t.rarest,
@@ -546,7 +544,7 @@ pub async fn list(
         _ => String::new(),
     };
     let sql = format!(
-        "WITH {rarest}total AS (SELECT ({total}) AS n), {choice}\
+        "WITH {search_ctes}total AS (SELECT ({total}) AS n), {choice}\
          page AS {kept}({page_sql}), \
          page_repositories AS (SELECT {repository_columns} FROM repositories r WHERE r.uid IN (SELECT repository_uid FROM page)) \
          SELECT (SELECT n FROM total), {rows}, {related}",
@@ -764,4 +762,11 @@ pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Res
         .await
         .map_err(db_error)?;
     Ok(())
+}
+
+/// `condition` as PostgreSQL's planner cannot see into: it takes it to hold for half the rows
+/// whatever the values (a kept plan of a search then walks in order rather than sort every
+/// version), and plans the `IN (subquery)` inside it as sets read once and hashed, not as joins.
+fn opaque(condition: &str) -> String {
+    format!("(CASE WHEN {condition} THEN TRUE ELSE FALSE END)")
 }
