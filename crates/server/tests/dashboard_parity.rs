@@ -372,7 +372,9 @@ impl Bench {
             (Who::OrgAdmin, "admin", &admin_default),
             (Who::OtherOrgAdmin, "admin", &admin_other),
         ] {
-            create_user(client, who.name(), who.password(), role).await;
+            client
+                .create_user(who.name(), who.password(), Some(role))
+                .await;
         }
         // Deployments are handed to a scripted runtime (driven by `reconcile_once`).
         common::runtime::install(&app);
@@ -521,8 +523,12 @@ impl Bench {
                 let (api_user, form_user) = (format!("new{n}a"), format!("new{n}f"));
                 if action == Action::AddMember {
                     // Users of the other organization, not yet members of the default one.
-                    create_user(&self.admin_other, &api_user, "member-password-1", "guest").await;
-                    create_user(&self.admin_other, &form_user, "member-password-1", "guest").await;
+                    self.admin_other
+                        .create_user(&api_user, "member-password-1", Some("guest"))
+                        .await;
+                    self.admin_other
+                        .create_user(&form_user, "member-password-1", Some("guest"))
+                        .await;
                 }
                 plain(
                     (
@@ -811,8 +817,12 @@ impl Bench {
     /// Two fresh developers of the default organization: one for each path.
     async fn two_members(&self, n: usize) -> (String, String) {
         let (a, f) = (format!("member{n}a"), format!("member{n}f"));
-        create_user(&self.admin_default, &a, "member-password-1", "developer").await;
-        create_user(&self.admin_default, &f, "member-password-1", "developer").await;
+        self.admin_default
+            .create_user(&a, "member-password-1", Some("developer"))
+            .await;
+        self.admin_default
+            .create_user(&f, "member-password-1", Some("developer"))
+            .await;
         (a, f)
     }
 
@@ -822,16 +832,6 @@ impl Bench {
         let objects = yatai_testkit::dump::dump_objects(&self.app.state.objects).await;
         format!("{tables:?}\n{objects:?}")
     }
-}
-
-async fn create_user(admin: &common::Client, name: &str, password: &str, role: &str) {
-    let (s, body) = admin
-        .post(
-            "/api/v1/users",
-            json!({"name": name, "email": format!("{name}@example.com"), "password": password, "role": role}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "create user {name}: {body}");
 }
 
 async fn own_token(s: &Session, n: usize, side: &str) -> String {

@@ -421,13 +421,7 @@ backend_test!(
     roles_limit_members_and_rejected_requests_write_nothing,
     |app: TestApp| async move {
         let admin = app.setup_admin().await;
-        let (s, _) = admin
-            .post(
-                "/api/v1/users",
-                json!({"name": "dev", "email": "dev@example.com", "password": "dev-password"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK);
+        admin.create_user("dev", "dev-password", None).await;
         let users_before = app.count_rows("users").await;
         for (body, status) in [
             (
@@ -754,13 +748,7 @@ backend_test!(
     two_admins_demoting_each_other_at_once_leave_one_admin,
     |app: TestApp| async move {
         let admin = app.setup_admin().await;
-        let (s, b) = admin
-            .post(
-                "/api/v1/users",
-                json!({"name": "second", "email": "second@example.com", "password": "second-password"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
+        admin.create_user("second", "second-password", None).await;
         let second = app.browser();
         second.login("second", "second-password").await;
         let admins = |members: &serde_json::Value| {

@@ -272,6 +272,18 @@ impl Client {
         assert_eq!(s, StatusCode::OK, "login as {name}: {body}");
     }
 
+    /// Creates the user `name` (e-mail `name@example.com`) with `role` in the client's
+    /// organization, or the server's default role for `None`; asserts it is created.
+    pub async fn create_user(&self, name: &str, password: &str, role: Option<&str>) {
+        let mut body =
+            json!({"name": name, "email": format!("{name}@example.com"), "password": password});
+        if let Some(role) = role {
+            body["role"] = json!(role);
+        }
+        let (s, answer) = self.post("/api/v1/users", body).await;
+        assert_eq!(s, StatusCode::OK, "create user {name}: {answer}");
+    }
+
     /// Creates an API token with the given scopes; returns (uid, secret).
     pub async fn create_token(&self, name: &str, scopes: &[&str]) -> (String, String) {
         let (s, body) = self
