@@ -1620,3 +1620,102 @@ fn urlencoding(needle: &str) -> String {
         })
         .collect()
 }
+
+// A listed version is what its own read shows, field for field: PostgreSQL sends a page's
+// versions as rows after a head row (its total and related rows), SQLite as one JSON array,
+// and a manifest's every character (quotes, backslashes, line breaks, other scripts) comes
+// back as written either way. An empty list and a page past the end have their total.
+backend_test!(
+    a_listed_version_is_what_its_own_read_shows,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        for path in [
+            "/api/v1/bentos?start=0&count=20",
+            "/api/v1/bento_repositories?start=0&count=20",
+        ] {
+            let (s, empty) = admin.get(path).await;
+            assert_eq!(s, StatusCode::OK, "{empty}");
+            assert_eq!(
+                (&empty["total"], items(&empty).len()),
+                (&json!(0), 0),
+                "{path}: {empty}"
+            );
+        }
+        let mut manifest = bento_manifest(&[]);
+        manifest["odd"] = json!("\"quoted\" back\\slash \u{1F600} ünïcödé\nnew line\ttab \u{0001}");
+        manifest["nested"] = json!({"a": [1, 2.5, null, true, {"b": "c"}], "": ""});
+        for (repo, version) in [("svc-a", "v1"), ("svc-b", "v2"), ("svc-a", "v3")] {
+            let labels = json!([{"key": "stage", "value": format!("s-{version}")}]);
+            create_version(&admin, "bento", repo, version, manifest.clone(), labels).await;
+        }
+        // One uploaded, so that its archive's columns are set (they are null on the others).
+        let archive = tar_archive(&[("bento.yaml", b"name: svc\n")]);
+        let (s, b) = proxy_upload(&admin, "bento", "svc-a", "v3", archive).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, page) = admin.get("/api/v1/bentos?start=0&count=20").await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 3, "{page}");
+        let listed: Vec<&str> = items(&page)
+            .iter()
+            .map(|v| v["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["v3", "v2", "v1"], "newest first");
+        assert_eq!(items(&page)[0]["upload_status"], "success", "{page}");
+        assert!(items(&page)[0]["archive_sha256"].is_string(), "{page}");
+        for item in items(&page) {
+            let repo = item["repository"]["name"].as_str().unwrap();
+            let version = item["version"].as_str().unwrap();
+            let (s, one) = admin.get(&version_path("bento", repo, version)).await;
+            assert_eq!(s, StatusCode::OK, "{one}");
+            assert_eq!(
+                item["manifest"], manifest,
+                "{version}: the manifest as written"
+            );
+            assert_eq!(item["labels"][0]["value"], format!("s-{version}"), "{item}");
+            // Field for field as its own read, but what a get adds (the transfer it offers, the
+            // models) and the repository (embedded whole in a get, as a shell in a list).
+            let (mut listed, mut read) = (item.clone(), one.clone());
+            for v in [&mut listed, &mut read] {
+                let fields = v.as_object_mut().unwrap();
+                for field in ["transmission_strategy", "models", "repository"] {
+                    fields.remove(field);
+                }
+            }
+            assert_eq!(listed, read, "{version}: listed and read");
+            assert_eq!(
+                item["repository"]["name"], one["repository"]["name"],
+                "{version}"
+            );
+        }
+        // The repositories' newest versions, read beside them the same way.
+        let (s, repos) = admin
+            .get("/api/v1/bento_repositories?start=0&count=20")
+            .await;
+        assert_eq!(s, StatusCode::OK, "{repos}");
+        assert_eq!(repos["total"], 2, "{repos}");
+        for (repo, newest, n) in [("svc-a", "v3", 2), ("svc-b", "v2", 1)] {
+            let r = items(&repos).iter().find(|r| r["name"] == repo).unwrap();
+            assert_eq!(r["latest_bento"]["version"], newest, "{r}");
+            assert_eq!(
+                r["latest_bento"]["manifest"], manifest,
+                "{repo}: the newest version's manifest"
+            );
+            assert_eq!(r["n_bentos"], n, "{r}");
+        }
+        // A page past the end: no rows, the total still read.
+        for path in [
+            "/api/v1/bentos?start=10&count=20",
+            "/api/v1/bento_repositories?start=10&count=20",
+        ] {
+            let (s, past) = admin.get(path).await;
+            assert_eq!(s, StatusCode::OK, "{past}");
+            assert!(items(&past).is_empty(), "{path}: {past}");
+        }
+        let (_, past) = admin.get("/api/v1/bentos?start=10&count=20").await;
+        assert_eq!(past["total"], 3, "{past}");
+        let (_, past) = admin
+            .get("/api/v1/bento_repositories?start=10&count=20")
+            .await;
+        assert_eq!(past["total"], 2, "{past}");
+    }
+);

@@ -147,6 +147,17 @@ impl Args {
             .map_err(db_error)
     }
 
+    /// [`Self::fetch_one`] for a statement of many rows: every row, the statement kept prepared.
+    pub async fn fetch_all_kept<T>(&self, db: &super::Db, sql: &str) -> Result<Vec<T>, Error>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
+        self.bind_all(sqlx::query_as(sql))
+            .fetch_all(db.pool())
+            .await
+            .map_err(db_error)
+    }
+
     /// Runs `sql` with these values and reads one number.
     pub async fn fetch_count<'c, E>(&self, ex: E, sql: &str) -> Result<i64, Error>
     where
@@ -255,9 +266,9 @@ impl JsonSql {
     }
 
     /// [`Self::object`] of a row of a relation the statement itself defines with `columns` and
-    /// at most other columns its reader ignores (a page's `sort_name`): PostgreSQL encodes the
-    /// row whole, without looking up the type of each argument of `json_build_object` again for
-    /// every row (pgbench, a page of 20 versions at 10,000 bentos: 0.60 -> 0.54 ms). Never for a
+    /// at most other columns its reader ignores: PostgreSQL encodes the row whole, without
+    /// looking up the type of each argument of `json_build_object` again for every row (pgbench,
+    /// a page of 20 versions at 10,000 bentos, when those were JSON: 0.60 -> 0.54 ms). Never for a
     /// table: every column of the row would be read (a user's password hash, say), and on
     /// PostgreSQL only, where the SQLite tests would not see it.
     pub fn row(self, alias: &str, columns: &str) -> String {

@@ -2,7 +2,8 @@
 //! users who created the version and the repository.
 //!
 //! A page reads them in the statement that reads its rows, as JSON aggregates
-//! ([`Related::columns`]): one trip to the database and one row back. Read as a query per
+//! ([`Related::columns`]): one trip to the database (on SQLite one row back; PostgreSQL sends a
+//! page's versions as rows after them, see `versions::rows_after_head`). Read as a query per
 //! relation, a fresh page of 20 bentos cost seven trips and about 80 rows, and sqlx's SQLite
 //! driver hands each row from its connection thread to the runtime on its own; those hand-offs,
 //! not SQLite, were most of the page's time (`perf`, bench/RESULTS.md).
@@ -74,6 +75,14 @@ impl Related {
         );
         Self::from_columns(&args.fetch_one(db, &sql).await?)
     }
+
+    /// Names for the four columns of [`Self::columns`], where a statement names them.
+    pub(crate) const NAMES: [&'static str; 4] = [
+        "related_repositories",
+        "related_labels",
+        "related_builds",
+        "related_users",
+    ];
 
     /// The four columns of a statement that read them beside its rows: `versions` and
     /// `repositories` name relations of that statement (common table expressions) with the

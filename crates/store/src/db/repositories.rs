@@ -210,6 +210,10 @@ pub async fn one(db: &Db, repository: &Repository) -> Result<RepositoryPage, Err
     .await
 }
 
+/// The head row of a PostgreSQL page of repositories: `part`, the total, the repositories and
+/// their counts (JSON), and the related rows (see [`versions::rows_after_head`]).
+type PageHead = (i32, i64, String, String, String, String, String, String);
+
 /// Reads the page `page_select` selects (in `rows_order` over its alias `p`), with its total
 /// (`total_select`), the newest version (the first of a [`versions::VersionOrder::NewestFirst`]
 /// list) and the number of versions of each of its repositories, and their [`Related`] rows,
@@ -223,34 +227,70 @@ async fn read_page(
     total_select: &str,
 ) -> Result<RepositoryPage, Error> {
     let json = JsonSql(db.backend());
-    let sql = format!(
+    let ctes = format!(
         "WITH page AS ({page_select}), \
          latest AS (SELECT {version_columns} FROM page p JOIN versions v ON v.uid = (SELECT w.uid FROM versions w \
-           WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1)) \
-         SELECT ({total_select}), {rows}, {counts}, {latest}, {related}",
+           WHERE w.repository_uid = p.uid ORDER BY w.build_at DESC, w.created_at DESC, w.uid DESC LIMIT 1))",
         version_columns = prefixed("v", versions::COLUMNS),
+    );
+    let head = format!(
+        "({total_select}), {rows}, {counts}",
         rows = json.rows(&json.row("p", COLUMNS), "FROM page p", rows_order),
         counts = json.rows(
             &json.array(&format!("p.uid, {}", counts::versions_in("p.uid"))),
             "FROM page p",
             "p.uid"
         ),
-        latest = json.rows(&json.row("v", versions::COLUMNS), "FROM latest v", "v.uid"),
-        related = Related::columns_beside_repositories(json, "latest", "page"),
     );
-    let (total, rows, counts, latest, r, l, b, u): (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-    ) = args.fetch_one(db, &sql).await?;
+    let related = Related::columns_beside_repositories(json, "latest", "page");
+    // The newest versions as rows on PostgreSQL, as JSON on SQLite (see `versions::rows_after_head`).
+    let (total, rows, counts, latest, r, l, b, u) = match db.backend() {
+        super::DbBackend::Sqlite => {
+            let sql = format!(
+                "{ctes} SELECT {head}, {latest}, {related}",
+                latest = json.rows(&json.row("v", versions::COLUMNS), "FROM latest v", "v.uid"),
+            );
+            let (total, rows, counts, latest, r, l, b, u): (
+                i64,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+            ) = args.fetch_one(db, &sql).await?;
+            let latest: Vec<Version> = from_json("newest versions", &latest)?;
+            (total, rows, counts, latest, r, l, b, u)
+        }
+        super::DbBackend::Postgres => {
+            let ((_, total, rows, counts, r, l, b, u), latest): (PageHead, _) =
+                versions::rows_after_head(
+                    db,
+                    args,
+                    versions::AfterHead {
+                        ctes: &ctes,
+                        head: &format!("{head}, {related}"),
+                        names: &[
+                            "total",
+                            "page_rows",
+                            "version_counts",
+                            Related::NAMES[0],
+                            Related::NAMES[1],
+                            Related::NAMES[2],
+                            Related::NAMES[3],
+                        ],
+                        relation: "latest",
+                        extra: &[],
+                        order: "x.uid",
+                    },
+                )
+                .await?;
+            (total, rows, counts, latest, r, l, b, u)
+        }
+    };
     let repositories: Vec<Repository> = from_json("repositories", &rows)?;
     let counts: Vec<(String, i64)> = from_json("version counts", &counts)?;
-    let latest: Vec<Version> = from_json("newest versions", &latest)?;
     Ok(RepositoryPage {
         total,
         latest: latest
