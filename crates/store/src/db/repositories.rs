@@ -272,14 +272,10 @@ async fn read_page(
                         ctes: &ctes,
                         head: &format!("{head}, {related}"),
                         names: &[
-                            "total",
-                            "page_rows",
-                            "version_counts",
-                            Related::NAMES[0],
-                            Related::NAMES[1],
-                            Related::NAMES[2],
-                            Related::NAMES[3],
-                        ],
+                            &["total", "page_rows", "version_counts"][..],
+                            &Related::NAMES,
+                        ]
+                        .concat(),
                         relation: "latest",
                         extra: &[],
                         order: "x.uid",

@@ -666,13 +666,7 @@ pub async fn list(
                 AfterHead {
                     ctes: &ctes,
                     head: &format!("(SELECT n FROM total), {related}"),
-                    names: &[
-                        "total",
-                        "related_repositories",
-                        "related_labels",
-                        "related_builds",
-                        "related_users",
-                    ],
+                    names: &[&["total"][..], &Related::NAMES].concat(),
                     relation: "page",
                     extra: &["sort_name"],
                     order: &rows_order.replace("p.", "x."),
