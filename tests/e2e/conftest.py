@@ -55,8 +55,7 @@ def yatai(tmp_path_factory):
         return started[key]
 
     yield get
-    for server in started.values():
-        server.stop()
+    servers.stop_all(started.values())
 
 
 @pytest.fixture

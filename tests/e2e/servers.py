@@ -141,10 +141,12 @@ def create_database() -> str:
 
 
 def drop_database(name: str) -> None:
-    """Drop a database made by :func:`create_database` (best effort)."""
+    """Drop a database made by :func:`create_database` (best effort: a database left behind is
+    dropped by the next run of ``scripts/test``; a teardown that failed here stopped the servers
+    still to be stopped, and they kept running)."""
     try:
         _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except MissingService:
+    except (MissingService, subprocess.TimeoutExpired):
         pass
 
 
@@ -336,8 +338,25 @@ class YataiServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
-        for cleanup in self.cleanups:
-            cleanup()
+        _run_all(self.cleanups)
+
+
+def _run_all(steps) -> None:
+    """Run every step, even when one fails; then raise the first failure. (A failing step once
+    cut the rest short: the servers after it kept running, holding their databases.)"""
+    errors = []
+    for step in steps:
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - raised below, once every step ran
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+def stop_all(started) -> None:
+    """Stop every server of ``started``, each even when stopping another failed."""
+    _run_all([server.stop for server in started])
 
 
 def serve_argv(port: int, data_dir: Path, binary: Path | None = None) -> list[str]:

@@ -40,8 +40,7 @@ def _start(backend: str, strategy: str | None, workdir) -> servers.YataiServer:
 def _shared_servers(tmp_path_factory):
     started: dict[tuple, servers.YataiServer] = {}
     yield started, tmp_path_factory
-    for server in started.values():
-        server.stop()
+    servers.stop_all(started.values())
 
 
 @pytest.fixture
@@ -75,5 +74,4 @@ def fresh(tmp_path, request):
         return server
 
     yield make
-    for server in made:
-        server.stop()
+    servers.stop_all(made)

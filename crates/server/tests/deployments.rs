@@ -51,6 +51,20 @@ async fn push_bento(c: &Client, repo: &str, version: &str) {
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
+/// A client with every scope, after it pushed bento echo:v1 and deployed it as `name` (v1 API).
+async fn deploy_echo(app: &TestApp, name: &str) -> Client {
+    let c = deployer(app).await;
+    push_bento(&c, "echo", "v1").await;
+    let (s, b) = c
+        .post(
+            "/api/v1/clusters/default/deployments",
+            v1_create(name, "v1", "one"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    c
+}
+
 const V1: &str = "/api/v1/clusters/default/namespaces/default/deployments";
 
 fn v1_create(name: &str, version: &str, env: &str) -> Value {
@@ -408,15 +422,7 @@ backend_test!(
     desired_state_survives_a_restart,
     |app: TestApp| async move {
         install(&app);
-        let c = deployer(&app).await;
-        push_bento(&c, "echo", "v1").await;
-        let (s, b) = c
-            .post(
-                "/api/v1/clusters/default/deployments",
-                v1_create("keep", "v1", "one"),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
+        let c = deploy_echo(&app, "keep").await;
         let token = c.token.clone().unwrap();
         // A new process knows nothing but the database: its reconciler asks the runtime again.
         let app = app.restart().await;
@@ -490,5 +496,36 @@ backend_test!(
         common::assert_error(s, &b, StatusCode::BAD_REQUEST);
         assert_eq!(b["field"], "access_authorization");
         assert_eq!(app.count_rows("deployments").await, 0);
+    }
+);
+
+// Two revisions of one deployment added at once (an update beside a rollback, or two rollbacks):
+// the second waits for the first and is numbered after it. On PostgreSQL both read the same last
+// number (the second was refused as a duplicate), and an update and a rollback could deadlock.
+backend_test!(
+    revisions_added_at_once_take_turns_and_numbers,
+    |app: TestApp| async move {
+        use yatai_domain::Error;
+        use yatai_store::db::{db_error, deployments as rows};
+        install(&app);
+        deploy_echo(&app, "hello").await;
+        let (uid, creator): (String, String) =
+            sqlx::query_as("SELECT uid, creator_uid FROM deployments WHERE name = 'hello'")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        let db = app.state.db.clone();
+        let mut first = db.begin().await.unwrap();
+        let (one, _) = rows::add_revision(&mut first, &uid, &creator, "", &[])
+            .await
+            .unwrap();
+        let second = common::waits_for(first, async move {
+            let mut tx = db.begin().await?;
+            let (two, _) = rows::add_revision(&mut tx, &uid, &creator, "", &[]).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok::<_, Error>(two)
+        })
+        .await;
+        assert_eq!(second.unwrap().number, one.number + 1);
     }
 );

@@ -1262,3 +1262,301 @@ async fn requests_left_by_their_clients_keep_the_database_connections_postgres_a
         "connections closed after requests cut short: {closed:?} of {before:?} (now {after:?})"
     );
 }
+
+// Writers that take turns. Found by a review of checks made apart from the writes they allow:
+// on PostgreSQL, a statement sees only what was committed when it started, so two requests at
+// once could each pass a check the other's uncommitted rows would have failed. Each test holds
+// the first writer's transaction open and starts the second (see `common::waits_for`).
+
+/// A client with an admin's token, and bento svc:v1 it created (not uploaded): the client and
+/// the uids of the version, of its organization and of its creator.
+async fn svc_v1(app: &TestApp) -> (common::Client, String, String, String) {
+    let c = api_client(app).await;
+    create_version(&c, "bento", "svc", "v1", bento_manifest(&[]), json!([])).await;
+    let (uid, org, creator) = sqlx::query_as(
+        "SELECT v.uid, r.organization_uid, v.creator_uid FROM versions v JOIN repositories r ON r.uid = v.repository_uid WHERE v.version = 'v1'",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    (c, uid, org, creator)
+}
+
+fn label(k: &str, v: &str) -> Vec<(String, String)> {
+    vec![(k.to_string(), v.to_string())]
+}
+
+backend_test!(
+    two_label_replacements_at_once_leave_the_second_set,
+    |app: TestApp| async move {
+        use yatai_store::db::{db_error, labels};
+        let (_, uid, org, _) = svc_v1(&app).await;
+        let db = app.state.db.clone();
+        let mut first = db.begin().await.unwrap();
+        labels::replace(&mut first, &org, &uid, &label("team", "a"))
+            .await
+            .unwrap();
+        let second = common::waits_for(first, {
+            let uid = uid.clone();
+            async move {
+                let mut tx = db.begin().await?;
+                labels::replace(&mut tx, &org, &uid, &label("stage", "b")).await?;
+                tx.commit().await.map_err(db_error)
+            }
+        })
+        .await;
+        second.unwrap();
+        let kept: Vec<(String, String)> =
+            sqlx::query_as("SELECT label_key, label_value FROM labels WHERE resource_uid = $1")
+                .bind(&uid)
+                .fetch_all(app.state.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(kept, label("stage", "b"), "a replacement, not a merge");
+    }
+);
+
+backend_test!(
+    two_image_builds_started_at_once_start_one,
+    |app: TestApp| async move {
+        use yatai_domain::Error;
+        use yatai_store::db::{db_error, image_builds};
+        let (_, uid, _, _) = svc_v1(&app).await;
+        // Builds set within the last hour are in progress.
+        let since = yatai_domain::time::now_micros() - 3_600_000_000;
+        let db = app.state.db.clone();
+        let mut first = db.begin().await.unwrap();
+        let start = async move |tx: &mut yatai_store::db::Tx, uid: &str| {
+            image_builds::set_unless_in_progress(tx, uid, "pending", None, "", Some(since)).await
+        };
+        assert!(start(&mut first, &uid).await.unwrap(), "the first starts");
+        let second = common::waits_for(first, async move {
+            let mut tx = db.begin().await?;
+            let started = start(&mut tx, &uid).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok::<_, Error>(started)
+        })
+        .await;
+        assert!(
+            !second.unwrap(),
+            "the second sees the first build in progress"
+        );
+    }
+);
+
+backend_test!(
+    a_version_deleted_while_an_upload_starts_takes_the_uploads_archive_with_it,
+    |app: TestApp| async move {
+        use yatai_domain::registry::{Kind, Transfer};
+        use yatai_store::db::uploads;
+        let (c, uid, org, creator) = svc_v1(&app).await;
+        let key = yatai_service::registry::new_object_key(Kind::Bento, &org, "svc", "v1");
+        let part = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+            b"the start of an archive",
+        ))]);
+        app.state.objects.put_stream(&key, part).await.unwrap();
+        assert!(object_keys(&app, "").await.contains(&key));
+        let mut first = app.state.db.begin().await.unwrap();
+        uploads::create(
+            &mut *first,
+            &uploads::NewUpload {
+                version_uid: &uid,
+                transfer: Transfer::Proxy,
+                object_key: &key,
+                upload_id: None,
+                manifest: "{}",
+                base_object_key: None,
+                creator_uid: &creator,
+            },
+        )
+        .await
+        .unwrap();
+        let (s, b) = common::waits_for(first, {
+            let c = c.clone();
+            async move { c.delete(&version_path("bento", "svc", "v1"), None).await }
+        })
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert!(
+            !object_keys(&app, "").await.contains(&key),
+            "the upload's archive is deleted with its version, not left behind"
+        );
+    }
+);
+
+backend_test!(
+    a_repository_is_not_deleted_while_a_version_is_created_in_it,
+    |app: TestApp| async move {
+        use yatai_domain::registry::Kind;
+        use yatai_store::db::versions;
+        let c = api_client(&app).await;
+        let (s, b) = c
+            .post(
+                "/api/v1/bento_repositories",
+                json!({"name": "svc", "description": ""}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (repo, creator): (String, String) =
+            sqlx::query_as("SELECT uid, creator_uid FROM repositories WHERE name = 'svc'")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        let mut first = app.state.db.begin().await.unwrap();
+        versions::create(
+            &mut *first,
+            &versions::NewVersion {
+                repository_uid: &repo,
+                kind: Kind::Bento,
+                version: "v1",
+                description: "",
+                manifest: "{}",
+                build_at: yatai_domain::time::now_micros(),
+                creator_uid: &creator,
+                claim_holder: "",
+            },
+        )
+        .await
+        .unwrap();
+        let (s, b) = common::waits_for(first, {
+            let c = c.clone();
+            async move { c.delete("/api/v1/bento_repositories/svc", None).await }
+        })
+        .await;
+        assert_error(s, &b, StatusCode::CONFLICT);
+        assert_eq!(app.count_rows("versions").await, 1, "the version is kept");
+    }
+);
+
+backend_test!(
+    a_login_checked_while_the_password_is_reset_opens_no_session,
+    |app: TestApp| async move {
+        use yatai_store::db::{sessions, users};
+        let admin = app.setup_admin().await;
+        admin.create_user("dora", "dora-password", None).await;
+        let uid: String = sqlx::query_scalar("SELECT uid FROM users WHERE name = 'dora'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        // A reset as the service makes it: the new hash and the end of the user's sessions.
+        let mut first = app.state.db.begin().await.unwrap();
+        users::set_password_hash(&mut *first, &uid, "the hash of a new password")
+            .await
+            .unwrap();
+        sessions::delete_for_user(&mut *first, &uid).await.unwrap();
+        let c = app.browser();
+        let (s, b) = common::waits_for(first, async move {
+            c.post(
+                "/api/v1/auth/login",
+                json!({"name_or_email": "dora", "password": "dora-password"}),
+            )
+            .await
+        })
+        .await;
+        assert_error(s, &b, StatusCode::UNAUTHORIZED);
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_uid = $1")
+            .bind(&uid)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(open, 0, "the old password opened no session");
+    }
+);
+
+// Two logins at once with the right password of an imported (Yatai 1.x, bcrypt) account: the
+// first replaces the hash, and the second, which checked the old one, is let in too (it checks
+// the new hash), not told the password changed.
+backend_test!(
+    two_logins_at_once_of_an_imported_account_both_succeed,
+    |app: TestApp| async move {
+        use yatai_store::db::users;
+        let admin = app.setup_admin().await;
+        admin.create_user("legacy", "placeholder-pw", None).await;
+        let uid: String = sqlx::query_scalar("SELECT uid FROM users WHERE name = 'legacy'")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        let bcrypt_hash = bcrypt::hash("legacy-password", 4).unwrap();
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE uid = $2")
+            .bind(&bcrypt_hash)
+            .bind(&uid)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        // The first login's upgrade, as it writes it.
+        let upgraded = yatai_service::secrets::hash_password("legacy-password".into())
+            .await
+            .unwrap();
+        let mut first = app.state.db.begin().await.unwrap();
+        users::set_password_hash(&mut *first, &uid, &upgraded)
+            .await
+            .unwrap();
+        let c = app.browser();
+        let (s, b) = common::waits_for(first, async move {
+            c.post(
+                "/api/v1/auth/login",
+                json!({"name_or_email": "legacy", "password": "legacy-password"}),
+            )
+            .await
+        })
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+);
+
+// A push whose upload failed releases its claim on the version, but not a claim another push made
+// once that upload had ended or gone quiet (it once did, and that push's archive was then served
+// with the manifest from before it).
+backend_test!(
+    a_failed_push_releases_its_own_claim_only,
+    |app: TestApp| async move {
+        use yatai_domain::registry::Transfer;
+        use yatai_domain::time::now_micros;
+        use yatai_store::db::{uploads, versions};
+        let (_, uid, _, creator) = svc_v1(&app).await;
+        let pool = app.state.db.pool();
+        let holder = async || -> Option<String> {
+            sqlx::query_scalar("SELECT push_claim_holder FROM versions WHERE uid = $1")
+                .bind(&uid)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        // The version's creation claimed it; then its push's upload started.
+        assert!(holder().await.is_some());
+        let upload = uploads::create(
+            pool,
+            &uploads::NewUpload {
+                version_uid: &uid,
+                transfer: Transfer::Proxy,
+                object_key: "k",
+                upload_id: None,
+                manifest: "{}",
+                base_object_key: None,
+                creator_uid: &creator,
+            },
+        )
+        .await
+        .unwrap();
+        versions::release_claim(pool, &uid, &upload.uid)
+            .await
+            .unwrap();
+        assert_eq!(holder().await, None, "the push's own claim is released");
+        // Another push claims the version once the upload has gone quiet (no sign of life
+        // since a moment from now), and the first push's failure comes after.
+        let manifest = bento_manifest(&["m:1"]).to_string();
+        let quiet_since = now_micros() + 1_000_000;
+        let claimed = versions::claim_push(pool, &uid, "b:1", "b", &manifest, 0, quiet_since)
+            .await
+            .unwrap();
+        assert!(claimed);
+        versions::release_claim(pool, &uid, &upload.uid)
+            .await
+            .unwrap();
+        assert_eq!(
+            holder().await.as_deref(),
+            Some("b:1"),
+            "the later claim is kept"
+        );
+    }
+);

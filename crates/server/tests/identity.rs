@@ -700,22 +700,59 @@ backend_test!(
     setup_is_closed_when_users_exist_without_it,
     |app: TestApp| async move {
         // As after `yatai import` of a Yatai 1.x installation: users, but setup never ran here.
-        yatai_store::db::users::create(
-            app.state.db.pool(),
-            &yatai_store::db::users::NewUser {
-                name: "imported",
-                email: "imported@example.com",
-                first_name: "",
-                last_name: "",
-                password_hash: "x",
-                is_site_admin: true,
-            },
-        )
-        .await
-        .unwrap();
+        let mut tx = app.state.db.begin().await.unwrap();
+        yatai_store::db::users::create(&mut tx, &new_user("imported", "imported@example.com"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
         let (s, b) = app.browser().post("/api/v1/setup", json!({"token": INIT_TOKEN, "name": "intruder", "email": "i@example.com", "password": ADMIN_PASSWORD})).await;
         assert_error(s, &b, StatusCode::CONFLICT);
         assert_eq!(app.count_rows("users").await, 1);
+    }
+);
+
+/// The fields of a user created straight in the store, as an import would.
+fn new_user<'a>(name: &'a str, email: &'a str) -> yatai_store::db::users::NewUser<'a> {
+    yatai_store::db::users::NewUser {
+        name,
+        email,
+        first_name: "",
+        last_name: "",
+        password_hash: "x",
+        is_site_admin: true,
+    }
+}
+
+// Two users whose names differ only in letter case, created at once: the second waits for the
+// first and is refused. On PostgreSQL, each creation's check for a taken name could not see the
+// other's uncommitted user, and both were committed.
+backend_test!(
+    users_whose_names_differ_in_case_created_at_once_are_not_both_kept,
+    |app: TestApp| async move {
+        use yatai_domain::Error;
+        let db = app.state.db.clone();
+        let mut first = db.begin().await.unwrap();
+        yatai_store::db::users::create(&mut first, &new_user("Racer", "one@example.com"))
+            .await
+            .unwrap();
+        let second = common::waits_for(first, async move {
+            let mut tx = db.begin().await?;
+            let user =
+                yatai_store::db::users::create(&mut tx, &new_user("racer", "two@example.com"))
+                    .await?;
+            tx.commit()
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            Ok::<_, Error>(user)
+        })
+        .await;
+        assert!(matches!(second, Err(Error::Conflict(_))), "{second:?}");
+        let kept: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE lower(name) = 'racer'")
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(kept, 1);
     }
 );
 
@@ -790,5 +827,94 @@ backend_test!(
                 "round {round}: one admin is left: {members}"
             );
         }
+    }
+);
+
+// Two changes of one token at once, its scopes narrowed and its description changed: both are
+// kept. The description's change once wrote every field from the token as read before, and put
+// the wider scopes back.
+backend_test!(
+    a_tokens_description_changed_beside_its_scopes_keeps_the_new_scopes,
+    |app: TestApp| async move {
+        let admin = app.setup_admin().await;
+        let (uid, _) = admin
+            .create_token("ci", &["api", "read_organization"])
+            .await;
+        let narrowed = yatai_store::db::api_tokens::join_scopes(&[yatai_domain::Scope::Api]);
+        let mut first = app.state.db.begin().await.unwrap();
+        sqlx::query("UPDATE api_tokens SET scopes = $1 WHERE uid = $2")
+            .bind(&narrowed)
+            .bind(&uid)
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        let (s, b) = common::waits_for(first, {
+            let uid = uid.clone();
+            async move {
+                admin
+                    .patch(
+                        &format!("/api/v1/api_tokens/{uid}"),
+                        json!({"description": "renamed"}),
+                    )
+                    .await
+            }
+        })
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["description"], "renamed");
+        let (scopes, description): (String, String) =
+            sqlx::query_as("SELECT scopes, description FROM api_tokens WHERE uid = $1")
+                .bind(&uid)
+                .fetch_one(app.state.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            (scopes.as_str(), description.as_str()),
+            (narrowed.as_str(), "renamed")
+        );
+    }
+);
+
+// An admin demoted while his own change of roles waits for the organization's lock: the change
+// is refused, as his role is checked again under the lock (it was read when the request began,
+// and he could make himself admin again).
+backend_test!(
+    an_admin_demoted_while_his_change_waits_is_refused,
+    |app: TestApp| async move {
+        use yatai_store::db::members;
+        let admin = app.setup_admin().await;
+        admin
+            .create_user("second", "second-password", Some("admin"))
+            .await;
+        let second = app.browser();
+        second.login("second", "second-password").await;
+        let (org, uid): (String, String) = sqlx::query_as(
+            "SELECT m.organization_uid, u.uid FROM members m JOIN users u ON u.uid = m.user_uid WHERE u.name = 'second'",
+        )
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        // The first admin's demotion of the second, as the service makes it.
+        let mut first = app.state.db.begin().await.unwrap();
+        members::lock_organization(&mut *first, &org).await.unwrap();
+        members::upsert(&mut *first, &org, &uid, yatai_domain::Role::Developer)
+            .await
+            .unwrap();
+        let (s, b) = common::waits_for(first, async move {
+            second
+                .post(
+                    "/api/v1/members",
+                    json!({"usernames": ["second"], "role": "admin"}),
+                )
+                .await
+        })
+        .await;
+        assert_error(s, &b, StatusCode::FORBIDDEN);
+        let role: String = sqlx::query_scalar("SELECT role FROM members WHERE user_uid = $1")
+            .bind(&uid)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(role, "developer");
     }
 );

@@ -5,8 +5,8 @@ use yatai_domain::access::authorize;
 use yatai_domain::time::now_micros;
 use yatai_domain::{Action, Error, Role, Scope};
 use yatai_store::db::{
-    api_tokens, api_tokens::ApiToken, organizations, organizations::Organization, sessions, users,
-    users::User,
+    api_tokens, api_tokens::ApiToken, members, organizations, organizations::Organization,
+    sessions, users, users::User, Tx,
 };
 
 use crate::secrets::secret_hash;
@@ -96,6 +96,23 @@ impl Caller {
     /// Fails with 403 unless the caller's role and token scopes allow `action`.
     pub fn authorize(&self, action: Action) -> Result<(), Error> {
         authorize(self.role, self.identity.scopes().as_deref(), action)
+    }
+
+    /// [`Self::authorize`] with the caller's role as `tx` reads it now, for a change of roles
+    /// made after the organization's lock (`members::lock_organization`): the role read when the
+    /// request began may have been taken away since, and an admin demoted by another could
+    /// otherwise make himself admin again with a request sent before.
+    pub async fn authorize_again(&self, tx: &mut Tx, action: Action) -> Result<(), Error> {
+        let role = members::find(&mut **tx, &self.organization.uid, &self.user().uid)
+            .await?
+            .map(|m| m.role)
+            .ok_or_else(|| {
+                Error::Forbidden(format!(
+                    "you are no longer a member of the organization {:?}",
+                    self.organization.name
+                ))
+            })?;
+        authorize(role, self.identity.scopes().as_deref(), action)
     }
 }
 

@@ -48,6 +48,9 @@ pub async fn set_roles(
     }
     let mut tx = svc.db.begin().await?;
     members::lock_organization(&mut *tx, &caller.organization.uid).await?;
+    caller
+        .authorize_again(&mut tx, Action::ManageMembers)
+        .await?;
     for name in usernames {
         let user = users::find_by_name(&mut *tx, name)
             .await?
@@ -68,6 +71,9 @@ pub async fn remove(svc: &Services, caller: &Caller, username: &str) -> Result<(
     caller.authorize(Action::ManageMembers)?;
     let mut tx = svc.db.begin().await?;
     members::lock_organization(&mut *tx, &caller.organization.uid).await?;
+    caller
+        .authorize_again(&mut tx, Action::ManageMembers)
+        .await?;
     let user = users::find_by_name(&mut *tx, username)
         .await?
         .ok_or_else(|| Error::field("username", Error::not_found("member", username)))?;

@@ -24,28 +24,42 @@ pub async fn login(
 ) -> Result<(User, String), Error> {
     let account = name_or_email.trim();
     svc.login_throttle.check(account, address)?;
-    let user = users::find_by_name_or_email(svc.db.pool(), account).await?;
-    let ok = verify_password(
-        password.to_string(),
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await?;
-    let user = match (ok, user) {
-        (true, Some(user)) => user,
-        _ => {
-            svc.login_throttle.failed(account, address);
-            return Err(Error::Unauthenticated("wrong user name or password".into()));
+    // A second round only when the password hash changed while the first checked it: another
+    // login upgraded a legacy hash (both right), or the password was reset or changed.
+    for _ in 0..2 {
+        let user = users::find_by_name_or_email(svc.db.pool(), account).await?;
+        let ok = verify_password(
+            password.to_string(),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+        let user = match (ok, user) {
+            (true, Some(user)) => user,
+            _ => break,
+        };
+        let upgraded = match is_legacy_hash(&user.password_hash) {
+            true => Some(hash_password(password.to_string()).await?),
+            false => None,
+        };
+        // The session is opened only if the hash checked above is still the user's: a reset or
+        // change committed meanwhile (which ends the user's sessions) would otherwise be
+        // outlived by this one, and a legacy hash upgraded over the new password.
+        let mut tx = svc.db.begin().await?;
+        if !users::lock_if_password_is(&mut tx, &user.uid, &user.password_hash).await? {
+            continue;
         }
-    };
-    svc.login_throttle.succeeded(account);
-    if is_legacy_hash(&user.password_hash) {
-        let upgraded = hash_password(password.to_string()).await?;
-        users::set_password_hash(svc.db.pool(), &user.uid, &upgraded).await?;
+        if let Some(upgraded) = &upgraded {
+            users::set_password_hash(&mut *tx, &user.uid, upgraded).await?;
+        }
+        let secret = new_secret("ys_");
+        let expires = now_micros() + svc.settings.session_ttl.as_micros() as i64;
+        sessions::create(&mut *tx, &secret_hash(&secret), &user.uid, expires).await?;
+        tx.commit().await.map_err(db_error)?;
+        svc.login_throttle.succeeded(account);
+        return Ok((user, secret));
     }
-    let secret = new_secret("ys_");
-    let expires = now_micros() + svc.settings.session_ttl.as_micros() as i64;
-    sessions::create(svc.db.pool(), &secret_hash(&secret), &user.uid, expires).await?;
-    Ok((user, secret))
+    svc.login_throttle.failed(account, address);
+    Err(Error::Unauthenticated("wrong user name or password".into()))
 }
 
 /// Ends the session whose secret is `secret`.

@@ -58,7 +58,7 @@ pub async fn complete(svc: &Services, token: &str, account: &NewAccount) -> Resu
         return Err(closed());
     }
     let user = users::create(
-        &mut *tx,
+        &mut tx,
         &users::NewUser {
             name: &account.name,
             email: &account.email,

@@ -163,7 +163,9 @@ pub async fn update(
             .map(|e| parse_expiry(e.as_deref()))
             .transpose()?,
     };
-    api_tokens::update(svc.db.pool(), &token, &changes).await
+    api_tokens::update(svc.db.pool(), &token.uid, &changes)
+        .await?
+        .ok_or_else(|| Error::not_found("API token", uid))
 }
 
 /// Revokes (deletes) one of the caller's tokens.

@@ -59,8 +59,13 @@ pub async fn create(
         .map_err(|e: Error| Error::field("role", e))?;
     let hash = hash_password(account.password.clone()).await?;
     let mut tx = svc.db.begin().await?;
+    // The caller may have been demoted since the request began (see `Caller::authorize_again`).
+    members::lock_organization(&mut *tx, &caller.organization.uid).await?;
+    caller
+        .authorize_again(&mut tx, Action::ManageMembers)
+        .await?;
     let user = users::create(
-        &mut *tx,
+        &mut tx,
         &users::NewUser {
             name: &account.name,
             email: &account.email,
@@ -122,6 +127,11 @@ pub async fn reset_password(
     names::validate_password(new_password).map_err(|e| Error::field("new_password", e))?;
     let hash = hash_password(new_password.to_string()).await?;
     let mut tx = svc.db.begin().await?;
+    // The caller may have been demoted since the request began (see `Caller::authorize_again`).
+    members::lock_organization(&mut *tx, &caller.organization.uid).await?;
+    caller
+        .authorize_again(&mut tx, Action::ManageMembers)
+        .await?;
     users::set_password_hash(&mut *tx, &user.uid, &hash).await?;
     sessions::delete_for_user(&mut *tx, &user.uid).await?;
     tx.commit().await.map_err(db_error)?;

@@ -38,3 +38,22 @@ macro_rules! backend_test {
         yatai_testkit::backend_test!($name, $crate::common::router, $body);
     };
 }
+
+/// Runs `second` while the transaction `first` is open, and returns what `second` gave once
+/// `first` has committed. Asserts that `second` waited: it must not finish while `first` is
+/// open. For checks that two writers take turns (on PostgreSQL, a check made without a lock does
+/// not see rows another transaction has not yet committed, and lets the second writer through
+/// at once; the two seconds are an upper bound on that, not a measurement).
+pub async fn waits_for<T: Send + std::fmt::Debug + 'static>(
+    first: yatai_store::db::Tx,
+    second: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let mut second = tokio::spawn(second);
+    let early = tokio::time::timeout(std::time::Duration::from_secs(2), &mut second).await;
+    assert!(
+        early.is_err(),
+        "the second writer did not wait for the first: {early:?}"
+    );
+    first.commit().await.unwrap();
+    second.await.unwrap()
+}

@@ -4,7 +4,7 @@
 use yatai_domain::registry::Kind;
 use yatai_domain::{names, Action, Error};
 use yatai_store::db::repositories::{self as repos, Repository, RepositoryFilter, RepositoryPage};
-use yatai_store::db::versions;
+use yatai_store::db::{db_error, versions};
 
 use super::load_repository;
 use super::query::ListSpec;
@@ -104,14 +104,20 @@ pub async fn delete(
 ) -> Result<Repository, Error> {
     caller.authorize(Action::WriteRegistry)?;
     let repo = load_repository(svc, caller, kind, name).await?;
-    let n = versions::count_in_repository(svc.db.pool(), &repo.uid).await?;
+    // Counted and deleted in one transaction, the repository locked first: a version created
+    // meanwhile is counted (or waits, and then finds the repository gone). Counted apart, it
+    // could be created in between and deleted with the repository, its archive left behind.
+    let mut tx = svc.db.begin().await?;
+    repos::lock_for_delete(&mut tx, &repo.uid).await?;
+    let n = versions::count_in_repository(&mut *tx, &repo.uid).await?;
     if n > 0 {
         return Err(Error::Conflict(format!(
             "the {} repository {name:?} still has {n} version(s); delete them first",
             kind.as_str()
         )));
     }
-    repos::delete(svc.db.pool(), &repo.uid).await?;
+    repos::delete(&mut *tx, &repo.uid).await?;
+    tx.commit().await.map_err(db_error)?;
     events::record(svc, caller, kind.repository_type(), &repo.name, "delete").await;
     Ok(repo)
 }

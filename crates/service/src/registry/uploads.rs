@@ -165,8 +165,8 @@ async fn open_upload(
 /// does not records the reason.
 pub async fn fail(svc: &Services, u: &Upload, reason: &str) -> Result<(), Error> {
     if uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, reason).await? {
+        versions::release_claim(svc.db.pool(), &u.version_uid, &u.uid).await?;
         discard_objects(svc, u).await;
-        versions::release_claim(svc.db.pool(), &u.version_uid).await?;
         versions::finish_failed(svc.db.pool(), &u.version_uid, reason).await?;
     }
     Ok(())
@@ -180,8 +180,8 @@ pub async fn abandon(svc: &Services, u: &Upload) -> Result<bool, Error> {
     if !uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, reason).await? {
         return Ok(false);
     }
+    versions::release_claim(svc.db.pool(), &u.version_uid, &u.uid).await?;
     discard_objects(svc, u).await;
-    versions::release_claim(svc.db.pool(), &u.version_uid).await?;
     versions::reset_abandoned(svc.db.pool(), &u.version_uid).await
 }
 

@@ -6,7 +6,7 @@ use yatai_domain::{names, time::now_micros, Action, Error};
 use yatai_store::db::repositories as repos;
 use yatai_store::db::users::{self, User};
 use yatai_store::db::versions::{self, NewVersion, Version, VersionPage};
-use yatai_store::db::{bento_models, db_error, labels, uploads as upload_rows};
+use yatai_store::db::{bento_models, db_error, labels, uploads as upload_rows, RowLock};
 
 use super::query::ListSpec;
 use super::{load_repository, load_version, tag, uploads};
@@ -233,6 +233,10 @@ pub async fn delete(
         }
     }
     let mut tx = svc.db.begin().await?;
+    // Locked first, so that an upload started meanwhile is either seen here (and its archive
+    // deleted below) or waits and then finds the version gone; read without the lock, it could
+    // commit in between, be deleted with the version, and leave its archive behind for good.
+    versions::lock(&mut tx, &v.uid, RowLock::WritersAndReferences).await?;
     let running = upload_rows::uploading_of_version(&mut *tx, &v.uid).await?;
     labels::replace(&mut tx, &caller.organization.uid, &v.uid, &[]).await?;
     versions::delete(&mut *tx, &v.uid).await?;

@@ -208,33 +208,28 @@ where
     query::page(ex, COLUMNS, &from, "created_at DESC, uid", &args, page).await
 }
 
-/// Applies changes to a token.
+/// Applies changes to a token: only the fields given are written. Written from the token as read
+/// before, a change of its description made at the same time as a change of its scopes put the
+/// scopes read before back (a narrowed token widened again). `None` if the token is gone.
 pub async fn update<'c>(
     ex: impl Executor<'c, Database = Any>,
-    token: &ApiToken,
+    uid: &str,
     changes: &ApiTokenChanges,
-) -> Result<ApiToken, Error> {
-    let mut updated = token.clone();
-    if let Some(d) = &changes.description {
-        updated.description = d.clone();
-    }
-    if let Some(s) = &changes.scopes {
-        updated.scopes = join_scopes(s);
-    }
-    if let Some(e) = changes.expired_at {
-        updated.expired_at = e;
-    }
-    updated.updated_at = Some(now_micros());
-    sqlx::query("UPDATE api_tokens SET description = $1, scopes = $2, expired_at = $3, updated_at = $4 WHERE uid = $5")
-        .bind(&updated.description)
-        .bind(&updated.scopes)
-        .bind(updated.expired_at)
-        .bind(updated.updated_at)
-        .bind(&updated.uid)
-        .execute(ex)
-        .await
-        .map_err(db_error)?;
-    Ok(updated)
+) -> Result<Option<ApiToken>, Error> {
+    sqlx::query_as(&format!(
+        "UPDATE api_tokens SET description = COALESCE($1, description), scopes = COALESCE($2, scopes), \
+         expired_at = CASE WHEN $3 = 1 THEN $4 ELSE expired_at END, updated_at = $5 WHERE uid = $6 \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(changes.description.as_deref())
+    .bind(changes.scopes.as_deref().map(join_scopes))
+    .bind(i64::from(changes.expired_at.is_some()))
+    .bind(changes.expired_at.flatten())
+    .bind(now_micros())
+    .bind(uid)
+    .fetch_optional(ex)
+    .await
+    .map_err(db_error)
 }
 
 /// Records that a token was used at `now`.

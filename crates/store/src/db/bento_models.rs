@@ -4,16 +4,18 @@ use yatai_domain::Error;
 
 use super::db_error;
 
-/// Replaces the model tags of a bento version.
+/// Replaces the model tags of a bento version; replacements take turns (as `labels::replace`:
+/// otherwise two manifests at once left the union of their tags).
 pub async fn replace(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     organization_uid: &str,
     bento_uid: &str,
     tags: &[(String, String)],
 ) -> Result<(), Error> {
+    super::versions::lock(tx, bento_uid, super::RowLock::Writers).await?;
     sqlx::query("DELETE FROM bento_models WHERE bento_uid = $1")
         .bind(bento_uid)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(db_error)?;
     for (name, version) in tags {
@@ -25,7 +27,7 @@ pub async fn replace(
             .bind(organization_uid)
             .bind(name)
             .bind(version)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(db_error)?;
     }

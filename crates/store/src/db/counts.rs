@@ -764,7 +764,7 @@ async fn installed(db: &Db) -> Result<bool, Error> {
 /// rows; retried a few times, waiting at most a few seconds each, so that a server starting
 /// beside busy replicas neither stalls them for long nor deadlocks with them.
 async fn install_postgres(db: &Db) -> Result<(), Error> {
-    super::generation::pg_installing(db, 7274302, async |conn| {
+    super::generation::pg_installing(db, super::lock_keys::COUNTS_INSTALL, async |conn| {
         let present: Vec<(String, String)> = sqlx::query_as(
             "SELECT proname::text, prosrc FROM pg_proc WHERE pronamespace = current_schema()::regnamespace",
         )

@@ -323,6 +323,12 @@ pub async fn delete_terminated<'c>(
 }
 
 /// Adds the next revision of a deployment, active, and makes the others inactive.
+///
+/// The deployment's row is locked first (see [`super::lock_row`]), so that revisions of one
+/// deployment are added in turns, each numbered after the last one committed. On PostgreSQL,
+/// an update (which wrote the deployment, then its revisions) and a rollback (its revisions,
+/// then the deployment) at once each waited for the other until one was aborted as a deadlock,
+/// and two rollbacks read the same last number, the second refused as a duplicate.
 pub async fn add_revision(
     tx: &mut Transaction<'_, Any>,
     deployment_uid: &str,
@@ -330,6 +336,11 @@ pub async fn add_revision(
     rollback_of: &str,
     targets: &[NewTarget<'_>],
 ) -> Result<(Revision, Vec<Target>), Error> {
+    if !super::lock_row(tx, "deployments", deployment_uid, super::RowLock::Writers).await? {
+        return Err(Error::NotFound(
+            "the deployment was deleted meanwhile".into(),
+        ));
+    }
     let now = now_micros();
     let number: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(number), 0) + 1 FROM deployment_revisions WHERE deployment_uid = $1",

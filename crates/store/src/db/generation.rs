@@ -147,7 +147,7 @@ fn pg_body() -> String {
 /// transaction moves it once, however many rows it wrote (`txid`).
 async fn install_postgres(db: &Db, create: &str, row: &str, bump: &str) -> Result<(), Error> {
     // Each step below is its own short transaction.
-    pg_installing(db, 7274301, async |conn| {
+    pg_installing(db, super::lock_keys::GENERATION_INSTALL, async |conn| {
         for s in [create, row] {
             sqlx::raw_sql(s)
                 .execute(&mut *conn)

@@ -36,8 +36,9 @@ pub async fn set(
 /// [`set`], but when `in_progress_since` is given, only if no build of the version is in
 /// progress: a build is, when its status is `pending` or `building` and was set (recorded in
 /// `image_builds`) at or after `in_progress_since` (older ones are builds that died). One
-/// statement decides, so that two concurrent requests cannot both start a build. Returns
-/// whether the status was set.
+/// statement decides, after the version's row is locked (on PostgreSQL the statement's
+/// `EXISTS` would not see a build row another request inserted and has not yet committed, and
+/// both started a build). Returns whether the status was set.
 pub async fn set_unless_in_progress(
     tx: &mut Transaction<'_, Any>,
     version_uid: &str,
@@ -46,6 +47,7 @@ pub async fn set_unless_in_progress(
     reason: &str,
     in_progress_since: Option<i64>,
 ) -> Result<bool, Error> {
+    super::versions::lock(tx, version_uid, super::RowLock::Writers).await?;
     let now = now_micros();
     let updated = match in_progress_since {
         None => sqlx::query(

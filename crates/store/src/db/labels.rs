@@ -4,16 +4,19 @@ use yatai_domain::Error;
 
 use super::db_error;
 
-/// Replaces the labels of a resource.
+/// Replaces the labels of a version. Replacements of one version take turns: on PostgreSQL, two
+/// at once each deleted only the labels committed before them and kept their own, so the
+/// version ended with both sets (past the limit of labels per version).
 pub async fn replace(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     organization_uid: &str,
     resource_uid: &str,
     labels: &[(String, String)],
 ) -> Result<(), Error> {
+    super::versions::lock(tx, resource_uid, super::RowLock::Writers).await?;
     sqlx::query("DELETE FROM labels WHERE resource_uid = $1")
         .bind(resource_uid)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(db_error)?;
     for (k, v) in labels {
@@ -26,7 +29,7 @@ pub async fn replace(
             .bind(organization_uid)
             .bind(k)
             .bind(v)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(db_error)?;
     }

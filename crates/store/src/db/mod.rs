@@ -43,6 +43,55 @@ pub const BOOKKEEPING: &[&str] = &[
     counts::POSITIONS,
 ];
 
+/// PostgreSQL advisory lock keys, one per kind of work that must take turns across connections
+/// and replicas; listed together so that no two share a key.
+pub(crate) mod lock_keys {
+    /// Installing the registry's change tracking (session lock, see `generation`).
+    pub const GENERATION_INSTALL: i64 = 7274301;
+    /// Installing the counts' triggers and recount (session lock, see `counts`).
+    pub const COUNTS_INSTALL: i64 = 7274302;
+    /// Creating a user (transaction lock, see `users::create`).
+    pub const USER_CREATION: i64 = 7274303;
+}
+
+/// What [`lock_row`] holds off until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLock {
+    /// Other writers of the row (PostgreSQL `FOR NO KEY UPDATE`, what an `UPDATE` takes).
+    Writers,
+    /// Other writers, and inserts of rows that refer to it (`FOR UPDATE`: a foreign key check
+    /// takes a share of the row it refers to): for a delete that takes those rows along.
+    WritersAndReferences,
+}
+
+/// Locks the row of `table` whose uid is `uid` until `tx` ends, so that what the transaction
+/// checks after this sees whatever an earlier holder committed; returns whether the row exists
+/// (one deleted while this waited for it does not).
+///
+/// Why: on PostgreSQL, a statement sees the rows committed when it started. A check and the write
+/// it allows, even in one statement (`WHERE NOT EXISTS`, a count, a delete then inserts), miss
+/// what a concurrent transaction has written and not yet committed, and both go through. After
+/// the lock, which the other one held, the next statement starts later and sees its rows. On
+/// SQLite, write transactions take turns already (`Db::begin`): the row is only looked up.
+pub(crate) async fn lock_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &'static str,
+    uid: &str,
+    lock: RowLock,
+) -> Result<bool, Error> {
+    let clause = match (DbBackend::of(tx), lock) {
+        (DbBackend::Sqlite, _) => "",
+        (DbBackend::Postgres, RowLock::Writers) => " FOR NO KEY UPDATE",
+        (DbBackend::Postgres, RowLock::WritersAndReferences) => " FOR UPDATE",
+    };
+    let found = sqlx::query(&format!("SELECT 1 FROM {table} WHERE uid = $1{clause}"))
+        .bind(uid)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(found.is_some())
+}
+
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -53,6 +102,17 @@ pub enum DbBackend {
     Sqlite,
     /// A PostgreSQL server.
     Postgres,
+}
+
+impl DbBackend {
+    /// The engine behind a connection (a transaction's, where no [`Db`] is at hand).
+    pub fn of(conn: &sqlx::AnyConnection) -> DbBackend {
+        if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            DbBackend::Postgres
+        } else {
+            DbBackend::Sqlite
+        }
+    }
 }
 
 /// How many PostgreSQL connections a server opens at most: two per CPU it may use (cgroup

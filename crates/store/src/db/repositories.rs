@@ -315,6 +315,25 @@ pub async fn set_description<'c>(
     Ok(())
 }
 
+/// Locks a repository's row until `tx` ends, against versions being created in it too (see
+/// [`super::lock_row`]): one created meanwhile is waited for, and one created later waits. A
+/// repository deleted meanwhile is not found.
+pub async fn lock_for_delete(tx: &mut sqlx::Transaction<'_, Any>, uid: &str) -> Result<(), Error> {
+    if !super::lock_row(
+        tx,
+        "repositories",
+        uid,
+        super::RowLock::WritersAndReferences,
+    )
+    .await?
+    {
+        return Err(Error::NotFound(
+            "the repository was deleted meanwhile".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Deletes a repository (its versions go with it).
 pub async fn delete<'c>(ex: impl Executor<'c, Database = Any>, uid: &str) -> Result<(), Error> {
     sqlx::query("DELETE FROM repositories WHERE uid = $1")

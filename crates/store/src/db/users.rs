@@ -78,12 +78,23 @@ pub(crate) const COLUMNS: &str =
 pub(crate) const SHOWN_COLUMNS: &str =
     "uid, name, email, first_name, last_name, is_site_admin, created_at, updated_at";
 
-/// Inserts a user; a taken name or e-mail, in any letter case (`ADMIN` beside `admin` would be
-/// told apart by nobody), is a conflict.
-pub async fn create<'c>(
-    ex: impl Executor<'c, Database = Any>,
-    new: &NewUser<'_>,
-) -> Result<User, Error> {
+/// Inserts a user in `tx`; a taken name or e-mail, in any letter case (`ADMIN` beside `admin`
+/// would be told apart by nobody), is a conflict.
+///
+/// Creations take turns until `tx` ends. The check for a taken name is made in the insert's own
+/// snapshot, which cannot see a user another transaction has inserted and not yet committed: on
+/// PostgreSQL, `Alice` and `alice` created at once were both committed. There a transaction lock
+/// makes the next creation wait, and its insert then sees the first one's user; SQLite's write
+/// transactions take turns already (`Db::begin`). Not a unique index on `lower(name)`: Yatai 1.x
+/// told names apart by case, and `yatai import` keeps its users as they were.
+pub async fn create(tx: &mut sqlx::Transaction<'_, Any>, new: &NewUser<'_>) -> Result<User, Error> {
+    if super::DbBackend::of(tx) == super::DbBackend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::lock_keys::USER_CREATION)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
     let user = User {
         uid: crate::new_uid(),
         name: new.name.to_string(),
@@ -108,7 +119,7 @@ pub async fn create<'c>(
     .bind(&user.password_hash)
     .bind(i64::from(user.is_site_admin))
     .bind(user.created_at)
-    .execute(ex)
+    .execute(&mut **tx)
     .await
     .map_err(db_error_named(format!("a user named {:?} or with e-mail {:?}", new.name, new.email)))?;
     if inserted.rows_affected() == 0 {
@@ -187,6 +198,23 @@ pub async fn find_many<'c>(
         args.list(uids)
     );
     args.fetch_all(ex, &sql).await
+}
+
+/// Locks a user's row until `tx` ends (see [`super::lock_row`]) and tells whether their password
+/// hash is still `password_hash`: a password reset or change, which holds the row until it
+/// commits, is either seen here or waits for `tx`.
+pub async fn lock_if_password_is(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    uid: &str,
+    password_hash: &str,
+) -> Result<bool, Error> {
+    super::lock_row(tx, "users", uid, super::RowLock::Writers).await?;
+    let now: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE uid = $1")
+        .bind(uid)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(now.as_deref() == Some(password_hash))
 }
 
 /// Replaces a user's password hash.

@@ -129,6 +129,20 @@ pub async fn create<'c>(
     Ok(v)
 }
 
+/// Locks a version's row until `tx` ends (see [`super::lock_row`]): writes of what belongs to a
+/// version (its labels, model tags, image build, deletion) take turns, and each sees what the one
+/// before it committed. A version deleted meanwhile is not found.
+pub async fn lock(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    uid: &str,
+    lock: super::RowLock,
+) -> Result<(), Error> {
+    if !super::lock_row(tx, "versions", uid, lock).await? {
+        return Err(Error::NotFound("the version was deleted meanwhile".into()));
+    }
+    Ok(())
+}
+
 /// Finds a version of a repository.
 pub async fn find<'c>(
     ex: impl Executor<'c, Database = Any>,
@@ -820,16 +834,23 @@ pub async fn finish_failed<'c>(
     Ok(())
 }
 
-/// Ends a push's claim on a version (its upload ended without replacing the archive): another
-/// push may write the manifest at once, and a manifest the push proposed is dropped.
+/// Ends a push's claim on a version when its upload `upload_uid` ended without replacing the
+/// archive: another push may write the manifest at once, and a manifest the push proposed is
+/// dropped. Only a claim made before that upload last showed signs of life is the push's own
+/// (it claimed, then uploaded). Another push can claim only once the upload has ended or gone
+/// quiet, so a later claim is that push's and is kept: released, its archive would have been
+/// served with the manifest from before it.
 pub async fn release_claim<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
+    upload_uid: &str,
 ) -> Result<(), Error> {
     sqlx::query(
-        "UPDATE versions SET push_claimed_at = NULL, push_claim_holder = NULL, push_manifest = NULL WHERE uid = $1",
+        "UPDATE versions SET push_claimed_at = NULL, push_claim_holder = NULL, push_manifest = NULL \
+         WHERE uid = $1 AND (push_claimed_at IS NULL OR push_claimed_at <= (SELECT active_at FROM uploads WHERE uid = $2))",
     )
     .bind(uid)
+    .bind(upload_uid)
     .execute(ex)
     .await
     .map_err(db_error)?;
