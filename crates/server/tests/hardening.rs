@@ -1282,6 +1282,23 @@ async fn svc_v1(app: &TestApp) -> (common::Client, String, String, String) {
     (c, uid, org, creator)
 }
 
+/// A proxy upload of the version `uid` into `key`, as its start records it.
+fn proxy_upload_row<'a>(
+    uid: &'a str,
+    key: &'a str,
+    creator: &'a str,
+) -> yatai_store::db::uploads::NewUpload<'a> {
+    yatai_store::db::uploads::NewUpload {
+        version_uid: uid,
+        transfer: yatai_domain::registry::Transfer::Proxy,
+        object_key: key,
+        upload_id: None,
+        manifest: "{}",
+        base_object_key: None,
+        creator_uid: creator,
+    }
+}
+
 fn label(k: &str, v: &str) -> Vec<(String, String)> {
     vec![(k.to_string(), v.to_string())]
 }
@@ -1347,7 +1364,7 @@ backend_test!(
 backend_test!(
     a_version_deleted_while_an_upload_starts_takes_the_uploads_archive_with_it,
     |app: TestApp| async move {
-        use yatai_domain::registry::{Kind, Transfer};
+        use yatai_domain::registry::Kind;
         use yatai_store::db::uploads;
         let (c, uid, org, creator) = svc_v1(&app).await;
         let key = yatai_service::registry::new_object_key(Kind::Bento, &org, "svc", "v1");
@@ -1357,20 +1374,9 @@ backend_test!(
         app.state.objects.put_stream(&key, part).await.unwrap();
         assert!(object_keys(&app, "").await.contains(&key));
         let mut first = app.state.db.begin().await.unwrap();
-        uploads::create(
-            &mut *first,
-            &uploads::NewUpload {
-                version_uid: &uid,
-                transfer: Transfer::Proxy,
-                object_key: &key,
-                upload_id: None,
-                manifest: "{}",
-                base_object_key: None,
-                creator_uid: &creator,
-            },
-        )
-        .await
-        .unwrap();
+        uploads::create(&mut *first, &proxy_upload_row(&uid, &key, &creator))
+            .await
+            .unwrap();
         let (s, b) = common::waits_for(first, {
             let c = c.clone();
             async move { c.delete(&version_path("bento", "svc", "v1"), None).await }
@@ -1428,31 +1434,48 @@ backend_test!(
     }
 );
 
+/// A login as `name` while the transaction `first` is open (it must wait), answered once `first`
+/// has committed.
+async fn login_while_open(
+    app: &TestApp,
+    first: yatai_store::db::Tx,
+    name: &str,
+    password: &str,
+) -> (StatusCode, serde_json::Value) {
+    let c = app.browser();
+    let body = json!({"name_or_email": name, "password": password});
+    common::waits_for(
+        first,
+        async move { c.post("/api/v1/auth/login", body).await },
+    )
+    .await
+}
+
+/// After setup, the uid of a new user `name` of the default organization.
+async fn user_after_setup(app: &TestApp, name: &str, password: &str) -> String {
+    app.setup_admin()
+        .await
+        .create_user(name, password, None)
+        .await;
+    sqlx::query_scalar("SELECT uid FROM users WHERE name = $1")
+        .bind(name)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
 backend_test!(
     a_login_checked_while_the_password_is_reset_opens_no_session,
     |app: TestApp| async move {
         use yatai_store::db::{sessions, users};
-        let admin = app.setup_admin().await;
-        admin.create_user("dora", "dora-password", None).await;
-        let uid: String = sqlx::query_scalar("SELECT uid FROM users WHERE name = 'dora'")
-            .fetch_one(app.state.db.pool())
-            .await
-            .unwrap();
+        let uid = user_after_setup(&app, "dora", "dora-password").await;
         // A reset as the service makes it: the new hash and the end of the user's sessions.
         let mut first = app.state.db.begin().await.unwrap();
         users::set_password_hash(&mut *first, &uid, "the hash of a new password")
             .await
             .unwrap();
         sessions::delete_for_user(&mut *first, &uid).await.unwrap();
-        let c = app.browser();
-        let (s, b) = common::waits_for(first, async move {
-            c.post(
-                "/api/v1/auth/login",
-                json!({"name_or_email": "dora", "password": "dora-password"}),
-            )
-            .await
-        })
-        .await;
+        let (s, b) = login_while_open(&app, first, "dora", "dora-password").await;
         assert_error(s, &b, StatusCode::UNAUTHORIZED);
         let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_uid = $1")
             .bind(&uid)
@@ -1470,12 +1493,7 @@ backend_test!(
     two_logins_at_once_of_an_imported_account_both_succeed,
     |app: TestApp| async move {
         use yatai_store::db::users;
-        let admin = app.setup_admin().await;
-        admin.create_user("legacy", "placeholder-pw", None).await;
-        let uid: String = sqlx::query_scalar("SELECT uid FROM users WHERE name = 'legacy'")
-            .fetch_one(app.state.db.pool())
-            .await
-            .unwrap();
+        let uid = user_after_setup(&app, "legacy", "placeholder-pw").await;
         let bcrypt_hash = bcrypt::hash("legacy-password", 4).unwrap();
         sqlx::query("UPDATE users SET password_hash = $1 WHERE uid = $2")
             .bind(&bcrypt_hash)
@@ -1491,15 +1509,7 @@ backend_test!(
         users::set_password_hash(&mut *first, &uid, &upgraded)
             .await
             .unwrap();
-        let c = app.browser();
-        let (s, b) = common::waits_for(first, async move {
-            c.post(
-                "/api/v1/auth/login",
-                json!({"name_or_email": "legacy", "password": "legacy-password"}),
-            )
-            .await
-        })
-        .await;
+        let (s, b) = login_while_open(&app, first, "legacy", "legacy-password").await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
 );
@@ -1510,7 +1520,6 @@ backend_test!(
 backend_test!(
     a_failed_push_releases_its_own_claim_only,
     |app: TestApp| async move {
-        use yatai_domain::registry::Transfer;
         use yatai_domain::time::now_micros;
         use yatai_store::db::{uploads, versions};
         let (_, uid, _, creator) = svc_v1(&app).await;
@@ -1524,20 +1533,9 @@ backend_test!(
         };
         // The version's creation claimed it; then its push's upload started.
         assert!(holder().await.is_some());
-        let upload = uploads::create(
-            pool,
-            &uploads::NewUpload {
-                version_uid: &uid,
-                transfer: Transfer::Proxy,
-                object_key: "k",
-                upload_id: None,
-                manifest: "{}",
-                base_object_key: None,
-                creator_uid: &creator,
-            },
-        )
-        .await
-        .unwrap();
+        let upload = uploads::create(pool, &proxy_upload_row(&uid, "k", &creator))
+            .await
+            .unwrap();
         versions::release_claim(pool, &uid, &upload.uid)
             .await
             .unwrap();

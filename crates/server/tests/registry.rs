@@ -1719,3 +1719,26 @@ backend_test!(
         assert_eq!(past["total"], 2, "{past}");
     }
 );
+
+// A version is read by its tag in one statement; when it is not there, the answer still says
+// whether the repository or only the version is missing (and a bento's repository is not a
+// model's).
+backend_test!(
+    a_missing_version_and_a_missing_repository_are_told_apart,
+    |app: TestApp| async move {
+        let c = api_client(&app).await;
+        create_version(&c, "bento", "iris", "v1", bento_manifest(&[]), json!([])).await;
+        let message = |b: &serde_json::Value| b["message"].as_str().unwrap().to_string();
+        let (s, b) = c.get(&version_path("bento", "iris", "v1")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = c.get(&version_path("bento", "iris", "nope")).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+        assert_eq!(message(&b), "bento \"iris:nope\" not found");
+        let (s, b) = c.get(&version_path("bento", "lily", "v1")).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+        assert_eq!(message(&b), "bento repository \"lily\" not found");
+        let (s, b) = c.get(&version_path("model", "iris", "v1")).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND);
+        assert_eq!(message(&b), "model repository \"iris\" not found");
+    }
+);

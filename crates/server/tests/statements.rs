@@ -99,10 +99,10 @@ async fn check(backend: Backend) {
             "{list}: the caller's {caller} statements, then one for the page"
         );
     }
-    // One version: its repository, the version, what is shown beside it, and the models the
-    // bento uses (none here).
+    // One version: the version by its tag (repository and version in one statement), what is
+    // shown beside it, and the models the bento uses (none here).
     let get = statements_of(&c, "/api/v1/bento_repositories/iris/bentos/v3").await;
-    assert_eq!(get, caller + 4, "a bento read alone");
+    assert_eq!(get, caller + 3, "a bento read alone");
     // Bentos that use models: the models (read by a bento without any too), then what they
     // show, a statement each, however many.
     for m in ["m1", "m2", "m3"] {

@@ -84,7 +84,7 @@ impl ArchiveSource for StoredArchives {
         dest: &'a Path,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let (_, v) = load_version(&self.svc, &self.caller, kind, name, version).await?;
+            let v = load_version(&self.svc, &self.caller, kind, name, version).await?;
             copy_archive(&self.svc, kind, &tag(name, version), &v, dest).await
         })
     }
@@ -126,7 +126,7 @@ pub async fn request_build(
     version: &str,
 ) -> Result<Version, Error> {
     caller.authorize(Action::WriteRegistry)?;
-    let (_, v) = load_version(svc, caller, Kind::Bento, name, version).await?;
+    let v = load_version(svc, caller, Kind::Bento, name, version).await?;
     let Some(builder) = svc.settings.image_builder.clone() else {
         return Err(Error::Conflict(NOT_CONFIGURED.into()));
     };
@@ -219,7 +219,7 @@ pub async fn set_status(
     reason: Option<&str>,
 ) -> Result<Version, Error> {
     caller.authorize(Action::WriteRegistry)?;
-    let (_, v) = load_version(svc, caller, Kind::Bento, name, version).await?;
+    let v = load_version(svc, caller, Kind::Bento, name, version).await?;
     transition(
         svc,
         caller,

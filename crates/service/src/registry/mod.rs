@@ -38,19 +38,27 @@ pub(crate) fn repository_not_found(kind: Kind, name: &str) -> Error {
     Error::not_found(kind.repository_type().replace('_', " ").as_str(), name)
 }
 
-/// Finds a version of a repository of the caller's organization or fails with 404.
+/// Finds a version of a repository of the caller's organization or fails with 404, naming the
+/// repository when that is what is missing.
 pub async fn load_version(
     svc: &Services,
     caller: &Caller,
     kind: Kind,
     name: &str,
     version: &str,
-) -> Result<(Repository, Version), Error> {
-    let repo = load_repository(svc, caller, kind, name).await?;
-    let v = version_rows::find(svc.db.pool(), &repo.uid, version)
-        .await?
-        .ok_or_else(|| Error::not_found(kind.as_str(), tag(name, version)))?;
-    Ok((repo, v))
+) -> Result<Version, Error> {
+    caller.authorize(Action::ReadRegistry)?;
+    let found =
+        version_rows::find_by_tag(svc.db.pool(), &caller.organization.uid, kind, name, version)
+            .await?;
+    match found {
+        Some(v) => Ok(v),
+        None => {
+            // Only to say which is missing.
+            load_repository(svc, caller, kind, name).await?;
+            Err(Error::not_found(kind.as_str(), tag(name, version)))
+        }
+    }
 }
 
 /// A fresh object key for one archive of a version (see [`yatai_store::objects::ArchiveKey`]).

@@ -51,7 +51,7 @@ async fn writable(
     version: &str,
 ) -> Result<Target, Error> {
     caller.authorize(Action::WriteRegistry)?;
-    let (_, v) = load_version(svc, caller, kind, name, version).await?;
+    let v = load_version(svc, caller, kind, name, version).await?;
     Ok(Target {
         kind,
         tag: tag(name, version),

@@ -153,7 +153,7 @@ pub async fn update(
     changes: &VersionChanges,
 ) -> Result<Version, Error> {
     caller.authorize(Action::WriteRegistry)?;
-    let (_, v) = load_version(svc, caller, kind, repository, version).await?;
+    let v = load_version(svc, caller, kind, repository, version).await?;
     let manifest = changes
         .manifest
         .as_ref()
@@ -204,7 +204,7 @@ pub async fn delete(
     version: &str,
 ) -> Result<Version, Error> {
     caller.authorize(Action::WriteRegistry)?;
-    let (_, v) = load_version(svc, caller, kind, repository, version).await?;
+    let v = load_version(svc, caller, kind, repository, version).await?;
     if kind == Kind::Model {
         let users = bentos_of_model(svc, caller, repository, version).await?;
         if !users.is_empty() {
@@ -344,7 +344,7 @@ pub async fn pull(
     version: &str,
     whole: bool,
 ) -> Result<(Version, String), Error> {
-    let (_, v) = load_version(svc, caller, kind, repository, version).await?;
+    let v = load_version(svc, caller, kind, repository, version).await?;
     let the_tag = tag(repository, version);
     let key = pullable(kind, &the_tag, &v)?;
     if whole {

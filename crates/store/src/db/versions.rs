@@ -159,6 +159,30 @@ pub async fn find<'c>(
     .map_err(db_error)
 }
 
+/// Finds a version by its tag in an organization: the repository (of `kind`) named
+/// `repository`, and its version `version`. One statement, where finding the repository first
+/// and then its version took two trips to the database for every request naming a version.
+pub async fn find_by_tag<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    organization_uid: &str,
+    kind: Kind,
+    repository: &str,
+    version: &str,
+) -> Result<Option<Version>, Error> {
+    sqlx::query_as(&format!(
+        "SELECT {columns} FROM repositories r JOIN versions v ON v.repository_uid = r.uid \
+         WHERE r.organization_uid = $1 AND r.kind = $2 AND r.name = $3 AND v.version = $4",
+        columns = prefixed("v", COLUMNS),
+    ))
+    .bind(organization_uid)
+    .bind(kind.as_str())
+    .bind(repository)
+    .bind(version)
+    .fetch_optional(ex)
+    .await
+    .map_err(db_error)
+}
+
 /// Finds a version by uid.
 pub async fn find_by_uid<'c>(
     ex: impl Executor<'c, Database = Any>,

@@ -406,7 +406,7 @@ pub async fn load_version<K: RegistryKind>(
     caller: &Caller,
     name: &str,
     version: &str,
-) -> Result<(Repository, Version), Error> {
+) -> Result<Version, Error> {
     yatai_service::registry::load_version(state, caller, K::KIND, name, version).await
 }
 

@@ -52,7 +52,7 @@ pub async fn get<K: RegistryKind>(
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     cached::answer(&state, &caller, &uri, &headers, || async {
-        let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
+        let v = load_version::<K>(&state, &caller, &name, &version).await?;
         let mut presenter = Presenter::new(&state, client_generation(&headers));
         let mut schema = presenter
             .versions(std::slice::from_ref(&v), true, true)
@@ -93,7 +93,7 @@ pub async fn delete<K: RegistryKind>(
     headers: HeaderMap,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<VersionSchema>> {
-    let (_, v) = load_version::<K>(&state, &caller, &name, &version).await?;
+    let v = load_version::<K>(&state, &caller, &name, &version).await?;
     let schema = Presenter::new(&state, client_generation(&headers))
         .version(&v, false)
         .await?;
@@ -150,7 +150,7 @@ pub async fn models_of_bento(
     headers: HeaderMap,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<VersionSchema>>> {
-    let (_, v) = load_version::<Bentos>(&state, &caller, &name, &version).await?;
+    let v = load_version::<Bentos>(&state, &caller, &name, &version).await?;
     let models = versions::models_of_bento(&state, &caller, &v).await?;
     Ok(Json(
         Presenter::new(&state, client_generation(&headers))

@@ -381,7 +381,7 @@ async fn version_page<K: KindPages>(
     let kind = K::KIND;
     let built = async {
         let caller = &page.caller;
-        let (_, v) = load_version(&state, caller, kind, &name, &version).await?;
+        let v = load_version(&state, caller, kind, &name, &version).await?;
         let related = match kind {
             Kind::Bento => versions::models_of_bento(&state, caller, &v).await?,
             Kind::Model => versions::bentos_of_model(&state, caller, &name, &version).await?,
