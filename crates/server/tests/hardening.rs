@@ -1536,7 +1536,7 @@ backend_test!(
         let upload = uploads::create(pool, &proxy_upload_row(&uid, "k", &creator))
             .await
             .unwrap();
-        versions::release_claim(pool, &uid, &upload.uid)
+        versions::release_claim(pool, &uid, Some(upload.active_at))
             .await
             .unwrap();
         assert_eq!(holder().await, None, "the push's own claim is released");
@@ -1548,7 +1548,9 @@ backend_test!(
             .await
             .unwrap();
         assert!(claimed);
-        versions::release_claim(pool, &uid, &upload.uid)
+        // The first push fails as the service ends it: the version, which serves no archive
+        // yet, records the failure, and the later claim is kept.
+        yatai_service::registry::uploads::fail(&app.state, &upload, "gave up")
             .await
             .unwrap();
         assert_eq!(
@@ -1556,5 +1558,12 @@ backend_test!(
             Some("b:1"),
             "the later claim is kept"
         );
+        let status: String =
+            sqlx::query_scalar("SELECT upload_status FROM versions WHERE uid = $1")
+                .bind(&uid)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "failed");
     }
 );

@@ -165,7 +165,7 @@ async fn open_upload(
 /// does not records the reason.
 pub async fn fail(svc: &Services, u: &Upload, reason: &str) -> Result<(), Error> {
     if uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, reason).await? {
-        versions::release_claim(svc.db.pool(), &u.version_uid, &u.uid).await?;
+        versions::release_claim(svc.db.pool(), &u.version_uid, Some(u.active_at)).await?;
         discard_objects(svc, u).await;
         versions::finish_failed(svc.db.pool(), &u.version_uid, reason).await?;
     }
@@ -180,7 +180,7 @@ pub async fn abandon(svc: &Services, u: &Upload) -> Result<bool, Error> {
     if !uploads::finish(svc.db.pool(), &u.uid, UploadState::Failed, reason).await? {
         return Ok(false);
     }
-    versions::release_claim(svc.db.pool(), &u.version_uid, &u.uid).await?;
+    versions::release_claim(svc.db.pool(), &u.version_uid, Some(u.active_at)).await?;
     discard_objects(svc, u).await;
     versions::reset_abandoned(svc.db.pool(), &u.version_uid).await
 }
@@ -551,10 +551,15 @@ pub async fn finish(
             } else {
                 reason
             };
-            for u in uploads::uploading_of_version(svc.db.pool(), &t.version.uid).await? {
-                fail(svc, &u, reason).await?;
+            let running = uploads::uploading_of_version(svc.db.pool(), &t.version.uid).await?;
+            for u in &running {
+                fail(svc, u, reason).await?;
             }
             if t.version.object_key.is_none() {
+                if running.is_empty() {
+                    // No upload to tell its claim by: the push that reports its failure ends it.
+                    versions::release_claim(svc.db.pool(), &t.version.uid, None).await?;
+                }
                 versions::finish_failed(svc.db.pool(), &t.version.uid, reason).await?;
             }
         }

@@ -839,14 +839,16 @@ pub async fn finish_success<'c>(
 }
 
 /// Records that the first push of a version failed, with its reason. A version that serves an
-/// archive is left as it is (the reason stays on the upload).
+/// archive is left as it is (the reason stays on the upload). The push's claim is ended apart
+/// ([`release_claim`]): cleared here too, a claim the next push made once the failed upload had
+/// gone quiet was lost with it.
 pub async fn finish_failed<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
     reason: &str,
 ) -> Result<(), Error> {
     let now = now_micros();
-    sqlx::query("UPDATE versions SET upload_status = $1, upload_finished_at = $2, upload_finished_reason = $3, push_claimed_at = NULL, push_claim_holder = NULL, updated_at = $2 \
+    sqlx::query("UPDATE versions SET upload_status = $1, upload_finished_at = $2, upload_finished_reason = $3, updated_at = $2 \
                  WHERE uid = $4 AND object_key IS NULL")
         .bind(UploadStatus::Failed.as_str())
         .bind(now)
@@ -858,23 +860,24 @@ pub async fn finish_failed<'c>(
     Ok(())
 }
 
-/// Ends a push's claim on a version when its upload `upload_uid` ended without replacing the
-/// archive: another push may write the manifest at once, and a manifest the push proposed is
-/// dropped. Only a claim made before that upload last showed signs of life is the push's own
-/// (it claimed, then uploaded). Another push can claim only once the upload has ended or gone
-/// quiet, so a later claim is that push's and is kept: released, its archive would have been
-/// served with the manifest from before it.
+/// Ends a push's claim on a version: another push may write the manifest at once, and a
+/// manifest the push proposed is dropped. When the push ends because its upload failed, pass the
+/// upload's last sign of life as read (`Upload::active_at`, before it was ended): only a claim
+/// made by then is the push's own (it claimed, then uploaded). Another push can claim only once
+/// the upload has ended or gone quiet, so a later claim is that push's and is kept (released, its
+/// archive would have been served with the manifest from before it). `None`: the caller holds
+/// the claim.
 pub async fn release_claim<'c>(
     ex: impl Executor<'c, Database = Any>,
     uid: &str,
-    upload_uid: &str,
+    claimed_by: Option<i64>,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE versions SET push_claimed_at = NULL, push_claim_holder = NULL, push_manifest = NULL \
-         WHERE uid = $1 AND (push_claimed_at IS NULL OR push_claimed_at <= (SELECT active_at FROM uploads WHERE uid = $2))",
+         WHERE uid = $1 AND ($2 IS NULL OR push_claimed_at IS NULL OR push_claimed_at <= $2)",
     )
     .bind(uid)
-    .bind(upload_uid)
+    .bind(claimed_by)
     .execute(ex)
     .await
     .map_err(db_error)?;
