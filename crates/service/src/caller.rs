@@ -98,11 +98,13 @@ impl Caller {
         authorize(self.role, self.identity.scopes().as_deref(), action)
     }
 
-    /// [`Self::authorize`] with the caller's role as `tx` reads it now, for a change of roles
-    /// made after the organization's lock (`members::lock_organization`): the role read when the
-    /// request began may have been taken away since, and an admin demoted by another could
-    /// otherwise make himself admin again with a request sent before.
+    /// Takes the organization's lock (`members::lock_organization`, held until `tx` ends, as
+    /// every change of roles does) and checks [`Self::authorize`] again with the caller's role as
+    /// it is then: the role read when the request began may have been taken away since, and an
+    /// admin demoted by another could otherwise make himself admin again with a request sent
+    /// before.
     pub async fn authorize_again(&self, tx: &mut Tx, action: Action) -> Result<(), Error> {
+        members::lock_organization(&mut **tx, &self.organization.uid).await?;
         let role = members::find(&mut **tx, &self.organization.uid, &self.user().uid)
             .await?
             .map(|m| m.role)

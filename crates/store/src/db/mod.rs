@@ -64,32 +64,44 @@ pub enum RowLock {
     WritersAndReferences,
 }
 
+impl RowLock {
+    /// The clause that ends a `SELECT` of the rows to lock, on the engine of `tx`: nothing on
+    /// SQLite, whose write transactions take turns already (`Db::begin`).
+    pub(crate) fn clause(self, tx: &sqlx::AnyConnection) -> &'static str {
+        match (DbBackend::of(tx), self) {
+            (DbBackend::Sqlite, _) => "",
+            (DbBackend::Postgres, RowLock::Writers) => " FOR NO KEY UPDATE",
+            (DbBackend::Postgres, RowLock::WritersAndReferences) => " FOR UPDATE",
+        }
+    }
+}
+
 /// Locks the row of `table` whose uid is `uid` until `tx` ends, so that what the transaction
-/// checks after this sees whatever an earlier holder committed; returns whether the row exists
-/// (one deleted while this waited for it does not).
+/// checks after this sees whatever an earlier holder committed; a row deleted while this waited
+/// for it is not found (`what` names it in the error).
 ///
 /// Why: on PostgreSQL, a statement sees the rows committed when it started. A check and the write
 /// it allows, even in one statement (`WHERE NOT EXISTS`, a count, a delete then inserts), miss
 /// what a concurrent transaction has written and not yet committed, and both go through. After
 /// the lock, which the other one held, the next statement starts later and sees its rows. On
-/// SQLite, write transactions take turns already (`Db::begin`): the row is only looked up.
+/// SQLite the row is only looked up (see [`RowLock::clause`]).
 pub(crate) async fn lock_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     table: &'static str,
+    what: &str,
     uid: &str,
     lock: RowLock,
-) -> Result<bool, Error> {
-    let clause = match (DbBackend::of(tx), lock) {
-        (DbBackend::Sqlite, _) => "",
-        (DbBackend::Postgres, RowLock::Writers) => " FOR NO KEY UPDATE",
-        (DbBackend::Postgres, RowLock::WritersAndReferences) => " FOR UPDATE",
-    };
-    let found = sqlx::query(&format!("SELECT 1 FROM {table} WHERE uid = $1{clause}"))
+) -> Result<(), Error> {
+    let sql = format!("SELECT 1 FROM {table} WHERE uid = $1{}", lock.clause(tx));
+    let found = sqlx::query(&sql)
         .bind(uid)
         .fetch_optional(&mut **tx)
         .await
         .map_err(db_error)?;
-    Ok(found.is_some())
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::NotFound(format!("the {what} was deleted meanwhile"))),
+    }
 }
 
 /// The schema migrations, embedded in the binary.

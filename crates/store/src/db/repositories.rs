@@ -319,19 +319,8 @@ pub async fn set_description<'c>(
 /// [`super::lock_row`]): one created meanwhile is waited for, and one created later waits. A
 /// repository deleted meanwhile is not found.
 pub async fn lock_for_delete(tx: &mut sqlx::Transaction<'_, Any>, uid: &str) -> Result<(), Error> {
-    if !super::lock_row(
-        tx,
-        "repositories",
-        uid,
-        super::RowLock::WritersAndReferences,
-    )
-    .await?
-    {
-        return Err(Error::NotFound(
-            "the repository was deleted meanwhile".into(),
-        ));
-    }
-    Ok(())
+    let lock = super::RowLock::WritersAndReferences;
+    super::lock_row(tx, "repositories", "repository", uid, lock).await
 }
 
 /// Deletes a repository (its versions go with it).

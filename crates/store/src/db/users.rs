@@ -200,16 +200,20 @@ pub async fn find_many<'c>(
     args.fetch_all(ex, &sql).await
 }
 
-/// Locks a user's row until `tx` ends (see [`super::lock_row`]) and tells whether their password
-/// hash is still `password_hash`: a password reset or change, which holds the row until it
-/// commits, is either seen here or waits for `tx`.
+/// Locks a user's row until `tx` ends (as [`super::lock_row`], in the statement that reads the
+/// hash) and tells whether their password hash is still `password_hash`: a password reset or
+/// change, which holds the row until it commits, is either seen here or waits for `tx`. A user
+/// deleted meanwhile has no hash.
 pub async fn lock_if_password_is(
     tx: &mut sqlx::Transaction<'_, Any>,
     uid: &str,
     password_hash: &str,
 ) -> Result<bool, Error> {
-    super::lock_row(tx, "users", uid, super::RowLock::Writers).await?;
-    let now: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE uid = $1")
+    let sql = format!(
+        "SELECT password_hash FROM users WHERE uid = $1{}",
+        super::RowLock::Writers.clause(tx)
+    );
+    let now: Option<String> = sqlx::query_scalar(&sql)
         .bind(uid)
         .fetch_optional(&mut **tx)
         .await

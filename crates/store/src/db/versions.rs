@@ -137,10 +137,7 @@ pub async fn lock(
     uid: &str,
     lock: super::RowLock,
 ) -> Result<(), Error> {
-    if !super::lock_row(tx, "versions", uid, lock).await? {
-        return Err(Error::NotFound("the version was deleted meanwhile".into()));
-    }
-    Ok(())
+    super::lock_row(tx, "versions", "version", uid, lock).await
 }
 
 /// Finds a version of a repository.
