@@ -39,6 +39,11 @@ pub struct StorageArgs {
     /// Metadata database URL, `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB`; overrides PG_* [default: SQLite in the data directory]
     #[arg(long, env = "YATAI_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// Most connections to the metadata database at once [default: PostgreSQL one more than
+    /// the CPUs (3 to 16), SQLite two per CPU (4 to 8)]; a PostgreSQL on another machine may want
+    /// more
+    #[arg(long, env = "YATAI_DB_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: Option<u32>,
     /// PostgreSQL host; setting it selects PostgreSQL
     #[arg(long, env = "PG_HOST")]
     pub pg_host: Option<String>,
@@ -85,6 +90,7 @@ pub struct ConfigFile {
     pub port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub db_max_connections: Option<u32>,
     pub pg_host: Option<String>,
     pub pg_port: Option<u16>,
     pub pg_user: Option<String>,
@@ -131,6 +137,8 @@ pub struct Storage {
     #[allow(dead_code)] // kept for messages
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// The pool's size when set ([`yatai_store::db::Db::connect_with_pool`]).
+    pub db_max_connections: Option<u32>,
     pub objects: ObjectStorageConfig,
 }
 
@@ -170,9 +178,14 @@ impl StorageArgs {
                 root: data_dir.join("objects"),
             },
         };
+        let db_max_connections = self.db_max_connections.or(file.db_max_connections);
+        if db_max_connections == Some(0) {
+            bail!("db_max_connections in the config file must be at least 1");
+        }
         Ok(Storage {
             data_dir,
             database_url,
+            db_max_connections,
             objects,
         })
     }

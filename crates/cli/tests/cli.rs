@@ -110,6 +110,7 @@ fn help_lists_commands_flags_and_env_names() {
         "--data-dir",
         "--config",
         "--database-url",
+        "YATAI_DB_MAX_CONNECTIONS",
         "PG_HOST",
         "PG_PORT",
         "PG_USER",
@@ -214,6 +215,41 @@ fn flags_beat_env_which_beats_the_config_file() {
         err.contains("invalid config file") && err.contains("prot"),
         "{err}"
     );
+}
+
+#[test]
+fn the_database_pool_size_is_a_setting_of_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = expect_failure(
+        yatai()
+            .args(["serve", "--db-max-connections", "0", "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert!(err.contains("--db-max-connections"), "{err}");
+    let config = dir.path().join("yatai.toml");
+    std::fs::write(&config, "db_max_connections = 0\n").unwrap();
+    let err = expect_failure(yatai().args(["serve", "--config"]).arg(&config));
+    assert!(
+        err.contains("db_max_connections") && err.contains("at least 1"),
+        "{err}"
+    );
+
+    // One connection is enough for a server to start (migrations, setup) and answer.
+    let port = free_port();
+    let (_server, _) = start(
+        yatai()
+            .args(["serve", "--port", &port.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .env("YATAI_DB_MAX_CONNECTIONS", "1"),
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[test]

@@ -159,7 +159,11 @@ pub async fn import(
     for step in identity_steps() {
         run.step(&mut tx, &step).await?;
     }
-    if !dry {
+    // A dry run ends its transaction too: kept open, it held a connection beside the two below
+    // (a pool of `--db-max-connections 2` waited out its timeout).
+    if dry {
+        tx.rollback().await?;
+    } else {
         tx.commit().await?;
     }
 
