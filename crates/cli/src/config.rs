@@ -1,6 +1,7 @@
 //! Configuration of the `yatai` binary. Each setting comes from, in order of precedence:
 //! a command-line flag, its environment variable, the TOML config file (`--config`), then the default.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -8,6 +9,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use yatai_store::db::postgres_url;
 use yatai_store::objects::S3Config;
+use yatai_store::Db;
 use yatai_store::ObjectStorageConfig;
 
 /// Default TCP port (the original Yatai's).
@@ -42,7 +44,7 @@ pub struct StorageArgs {
     /// Most connections to the metadata database at once [default: PostgreSQL one more than
     /// the CPUs (3 to 16), SQLite two per CPU (4 to 8)]; a PostgreSQL on another machine may want
     /// more
-    #[arg(long, env = "YATAI_DB_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "YATAI_DB_MAX_CONNECTIONS", value_name = "N")]
     pub db_max_connections: Option<u32>,
     /// PostgreSQL host; setting it selects PostgreSQL
     #[arg(long, env = "PG_HOST")]
@@ -131,15 +133,25 @@ impl ConfigFile {
     }
 }
 
+/// The most database connections `--db-max-connections` may ask for.
+const MAX_DB_CONNECTIONS: u32 = 1000;
+
 /// The resolved storage: database URL and object storage.
 #[derive(Debug, Clone)]
 pub struct Storage {
     #[allow(dead_code)] // kept for messages
     pub data_dir: PathBuf,
     pub database_url: String,
-    /// The pool's size when set ([`yatai_store::db::Db::connect_with_pool`]).
-    pub db_max_connections: Option<u32>,
+    /// The pool's size when set (see [`Storage::connect`]).
+    pub db_max_connections: Option<NonZeroU32>,
     pub objects: ObjectStorageConfig,
+}
+
+impl Storage {
+    /// Connects to the metadata database, with the pool's size when set.
+    pub async fn connect(&self) -> anyhow::Result<Db> {
+        Ok(Db::connect_with_pool(&self.database_url, self.db_max_connections).await?)
+    }
 }
 
 impl StorageArgs {
@@ -178,10 +190,15 @@ impl StorageArgs {
                 root: data_dir.join("objects"),
             },
         };
-        let db_max_connections = self.db_max_connections.or(file.db_max_connections);
-        if db_max_connections == Some(0) {
-            bail!("db_max_connections in the config file must be at least 1");
-        }
+        // One check for the flag, its env and the file.
+        let db_max_connections = match self.db_max_connections.or(file.db_max_connections) {
+            None => None,
+            Some(n @ 1..=MAX_DB_CONNECTIONS) => NonZeroU32::new(n),
+            Some(n) => bail!(
+                "--db-max-connections (YATAI_DB_MAX_CONNECTIONS, db_max_connections in the config file) \
+                 must be at least 1 and at most {MAX_DB_CONNECTIONS}, got {n}"
+            ),
+        };
         Ok(Storage {
             data_dir,
             database_url,

@@ -264,7 +264,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn open_db(storage: &config::Storage) -> anyhow::Result<Db> {
-    let db = Db::connect_with_pool(&storage.database_url, storage.db_max_connections).await?;
+    let db = storage.connect().await?;
     let applied = db.migrate().await?;
     if applied > 0 {
         tracing::info!(applied, "database migrations applied");
@@ -298,7 +298,7 @@ fn progress() -> yatai_ops::util::Progress {
 
 async fn backup(args: BackupArgs, file: &ConfigFile) -> anyhow::Result<()> {
     let storage = args.storage.resolve(file)?;
-    let db = Db::connect_with_pool(&storage.database_url, storage.db_max_connections).await?;
+    let db = storage.connect().await?;
     let objects = ObjectStorage::open(&storage.objects).await?;
     let result = yatai_ops::backup::backup(&db, &objects, &args.output, progress()).await;
     db.close().await;
@@ -318,7 +318,7 @@ async fn backup(args: BackupArgs, file: &ConfigFile) -> anyhow::Result<()> {
 
 async fn restore(args: RestoreArgs, file: &ConfigFile) -> anyhow::Result<()> {
     let storage = args.storage.resolve(file)?;
-    let db = Db::connect_with_pool(&storage.database_url, storage.db_max_connections).await?;
+    let db = storage.connect().await?;
     let objects = ObjectStorage::open(&storage.objects).await?;
     let options = yatai_ops::restore::RestoreOptions { force: args.force };
     let result =
@@ -374,7 +374,7 @@ async fn import(args: ImportArgs, file: &ConfigFile) -> anyhow::Result<()> {
         } else {
             None
         };
-    let db = Db::connect_with_pool(&storage.database_url, storage.db_max_connections).await?;
+    let db = storage.connect().await?;
     // A dry run writes nothing: without a schema in the target, it counts against an empty
     // temporary database instead.
     let mut scratch_dir = None;

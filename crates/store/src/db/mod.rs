@@ -22,6 +22,7 @@ pub mod uploads;
 pub mod users;
 pub mod versions;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -163,9 +164,11 @@ impl Db {
         Self::connect_with_pool(url, None).await
     }
 
-    /// [`Self::connect`] with a pool of at most `max_connections` (at least 1), or of the
-    /// default size.
-    pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Result<Db, Error> {
+    /// [`Self::connect`] with a pool of at most `max_connections`, or of the default size.
+    pub async fn connect_with_pool(
+        url: &str,
+        max_connections: Option<NonZeroU32>,
+    ) -> Result<Db, Error> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             DbBackend::Sqlite
@@ -181,10 +184,13 @@ impl Db {
             Error::invalid(format!("invalid database URL {:?}: {e}", redact_url(url)))
         })?;
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.filter(|n| *n > 0).unwrap_or_else(|| {
-                let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-                default_pool_size(backend, cpus)
-            }))
+            .max_connections(max_connections.map_or_else(
+                || {
+                    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+                    default_pool_size(backend, cpus)
+                },
+                NonZeroU32::get,
+            ))
             .acquire_timeout(Duration::from_secs(10))
             // The pool pings a connection as it takes it back (sqlx always does), and by
             // default again as it hands it out: two round trips to PostgreSQL besides each
