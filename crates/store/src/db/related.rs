@@ -3,7 +3,8 @@
 //!
 //! A page reads them in the statement that reads its rows, as JSON aggregates
 //! ([`Related::columns`]): one trip to the database (on SQLite one row back; PostgreSQL sends a
-//! page's versions as rows after them, see `versions::rows_after_head`). Read as a query per
+//! page's versions as rows after them, with their repositories as columns of those rows, see
+//! `versions::rows_after_head`). Read as a query per
 //! relation, a fresh page of 20 bentos cost seven trips and about 80 rows, and sqlx's SQLite
 //! driver hands each row from its connection thread to the runtime on its own; those hand-offs,
 //! not SQLite, were most of the page's time (`perf`, bench/RESULTS.md).
@@ -73,7 +74,7 @@ impl Related {
             with = if with_repositories { "1 = 1" } else { "1 = 0" },
             related = Self::columns(json, "batch", "batch_repositories"),
         );
-        Self::from_columns(&args.fetch_one(db, &sql).await?)
+        Self::from_columns(json, &args.fetch_one(db, &sql).await?)
     }
 
     /// Names for the four columns of [`Self::columns`], where a statement names them.
@@ -111,38 +112,37 @@ impl Related {
         repository_rows: bool,
     ) -> String {
         let repository_rows = if repository_rows {
-            json.rows(
+            json.rows_unordered(
                 &json.row("r", repositories::COLUMNS),
                 &format!("FROM {repositories} r"),
-                "r.uid",
             )
         } else {
             "'[]'".to_string()
         };
-        // Each version's labels in key order (the engine's collation, as a label list sorts).
-        let label_rows = json.rows(
+        // Each version's labels in key order (the engine's collation, as a label list sorts;
+        // sorted by `from_columns` on SQLite).
+        let label_rows = json.rows_sorted_by_reader(
             &json.array("l.resource_uid, l.label_key, l.label_value"),
             &format!("FROM labels l WHERE l.resource_uid IN (SELECT uid FROM {versions})"),
             "l.resource_uid, l.label_key",
         );
-        let build_rows = json.rows(
+        let build_rows = json.rows_unordered(
             &json.object("b", image_builds::COLUMNS),
             &format!("FROM image_builds b WHERE b.version_uid IN (SELECT uid FROM {versions})"),
-            "b.version_uid",
         );
         // What an answer shows of a creator: no password hash.
-        let user_rows = json.rows(
+        let user_rows = json.rows_unordered(
             &json.object("u", users::SHOWN_COLUMNS),
             &format!(
                 "FROM users u WHERE u.uid IN (SELECT creator_uid FROM {versions} UNION SELECT creator_uid FROM {repositories})"
             ),
-            "u.uid",
         );
         format!("{repository_rows}, {label_rows}, {build_rows}, {user_rows}")
     }
 
-    /// Reads the columns of [`Self::columns`].
+    /// Reads the columns of [`Self::columns`], as `json` wrote them.
     pub(crate) fn from_columns(
+        json: JsonSql,
         (repositories, labels, builds, users): &RelatedColumns,
     ) -> Result<Self, Error> {
         let repositories: Vec<Repository> = from_json("repositories", repositories)?;
@@ -152,6 +152,11 @@ impl Related {
         let mut label_map: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for (uid, key, value) in label_rows {
             label_map.entry(uid).or_default().push((key, value));
+        }
+        if json.reader_sorts() {
+            for labels in label_map.values_mut() {
+                labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            }
         }
         Ok(Related {
             repositories: repositories
@@ -167,10 +172,14 @@ impl Related {
         })
     }
 
-    /// Adds repositories read beside the batch (see [`Self::columns_beside_repositories`]).
-    pub(crate) fn with_repositories(mut self, repositories: &[Repository]) -> Self {
+    /// Adds repositories read beside the batch (see [`Self::columns_beside_repositories`]); one read
+    /// twice is kept once.
+    pub(crate) fn with_repositories(
+        mut self,
+        repositories: impl IntoIterator<Item = Repository>,
+    ) -> Self {
         self.repositories
-            .extend(repositories.iter().map(|r| (r.uid.clone(), r.clone())));
+            .extend(repositories.into_iter().map(|r| (r.uid.clone(), r)));
         self
     }
 }

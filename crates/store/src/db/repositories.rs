@@ -31,6 +31,35 @@ pub struct Repository {
 pub(crate) const COLUMNS: &str =
     "uid, organization_uid, kind, name, description, creator_uid, created_at, updated_at";
 
+impl Repository {
+    /// Reads a repository from the columns named `{prefix}uid`, `{prefix}name`, ... of a row (a
+    /// query joining repositories to another table names them with [`prefixed_columns`]).
+    pub(crate) fn from_columns(row: &sqlx::any::AnyRow, prefix: &str) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let col = |c: &str| format!("{prefix}{c}");
+        let kind: String = row.try_get(col("kind").as_str())?;
+        Ok(Repository {
+            uid: row.try_get(col("uid").as_str())?,
+            organization_uid: row.try_get(col("organization_uid").as_str())?,
+            kind: Kind::try_from(kind).map_err(|e| sqlx::Error::ColumnDecode {
+                index: col("kind"),
+                source: e.into(),
+            })?,
+            name: row.try_get(col("name").as_str())?,
+            description: row.try_get(col("description").as_str())?,
+            creator_uid: row.try_get(col("creator_uid").as_str())?,
+            created_at: row.try_get(col("created_at").as_str())?,
+            updated_at: row.try_get(col("updated_at").as_str())?,
+        })
+    }
+}
+
+/// The columns of `repositories` under the table alias `alias`, each renamed
+/// `{prefix}{column}` (for [`Repository::from_columns`]).
+pub(crate) fn prefixed_columns(alias: &str, prefix: &str) -> String {
+    super::query::renamed(alias, COLUMNS, prefix)
+}
+
 /// Sort orders of repository lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RepositoryOrder {
@@ -236,10 +265,9 @@ async fn read_page(
     let head = format!(
         "({total_select}), {rows}, {counts}",
         rows = json.rows(&json.row("p", COLUMNS), "FROM page p", rows_order),
-        counts = json.rows(
+        counts = json.rows_unordered(
             &json.array(&format!("p.uid, {}", counts::versions_in("p.uid"))),
             "FROM page p",
-            "p.uid"
         ),
     );
     let related = Related::columns_beside_repositories(json, "latest", "page");
@@ -248,7 +276,7 @@ async fn read_page(
         super::DbBackend::Sqlite => {
             let sql = format!(
                 "{ctes} SELECT {head}, {latest}, {related}",
-                latest = json.rows(&json.row("v", versions::COLUMNS), "FROM latest v", "v.uid"),
+                latest = json.rows_unordered(&json.row("v", versions::COLUMNS), "FROM latest v"),
             );
             let (total, rows, counts, latest, r, l, b, u): (
                 i64,
@@ -264,7 +292,7 @@ async fn read_page(
             (total, rows, counts, latest, r, l, b, u)
         }
         super::DbBackend::Postgres => {
-            let ((_, total, rows, counts, r, l, b, u), latest): (PageHead, _) =
+            let ((_, total, rows, counts, r, l, b, u), latest): (PageHead, Vec<Version>) =
                 versions::rows_after_head(
                     db,
                     args,
@@ -294,7 +322,8 @@ async fn read_page(
             .map(|v| (v.repository_uid.clone(), v))
             .collect(),
         n_versions: counts.into_iter().collect(),
-        related: Related::from_columns(&(r, l, b, u))?.with_repositories(&repositories),
+        related: Related::from_columns(json, &(r, l, b, u))?
+            .with_repositories(repositories.iter().cloned()),
         repositories,
     })
 }
