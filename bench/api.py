@@ -465,11 +465,10 @@ def main() -> None:
         sys.exit("bench/api: wrk is missing: apt-get install wrk")
     backends = [b for b in os.environ.get("BENCH_BACKENDS", "local pg_s3").replace(",", " ").split()]
     results: dict[str, dict[tuple[str, str], Load]] = {}
-    explains: list[str] = []
+    explains: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="yatai-bench-api-") as tmp:
         for backend in backends:
-            results[backend], explain = run_backend(backend, Path(tmp))
-            explains.append(explain)
+            results[backend], explains[backend] = run_backend(backend, Path(tmp))
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = f"API latency, {N_REPOS * PER_REPO:,} bentos in {N_REPOS} repositories, {CONNECTIONS} connections, wrk"
     report = (
@@ -483,16 +482,37 @@ def main() -> None:
     print("\n" + report)
     with open(REPO / "bench" / "RESULTS.md", "a", encoding="utf-8") as f:
         f.write("\n" + report)
-    (REPO / "bench" / "EXPLAIN.md").write_text(
+    write_explain(explains, when)
+
+
+def write_explain(explains: dict[str, str], when: str) -> None:
+    """Rewrites ``bench/EXPLAIN.md`` with the plans of the pairs just run, each headed with the
+    time of the run; a pair not run keeps its section from the file (``BENCH_BACKENDS=pg_s3``
+    once wiped SQLite's)."""
+    path = REPO / "bench" / "EXPLAIN.md"
+    kept: dict[str, str] = {}
+    if path.exists():
+        for section in re.split(r"^(?=## )", path.read_text("utf-8"), flags=re.M):
+            for backend, label in BACKENDS.items():
+                if section.startswith("## ") and f"({label})" in section.splitlines()[0]:
+                    kept[backend] = section.rstrip("\n") + "\n"
+    sections = []
+    for backend in BACKENDS:
+        if backend in explains:
+            heading, _, rest = explains[backend].partition("\n")
+            sections.append(f"{heading}, run {when}\n{rest}")
+        elif backend in kept:
+            sections.append(kept[backend])
+    path.write_text(
         "# Query plans of the list queries\n\n"
-        f"Written by `bench/api` ({when}) on its seeded database ({N_REPOS * PER_REPO:,} bentos in {N_REPOS} "
+        f"Written by `bench/api` (each section heading says when) on its seeded database ({N_REPOS * PER_REPO:,} bentos in {N_REPOS} "
         "repositories; 10 % of the versions carry `stage=prod`, each repository one `team` label of 10), "
         "for the parts of the one statement the server sends per list (`crates/store/src/db/versions.rs`, "
         "`repositories.rs`: the page, its total, and for repositories the newest version and count of each). "
         "SQLite: `EXPLAIN QUERY PLAN` without statistics (the server runs no `ANALYZE`); "
         "PostgreSQL: `EXPLAIN ANALYZE` after `VACUUM ANALYZE` (what autovacuum leaves). "
         "The time in each heading is the statement alone, run in the engine.\n\n"
-        + "\n".join(explains),
+        + "\n".join(sections),
         encoding="utf-8",
     )
 
