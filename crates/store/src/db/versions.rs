@@ -48,6 +48,34 @@ pub struct Version {
 }
 
 impl Version {
+    /// The version `create` inserts: new, `pending`, its manifest claimed by the creating push.
+    fn pending(new: &NewVersion<'_>) -> Version {
+        Version {
+            uid: crate::new_uid(),
+            repository_uid: new.repository_uid.to_string(),
+            kind: new.kind,
+            version: new.version.to_string(),
+            description: new.description.to_string(),
+            manifest: new.manifest.to_string(),
+            build_at: new.build_at,
+            upload_status: UploadStatus::Pending,
+            upload_finished_reason: String::new(),
+            upload_started_at: None,
+            upload_finished_at: None,
+            image_build_status: ImageBuildStatus::Pending,
+            object_key: None,
+            archive_size: None,
+            archive_sha256: None,
+            creator_uid: Some(new.creator_uid.to_string()),
+            created_at: now_micros(),
+            updated_at: None,
+            push_manifest: None,
+            // The creating push claims the manifest (see PUSH_CLAIM_SECS).
+            push_claimed_at: Some(now_micros()),
+            push_claim_holder: Some(new.claim_holder.to_string()),
+        }
+    }
+
     /// The upload status.
     pub fn status(&self) -> UploadStatus {
         self.upload_status
@@ -83,30 +111,7 @@ pub async fn create<'c>(
     ex: impl Executor<'c, Database = Any>,
     new: &NewVersion<'_>,
 ) -> Result<Version, Error> {
-    let v = Version {
-        uid: crate::new_uid(),
-        repository_uid: new.repository_uid.to_string(),
-        kind: new.kind,
-        version: new.version.to_string(),
-        description: new.description.to_string(),
-        manifest: new.manifest.to_string(),
-        build_at: new.build_at,
-        upload_status: UploadStatus::Pending,
-        upload_finished_reason: String::new(),
-        upload_started_at: None,
-        upload_finished_at: None,
-        image_build_status: ImageBuildStatus::Pending,
-        object_key: None,
-        archive_size: None,
-        archive_sha256: None,
-        creator_uid: Some(new.creator_uid.to_string()),
-        created_at: now_micros(),
-        updated_at: None,
-        push_manifest: None,
-        // The creating push claims the manifest (see PUSH_CLAIM_SECS).
-        push_claimed_at: Some(now_micros()),
-        push_claim_holder: Some(new.claim_holder.to_string()),
-    };
+    let v = Version::pending(new);
     sqlx::query(
         "INSERT INTO versions (uid, repository_uid, kind, version, description, manifest, build_at, upload_status, creator_uid, created_at, push_claimed_at, push_claim_holder) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -1028,28 +1033,20 @@ mod tests {
     use crate::db::DbBackend;
 
     fn version(uid: &str, repository_uid: &str, build_at: i64, created_at: i64) -> Version {
+        let new = NewVersion {
+            repository_uid,
+            kind: Kind::Bento,
+            version: uid,
+            description: "",
+            manifest: "{}",
+            build_at,
+            creator_uid: "u",
+            claim_holder: "h",
+        };
         Version {
             uid: uid.into(),
-            repository_uid: repository_uid.into(),
-            kind: Kind::Bento,
-            version: uid.into(),
-            description: String::new(),
-            manifest: "{}".into(),
-            build_at,
-            upload_status: UploadStatus::Success,
-            upload_finished_reason: String::new(),
-            upload_started_at: None,
-            upload_finished_at: None,
-            image_build_status: ImageBuildStatus::Pending,
-            object_key: None,
-            archive_size: None,
-            archive_sha256: None,
-            creator_uid: None,
             created_at,
-            updated_at: None,
-            push_manifest: None,
-            push_claimed_at: None,
-            push_claim_holder: None,
+            ..Version::pending(&new)
         }
     }
 
