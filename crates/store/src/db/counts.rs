@@ -813,10 +813,14 @@ async fn install_postgres(db: &Db) -> Result<(), Error> {
     .await
 }
 
-/// The SQL of the number of versions the repository `repository` (an expression naming a
-/// repository uid) has, for a statement's select list.
-pub fn versions_in(repository: &str) -> String {
-    format!("COALESCE((SELECT c.n FROM {VERSIONS} c WHERE c.repository_uid = {repository}), 0)")
+/// The SQL that joins the number of versions of each row of `rows` (a relation with a `uid` of
+/// repositories, aliased `p`) as `c`, for a statement's FROM: `COALESCE(c.n, 0)` reads it.
+///
+/// A join, not a lookup per row: PostgreSQL scans this small table whole for each lookup (100
+/// repositories: 2,000 rows read for a page of 20), where a join hashes it once (pgbench, a fresh
+/// repository page at 10,000 bentos: 0.65 -> 0.54 ms). SQLite reads it by its key either way.
+pub fn joined_versions(rows: &str) -> String {
+    format!("FROM {rows} p LEFT JOIN {VERSIONS} c ON c.repository_uid = p.uid")
 }
 
 /// The SQL of the number of versions of the repositories `wheres` selects (as `r`), or with

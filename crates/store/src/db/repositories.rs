@@ -266,8 +266,8 @@ async fn read_page(
         "({total_select}), {rows}, {counts}",
         rows = json.rows(&json.row("p", COLUMNS), "FROM page p", rows_order),
         counts = json.rows_unordered(
-            &json.array(&format!("p.uid, {}", counts::versions_in("p.uid"))),
-            "FROM page p",
+            &json.array("p.uid, COALESCE(c.n, 0)"),
+            &counts::joined_versions("page"),
         ),
     );
     let related = Related::columns_beside_repositories(json, "latest", "page");
