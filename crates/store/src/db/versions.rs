@@ -480,7 +480,8 @@ pub async fn list(
         _ => false,
     };
     // Each order is an index order (see migration 0007), and is written twice: for the page
-    // and for its rows' aggregate (over the page's columns, the repository name as `sort_name`).
+    // and for its rows (over the page's columns; on PostgreSQL, which sorts them, the repository
+    // name as `repository__name`, see `beside` below; SQLite's are sorted by `sort_as_listed`).
     let labelled = format!(
         "{} x CROSS JOIN versions v CROSS JOIN repositories r",
         counts::LABELLED
@@ -509,7 +510,7 @@ pub async fn list(
         VersionOrder::Name => (
             "repositories r CROSS JOIN versions v",
             "r.name, v.build_at DESC, v.created_at DESC, v.uid DESC",
-            "p.sort_name, p.build_at DESC, p.created_at DESC, p.uid DESC",
+            "p.repository__name, p.build_at DESC, p.created_at DESC, p.uid DESC",
         ),
     };
     let json = JsonSql(db.backend());
@@ -577,17 +578,15 @@ pub async fn list(
     // otherwise walk every organization's versions).
     let page_wheres = page_wheres.join(" AND ");
     let columns = prefixed("v", COLUMNS);
-    // What each row of the page carries beside its version: the repository's name, for the order
-    // by name, and on PostgreSQL the repository itself, read back from the version's row rather
-    // than aggregated as JSON and parsed (see the end).
+    // What each row of the page carries beside its version: on PostgreSQL its repository, read
+    // back from the version's row rather than aggregated as JSON and parsed (see the end); on
+    // SQLite nothing (its rows are aggregated as JSON and sorted after reading).
     let beside = match backend {
-        super::DbBackend::Sqlite => "r.name AS sort_name".to_string(),
-        super::DbBackend::Postgres => {
-            format!(
-                "r.name AS sort_name, {}",
-                repositories::prefixed_columns("r", REPOSITORY_PREFIX)
-            )
-        }
+        super::DbBackend::Sqlite => String::new(),
+        super::DbBackend::Postgres => format!(
+            ", {}",
+            repositories::prefixed_columns("r", REPOSITORY_PREFIX)
+        ),
     };
     let (page_sql, choice) = match (&search, &trigrams) {
         // A search found by trigrams: its matches gathered (the versions of the repositories
@@ -623,12 +622,12 @@ pub async fn list(
             };
             let read = |tables: &str, wheres: &str, chosen: &str| match backend {
                 super::DbBackend::Sqlite => format!(
-                    "SELECT {columns}, {beside} FROM {tables} WHERE {wheres} ORDER BY {order} \
+                    "SELECT {columns}{beside} FROM {tables} WHERE {wheres} ORDER BY {order} \
                      LIMIT CASE WHEN (SELECT n FROM total) > {offset} AND {chosen} THEN {limit} ELSE 0 END OFFSET {offset}"
                 ),
                 super::DbBackend::Postgres => only_if(
                     &format!(
-                        "SELECT {columns}, {beside} FROM {tables} WHERE {wheres} \
+                        "SELECT {columns}{beside} FROM {tables} WHERE {wheres} \
                          ORDER BY {order} LIMIT {limit} OFFSET {offset}"
                     ),
                     chosen,
@@ -668,7 +667,7 @@ pub async fn list(
                     ));
                     only_if(
                         &format!(
-                            "SELECT w.*, {beside} FROM (SELECT {columns} FROM versions v \
+                            "SELECT w.*{beside} FROM (SELECT {columns} FROM versions v \
                              WHERE {checked} ORDER BY {order} LIMIT {limit} OFFSET {offset}) w \
                              JOIN repositories r ON r.uid = w.repository_uid"
                         ),
@@ -685,7 +684,7 @@ pub async fn list(
         }
         _ => (
             format!(
-                "SELECT {columns}, {beside} FROM {tables} WHERE {page_wheres} AND (SELECT n FROM total) > {offset} \
+                "SELECT {columns}{beside} FROM {tables} WHERE {page_wheres} AND (SELECT n FROM total) > {offset} \
                  ORDER BY {order} LIMIT {limit} OFFSET {offset}"
             ),
             String::new(),
@@ -741,13 +740,9 @@ pub async fn list(
         // parsed here, were a fifth of the statement (pgbench, a fresh page of 20 at 10,000
         // bentos: 0.96-1.00 -> 0.75-0.78 ms).
         super::DbBackend::Postgres => {
-            let extra: Vec<String> = ["sort_name".to_string()]
-                .into_iter()
-                .chain(
-                    repositories::COLUMNS
-                        .split(',')
-                        .map(|c| format!("{REPOSITORY_PREFIX}{}", c.trim())),
-                )
+            let extra: Vec<String> = repositories::COLUMNS
+                .split(',')
+                .map(|c| format!("{REPOSITORY_PREFIX}{}", c.trim()))
                 .collect();
             let ((_, total, r, l, b, u), rows): (PageHead, Vec<VersionAndRepository>) =
                 rows_after_head(
